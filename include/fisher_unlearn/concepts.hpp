@@ -1,0 +1,163 @@
+// The requirements fisher_unlearn places on user types, built from small named pieces so that a
+// compiler error names the piece that failed (for example "HasSampleGradient" when a model has no
+// gradient member). Documentation with skeleton classes: docs/model_concept.md.
+#pragma once
+
+#include "fisher_unlearn/types.hpp"
+
+#include <Eigen/Core>
+
+#include <concepts>
+#include <cstddef>
+#include <random>
+#include <span>
+#include <string>
+
+namespace fisher_unlearn {
+
+struct UnlearningReport;  // report.hpp
+
+// ================================================================================================
+// Model: the user-supplied model.
+//
+// Rules the compiler cannot check:
+//  * num_parameters() and the size of parameters() are fixed for the object's lifetime.
+//  * loss(s) and gradient(s, g) are pure functions of (parameters, s): no hidden state changes.
+//  * gradient(s, g) overwrites g (size num_parameters()) with the derivative of loss(s) with respect
+//    to parameters(), and returns loss(s). It must not allocate per call on the hot path if it can
+//    avoid it; the caller owns g.
+//  * The training objective over a set S is  J_S(θ) = mean_{s∈S} loss(s) + (λ/2)‖θ‖²  where λ is
+//    l2_regularization() for a RegularizedModel and 0 otherwise. Per-sample losses therefore
+//    EXCLUDE the regulariser; the library adds it (detail/model_ops.hpp).
+// ================================================================================================
+
+template <class M>
+concept HasScalarType = requires { typename M::Scalar; } && SupportedScalar<typename M::Scalar>;
+
+template <class M>
+concept HasSampleType = requires { typename M::Sample; };
+
+template <class M>
+concept HasParameterCount = requires(const M& m) {
+  { m.num_parameters() } -> std::convertible_to<std::size_t>;
+};
+
+template <class M>
+concept HasParameterView = HasScalarType<M> && requires(M& m, const M& cm) {
+  { m.parameters() } -> std::convertible_to<std::span<typename M::Scalar>>;
+  { cm.parameters() } -> std::convertible_to<std::span<const typename M::Scalar>>;
+};
+
+template <class M>
+concept HasSampleLoss = HasScalarType<M> && HasSampleType<M> &&
+    requires(const M& m, const typename M::Sample& s) {
+      { m.loss(s) } -> std::convertible_to<typename M::Scalar>;
+    };
+
+/// A model with parameters and a per-sample loss. Every algorithm needs at least this.
+template <class M>
+concept Model = HasScalarType<M> && HasSampleType<M> && HasParameterCount<M> && HasParameterView<M> &&
+                HasSampleLoss<M>;
+
+template <class M>
+concept HasSampleGradient = HasScalarType<M> && HasSampleType<M> &&
+    requires(const M& m, const typename M::Sample& s, std::span<typename M::Scalar> g) {
+      { m.gradient(s, g) } -> std::convertible_to<typename M::Scalar>;
+    };
+
+/// A model with per-sample gradients: what every Fisher estimator and unlearner needs.
+template <class M>
+concept DifferentiableModel = Model<M> && HasSampleGradient<M>;
+
+// ---- optional refinements, detected where present ------------------------------------------------
+
+/// sum_loss_and_gradient(batch, g): overwrites g with Σ_s ∇loss(s) and returns Σ_s loss(s).
+/// Lets a model vectorise over a batch; the library falls back to a loop over gradient() otherwise.
+template <class M>
+concept BatchDifferentiableModel = DifferentiableModel<M> &&
+    requires(const M& m, std::span<const typename M::Sample> batch, std::span<typename M::Scalar> g) {
+      { m.sum_loss_and_gradient(batch, g) } -> std::convertible_to<typename M::Scalar>;
+    };
+
+/// hessian_vector_product(batch, v, out): out = Σ_s ∇²loss(s) · v (regulariser excluded).
+template <class M>
+concept HasHessianVectorProduct = HasScalarType<M> && HasSampleType<M> &&
+    requires(const M& m, std::span<const typename M::Sample> batch, std::span<const typename M::Scalar> v,
+             std::span<typename M::Scalar> out) { m.hessian_vector_product(batch, v, out); };
+
+/// hessian(batch, h): resizes h to d×d and sets it to Σ_s ∇²loss(s) (regulariser excluded).
+template <class M>
+concept HasDenseHessian = HasScalarType<M> && HasSampleType<M> &&
+    requires(const M& m, std::span<const typename M::Sample> batch, Matrix<typename M::Scalar>& h) {
+      m.hessian(batch, h);
+    };
+
+/// A model whose exact curvature is available: what NewtonRemoval needs.
+template <class M>
+concept TwiceDifferentiableModel = DifferentiableModel<M> && (HasHessianVectorProduct<M> || HasDenseHessian<M>);
+
+/// sampled_gradient(s, rng, g): overwrites g with ∇_θ[−log p(ŷ | x_s; θ)] for a target ŷ drawn from
+/// the model's own predictive distribution p(· | x_s; θ) using rng. E_ŷ[g gᵀ] is the true Fisher,
+/// which equals the Gauss–Newton matrix for exponential-family outputs: what a Monte-Carlo Fisher needs.
+template <class M>
+concept SampledFisherModel = DifferentiableModel<M> &&
+    requires(const M& m, const typename M::Sample& s, std::mt19937_64& rng, std::span<typename M::Scalar> g) {
+      m.sampled_gradient(s, rng, g);
+    };
+
+/// l2_regularization(): λ in J_S(θ) = mean loss + (λ/2)‖θ‖².
+template <class M>
+concept RegularizedModel = Model<M> && requires(const M& m) {
+  { m.l2_regularization() } -> std::convertible_to<typename M::Scalar>;
+};
+
+/// parameter_groups(): named contiguous ranges of parameters() ("block3", "embedding", "head"), so
+/// that unlearning can be restricted to a subset without copying the model.
+template <class M>
+concept HasParameterGroups = Model<M> && requires(const M& m) {
+  { *std::begin(m.parameter_groups()) } -> std::convertible_to<ParameterGroup>;
+};
+
+// ================================================================================================
+// FisherEstimator: holds (a structured form of) F = damping·I + (1/m) Σᵢ gᵢgᵢᵀ.
+//
+// Protocol: add_gradient()/add_gradients() any number of times, finalize(), then apply_power() as
+// often as wanted. apply_power before finalize, or after gradients were added since, throws
+// StateError. set_damping() changes λ without needing another finalize(). out must not alias v.
+// Gradients in add_gradients are the COLUMNS of a d×m matrix (contiguous per gradient in Eigen).
+// supports_power(p) says whether F^p v is exact (or defined) for that p in this structure.
+// ================================================================================================
+template <class E>
+concept FisherEstimator = requires { typename E::Scalar; } && SupportedScalar<typename E::Scalar> &&
+    requires(E& e, const E& ce, Eigen::Ref<const Vector<typename E::Scalar>> v,
+             Eigen::Ref<const Matrix<typename E::Scalar>> gradients, Eigen::Ref<Vector<typename E::Scalar>> out,
+             double power, typename E::Scalar damping) {
+      { ce.dimension() } -> std::convertible_to<std::size_t>;
+      e.add_gradient(v);
+      e.add_gradients(gradients);
+      e.finalize();
+      ce.apply_power(power, v, out);
+      { ce.supports_power(power) } -> std::convertible_to<bool>;
+      { ce.damping() } -> std::convertible_to<typename E::Scalar>;
+      e.set_damping(damping);
+      { ce.memory_bytes() } -> std::convertible_to<std::size_t>;
+      { ce.num_gradients() } -> std::convertible_to<std::size_t>;
+      e.clear();
+    };
+
+// ================================================================================================
+// NewtonUnlearner (the design's name for every unlearner, first- or second-order): moves a model's
+// parameters so that it forgets `forget`, using `retain` for curvature or repair, and reports what it
+// did. Strong guarantee: if unlearn throws, model.parameters() are unchanged.
+// ================================================================================================
+template <class U, class M>
+concept NewtonUnlearner = DifferentiableModel<M> &&
+    requires(const U& u, M& model, std::span<const typename M::Sample> forget,
+             std::span<const typename M::Sample> retain) {
+      { u.unlearn(model, forget, retain) } -> std::same_as<UnlearningReport>;
+      { u.name() } -> std::convertible_to<std::string>;
+    };
+
+// ---- LanguageModel and ExposureMetric: see exposure.hpp (issue: exposure metrics) ---------------
+
+}  // namespace fisher_unlearn

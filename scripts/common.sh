@@ -1,0 +1,28 @@
+# Shared by scripts/*.sh: install what the project needs from Debian's packages.
+# Sourced, not run. Root installs missing packages with apt-get; anyone else is told what to install.
+
+fu_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+fu_jobs="${FISHER_UNLEARN_JOBS:-$(nproc 2>/dev/null || echo 2)}"
+
+# ensure_packages PKG... : every named Debian package is installed afterwards, or the script stops.
+ensure_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "[setup] installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null || { echo "[setup] apt-get update failed" >&2; exit 1; }
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+      { echo "[setup] apt-get install ${missing[*]} failed" >&2; exit 1; }
+  else
+    echo "[setup] missing Debian packages: ${missing[*]}" >&2
+    echo "[setup] install them with: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+}
+
+# The build toolchain and the libraries every build needs.
+fu_core_packages=(cmake g++ make libeigen3-dev catch2)

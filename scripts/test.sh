@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs every test: a release build (with the CUDA target compiled where nvcc
+# exists; its tests skip without a device), then the same suite under AddressSanitizer +
+# UndefinedBehaviorSanitizer in a second build directory.
+#   ./scripts/test.sh            everything
+#   ./scripts/test.sh --fast     release build only, no sanitizer pass
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$fu_root"
+
+fast=0
+[ "${1:-}" = "--fast" ] && fast=1
+ensure_packages "${fu_core_packages[@]}"
+
+echo "== release build (build/) =="
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$fu_jobs"
+echo "== tests (release) =="
+(cd build && ctest --output-on-failure -j "$fu_jobs" --timeout 900)
+
+if [ "$fast" -eq 0 ]; then
+  echo "== AddressSanitizer + UndefinedBehaviorSanitizer build (build-sanitize/) =="
+  san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+  cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" \
+        -DCMAKE_CXX_FLAGS="$san" -DCMAKE_EXE_LINKER_FLAGS="$san" \
+        -DFISHER_UNLEARN_ENABLE_CUDA=OFF -DFISHER_UNLEARN_BUILD_EXAMPLES=OFF >/dev/null
+  cmake --build build-sanitize -j "$fu_jobs"
+  echo "== tests (sanitizers; consumer and compile-fail tests ran in the release pass) =="
+  (cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+     ctest --output-on-failure -j "$fu_jobs" --timeout 1800 -LE "consumer|compile_fail|slow")
+fi
+echo "== all test passes finished =="
