@@ -3,6 +3,7 @@
 // gradient member). Documentation with skeleton classes: docs/model_concept.md.
 #pragma once
 
+#include "fisher_unlearn/tokenizer.hpp"
 #include "fisher_unlearn/types.hpp"
 
 #include <Eigen/Core>
@@ -158,6 +159,39 @@ concept NewtonUnlearner = DifferentiableModel<M> &&
       { u.name() } -> std::convertible_to<std::string>;
     };
 
-// ---- LanguageModel and ExposureMetric: see exposure.hpp (issue: exposure metrics) ---------------
+// ================================================================================================
+// LanguageModel: a Model that scores tokens. Exposure (exposure.hpp) needs only this.
+//   vocab_size(): number of tokens.
+//   next_token_log_probs(context, out): out[v] = log p(v | context) (natural log), out.size() ==
+//   vocab_size(); context may be empty only if the model defines p(· | ∅).
+// IncrementalLanguageModel adds decoding state (a KV cache, say) so that scoring a tree of
+// continuations does not re-run shared prefixes:
+//   begin_decode(context) -> DecodeState having consumed context (copyable: a tree walk copies it);
+//   advance(state, token) appends one token; log_probs(state, out) = log p(· | all consumed tokens).
+// ================================================================================================
+template <class M>
+concept HasVocabulary = requires(const M& m) {
+  { m.vocab_size() } -> std::convertible_to<std::size_t>;
+};
+
+template <class M>
+concept HasNextTokenLogProbs = HasScalarType<M> &&
+    requires(const M& m, std::span<const Token> context, std::span<typename M::Scalar> out) {
+      m.next_token_log_probs(context, out);
+    };
+
+template <class M>
+concept LanguageModel = Model<M> && HasVocabulary<M> && HasNextTokenLogProbs<M>;
+
+template <class M>
+concept IncrementalLanguageModel = LanguageModel<M> && std::copyable<typename M::DecodeState> &&
+    requires(const M& m, typename M::DecodeState& state, const typename M::DecodeState& cstate,
+             std::span<const Token> context, Token token, std::span<typename M::Scalar> out) {
+      { m.begin_decode(context) } -> std::same_as<typename M::DecodeState>;
+      m.advance(state, token);
+      m.log_probs(cstate, out);
+    };
+
+// ---- ExposureMetric: see exposure.hpp (issue: exposure metrics) ---------------------------------
 
 }  // namespace fisher_unlearn
