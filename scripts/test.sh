@@ -29,4 +29,3 @@ if [ "$fast" -eq 0 ]; then
   (cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
      ctest --output-on-failure -j "$fu_jobs" --timeout 1800 -LE "consumer|compile_fail|slow")
 fi
-echo "== all test passes finished =="
