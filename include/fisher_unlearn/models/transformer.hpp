@@ -1,0 +1,881 @@
+// A GPT-style causal language model with exact, hand-written backward passes (Eigen GEMMs):
+//   x⁰ = E[tok] + P[pos];  xˡ⁺¹ = x' + W₂·gelu(W₁·LN₂(x') + b₁) + b₂,  x' = xˡ + Attn(LN₁(xˡ));
+//   logits = Eᵀ·LN_f(xᴸ) (tied head);  loss(sequence) = mean_t −ln p(tokₜ₊₁ | tok≤ₜ).
+// Cost per sequence of T positions: about 6·T·(12·L·C² + V·C) + 6·L·T²·C flops for loss+gradient
+// (d ≈ 12·L·C² + (V + T_max)·C parameters); memory O(L·T·(C + F) + L·H·T²) per workspace.
+#pragma once
+
+#include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/errors.hpp"
+#include "fisher_unlearn/tokenizer.hpp"
+#include "fisher_unlearn/types.hpp"
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <span>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fisher_unlearn::models {
+
+/// The architecture of a Transformer. Only the first six fields define the parameter layout; `seed`
+/// only chooses the initial parameters.
+struct TransformerConfig {
+  std::size_t vocab_size = ByteTokenizer::kVocabSize;  ///< V: tokens (256 for the byte tokenizer)
+  std::size_t context_length = 64;  ///< T_max: positions the model attends over (input tokens)
+  std::size_t num_layers = 2;       ///< L: transformer blocks
+  std::size_t width = 64;           ///< C: residual stream width (d_model)
+  std::size_t num_heads = 4;        ///< H: attention heads; must divide width
+  std::size_t mlp_ratio = 4;        ///< F = mlp_ratio·C hidden units in each MLP
+  std::uint64_t seed = 0;           ///< initial parameters: N(0, 0.02²), residual projections / √(2L)
+
+  /// Throws InvalidArgument naming the field that is out of range.
+  void validate() const {
+    auto require = [](bool ok, const std::string& what) {
+      if (!ok) throw InvalidArgument("TransformerConfig: " + what);
+    };
+    require(vocab_size >= 2, "vocab_size must be at least 2 (256 for the byte tokenizer)");
+    require(context_length >= 1, "context_length must be at least 1");
+    require(num_layers >= 1, "num_layers must be at least 1");
+    require(width >= 1, "width must be at least 1");
+    require(num_heads >= 1 && width % num_heads == 0,
+            "num_heads (" + std::to_string(num_heads) + ") must be positive and divide width (" +
+                std::to_string(width) + ")");
+    require(mlp_ratio >= 1, "mlp_ratio must be at least 1");
+    // Guard against sizes whose parameter count overflows or that cannot be allocated anyway.
+    require(vocab_size <= (1u << 24) && context_length <= (1u << 20) && width <= (1u << 16) &&
+                num_layers <= 4096 && mlp_ratio <= 64,
+            "a size is implausibly large (vocab <= 2^24, context <= 2^20, width <= 2^16, layers <= 4096, "
+            "mlp_ratio <= 64)");
+  }
+
+  /// Same parameter layout (every field but the seed).
+  bool same_architecture(const TransformerConfig& o) const {
+    return vocab_size == o.vocab_size && context_length == o.context_length && num_layers == o.num_layers &&
+           width == o.width && num_heads == o.num_heads && mlp_ratio == o.mlp_ratio;
+  }
+
+  /// "key=value" lines, one per field, in declaration order (stored verbatim in checkpoints).
+  std::string to_string() const {
+    std::ostringstream os;
+    os << "vocab_size=" << vocab_size << "\ncontext_length=" << context_length << "\nnum_layers=" << num_layers
+       << "\nwidth=" << width << "\nnum_heads=" << num_heads << "\nmlp_ratio=" << mlp_ratio << "\nseed=" << seed
+       << "\n";
+    return os.str();
+  }
+
+  /// Inverse of to_string(); throws FileFormatError on an unknown key, a missing key or a bad number.
+  static TransformerConfig parse(const std::string& text) {
+    TransformerConfig c;
+    std::istringstream is(text);
+    std::string line;
+    unsigned seen = 0;
+    while (std::getline(is, line)) {
+      if (line.empty()) continue;
+      const auto eq = line.find('=');
+      if (eq == std::string::npos) throw FileFormatError("TransformerConfig: line '" + line + "' is not key=value");
+      const std::string key = line.substr(0, eq), value = line.substr(eq + 1);
+      std::uint64_t v = 0;
+      try {
+        std::size_t used = 0;
+        v = std::stoull(value, &used);
+        if (used != value.size() || value.empty() || value[0] == '-') throw std::invalid_argument(value);
+      } catch (const std::exception&) {
+        throw FileFormatError("TransformerConfig: value of '" + key + "' is not a non-negative integer: '" + value +
+                              "'");
+      }
+      const char* names[] = {"vocab_size", "context_length", "num_layers", "width", "num_heads", "mlp_ratio", "seed"};
+      std::uint64_t* fields[] = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, &c.seed};
+      std::size_t* sizes[] = {&c.vocab_size, &c.context_length, &c.num_layers, &c.width,
+                              &c.num_heads,  &c.mlp_ratio,      nullptr};
+      bool known = false;
+      for (unsigned i = 0; i < 7; ++i) {
+        if (key != names[i]) continue;
+        known = true;
+        if (fields[i]) *fields[i] = v;
+        else *sizes[i] = static_cast<std::size_t>(v);
+        seen |= 1u << i;
+      }
+      if (!known) throw FileFormatError("TransformerConfig: unknown key '" + key + "'");
+    }
+    if (seen != 0x7fu) throw FileFormatError("TransformerConfig: a field is missing (need all 7 keys)");
+    return c;
+  }
+};
+
+/// How sum_loss_and_gradient spreads a batch over threads. Not part of the model's identity.
+/// Determinism: the batch is cut into chunks of `sequences_per_chunk` consecutive sequences; each
+/// chunk's gradient is computed by one thread and the chunk gradients are added in chunk order, so the
+/// result is bitwise independent of num_threads (it does depend on sequences_per_chunk).
+struct TransformerExecution {
+  std::size_t num_threads = 1;          ///< 0 means std::thread::hardware_concurrency()
+  std::size_t sequences_per_chunk = 8;  ///< sequences whose activations are stacked into one GEMM
+};
+
+/// Parameter layout: offsets into the flat parameter vector. Matrices are column-major, W is out×in.
+struct TransformerLayout {
+  struct Block {
+    std::size_t begin = 0, end = 0;
+    std::size_t ln1_gain = 0, ln1_bias = 0, qkv_weight = 0, qkv_bias = 0, out_weight = 0, out_bias = 0;
+    std::size_t ln2_gain = 0, ln2_bias = 0, fc_weight = 0, fc_bias = 0, proj_weight = 0, proj_bias = 0;
+  };
+  std::size_t token_embedding = 0;     ///< C×V: column v is token v's embedding (and output row v)
+  std::size_t position_embedding = 0;  ///< C×T_max
+  std::vector<Block> blocks;
+  std::size_t final_gain = 0, final_bias = 0;
+  std::size_t total = 0;
+
+  explicit TransformerLayout(const TransformerConfig& c) {
+    const std::size_t C = c.width, F = c.mlp_ratio * c.width;
+    std::size_t at = 0;
+    auto take = [&at](std::size_t n) {
+      const std::size_t o = at;
+      at += n;
+      return o;
+    };
+    token_embedding = take(C * c.vocab_size);
+    position_embedding = take(C * c.context_length);
+    for (std::size_t l = 0; l < c.num_layers; ++l) {
+      Block b;
+      b.begin = at;
+      b.ln1_gain = take(C);
+      b.ln1_bias = take(C);
+      b.qkv_weight = take(3 * C * C);
+      b.qkv_bias = take(3 * C);
+      b.out_weight = take(C * C);
+      b.out_bias = take(C);
+      b.ln2_gain = take(C);
+      b.ln2_bias = take(C);
+      b.fc_weight = take(F * C);
+      b.fc_bias = take(F);
+      b.proj_weight = take(C * F);
+      b.proj_bias = take(C);
+      b.end = at;
+      blocks.push_back(b);
+    }
+    final_gain = take(C);
+    final_bias = take(C);
+    total = at;
+  }
+};
+
+template <SupportedScalar ScalarType>
+class Transformer {
+ public:
+  using Scalar = ScalarType;
+
+  /// One training sequence: tokens[0..n-2] are the inputs, tokens[1..n-1] the targets (2 <= n <= T_max+1).
+  struct Sample {
+    std::vector<Token> tokens;
+  };
+
+  /// Incremental decoding state: the tokens consumed, every layer's keys and values, and
+  /// log p(· | consumed). Copying it copies only the positions consumed so far.
+  struct DecodeState {
+    std::vector<Token> tokens;
+    std::vector<std::vector<Scalar>> keys, values;  ///< per layer: C values per consumed position
+    std::vector<Scalar> log_probs;                   ///< V entries
+  };
+
+  explicit Transformer(const TransformerConfig& config) : config_(checked(config)), layout_(config_) {
+    theta_.resize(static_cast<Eigen::Index>(layout_.total));
+    initialize(config_.seed);
+  }
+
+  /// The same model in another precision (parameters rounded); the workspaces are not shared.
+  template <SupportedScalar Other>
+  explicit Transformer(const Transformer<Other>& other) : config_(other.config()), layout_(config_) {
+    const auto p = other.parameters();
+    theta_ = Eigen::Map<const Vector<Other>>(p.data(), static_cast<Eigen::Index>(p.size())).template cast<Scalar>();
+    execution_ = other.execution();
+  }
+
+  Transformer(const Transformer& o) : config_(o.config_), layout_(o.layout_), theta_(o.theta_), execution_(o.execution_) {}
+  Transformer& operator=(const Transformer& o) {
+    if (this != &o) {
+      config_ = o.config_;
+      layout_ = o.layout_;
+      theta_ = o.theta_;
+      execution_ = o.execution_;
+      pool_.clear();
+    }
+    return *this;
+  }
+  Transformer(Transformer&& o) noexcept
+      : config_(o.config_), layout_(std::move(o.layout_)), theta_(std::move(o.theta_)), execution_(o.execution_) {}
+  Transformer& operator=(Transformer&& o) noexcept {
+    config_ = o.config_;
+    layout_ = std::move(o.layout_);
+    theta_ = std::move(o.theta_);
+    execution_ = o.execution_;
+    pool_.clear();
+    return *this;
+  }
+
+  /// Redraws the parameters: weights N(0, 0.02²) (residual output projections N(0, (0.02/√(2L))²)),
+  /// biases 0, LayerNorm gains 1. Deterministic for a seed and identical (up to rounding) in float
+  /// and double.
+  void initialize(std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    const double std_dev = 0.02, proj_std = 0.02 / std::sqrt(2.0 * static_cast<double>(config_.num_layers));
+    const std::size_t C = config_.width, F = config_.mlp_ratio * C;
+    auto fill = [&](std::size_t offset, std::size_t n, double s) {
+      for (std::size_t i = 0; i < n; ++i) theta_[static_cast<Eigen::Index>(offset + i)] = static_cast<Scalar>(s * normal(rng));
+    };
+    auto constant = [&](std::size_t offset, std::size_t n, double v) {
+      theta_.segment(static_cast<Eigen::Index>(offset), static_cast<Eigen::Index>(n)).setConstant(static_cast<Scalar>(v));
+    };
+    fill(layout_.token_embedding, C * config_.vocab_size, std_dev);
+    fill(layout_.position_embedding, C * config_.context_length, std_dev);
+    for (const auto& b : layout_.blocks) {
+      constant(b.ln1_gain, C, 1.0);
+      constant(b.ln1_bias, C, 0.0);
+      fill(b.qkv_weight, 3 * C * C, std_dev);
+      constant(b.qkv_bias, 3 * C, 0.0);
+      fill(b.out_weight, C * C, proj_std);
+      constant(b.out_bias, C, 0.0);
+      constant(b.ln2_gain, C, 1.0);
+      constant(b.ln2_bias, C, 0.0);
+      fill(b.fc_weight, F * C, std_dev);
+      constant(b.fc_bias, F, 0.0);
+      fill(b.proj_weight, C * F, proj_std);
+      constant(b.proj_bias, C, 0.0);
+    }
+    constant(layout_.final_gain, C, 1.0);
+    constant(layout_.final_bias, C, 0.0);
+  }
+
+  // ---- Model ----------------------------------------------------------------------------------
+  const TransformerConfig& config() const { return config_; }
+  const TransformerLayout& layout() const { return layout_; }
+  std::size_t num_parameters() const { return layout_.total; }
+  std::span<Scalar> parameters() { return {theta_.data(), layout_.total}; }
+  std::span<const Scalar> parameters() const { return {theta_.data(), layout_.total}; }
+  std::size_t vocab_size() const { return config_.vocab_size; }
+  std::size_t context_length() const { return config_.context_length; }
+
+  const TransformerExecution& execution() const { return execution_; }
+  void set_execution(const TransformerExecution& e) {
+    if (e.sequences_per_chunk == 0) throw InvalidArgument("TransformerExecution: sequences_per_chunk must be >= 1");
+    execution_ = e;
+  }
+
+  /// "embedding" (token and position tables; the tied output head), "block0" … "block{L−1}",
+  /// "final_norm" (the last LayerNorm). They partition the parameter vector in order.
+  std::vector<ParameterGroup> parameter_groups() const {
+    std::vector<ParameterGroup> groups;
+    groups.push_back({"embedding", 0, layout_.blocks.front().begin});
+    for (std::size_t l = 0; l < layout_.blocks.size(); ++l)
+      groups.push_back({"block" + std::to_string(l), layout_.blocks[l].begin, layout_.blocks[l].end - layout_.blocks[l].begin});
+    groups.push_back({"final_norm", layout_.final_gain, layout_.total - layout_.final_gain});
+    return groups;
+  }
+
+  /// The weight matrices (embeddings, attention and MLP weights): what AdamW decays. Biases and
+  /// LayerNorm parameters are left out, as in GPT-2 practice.
+  std::vector<ParameterGroup> weight_decay_groups() const {
+    const std::size_t C = config_.width, F = config_.mlp_ratio * C;
+    std::vector<ParameterGroup> g;
+    g.push_back({"embedding", 0, layout_.blocks.front().begin});
+    for (std::size_t l = 0; l < layout_.blocks.size(); ++l) {
+      const auto& b = layout_.blocks[l];
+      const std::string p = "block" + std::to_string(l);
+      g.push_back({p + ".qkv_weight", b.qkv_weight, 3 * C * C});
+      g.push_back({p + ".out_weight", b.out_weight, C * C});
+      g.push_back({p + ".fc_weight", b.fc_weight, F * C});
+      g.push_back({p + ".proj_weight", b.proj_weight, C * F});
+    }
+    return g;
+  }
+
+  /// Mean next-token cross-entropy (natural log) over the sequence's n−1 positions.
+  Scalar loss(const Sample& s) const {
+    check_sample(s);
+    auto lease = acquire();
+    const Sample* one = &s;
+    return run_chunk(*lease, std::span<const Sample* const>(&one, 1), nullptr, Targets::observed, nullptr);
+  }
+
+  /// g = ∇loss(s) (overwritten); returns loss(s). Allocation-free once this thread's workspace is warm.
+  Scalar gradient(const Sample& s, std::span<Scalar> g) const {
+    check_sample(s);
+    check_out(g.size());
+    auto lease = acquire();
+    const Sample* one = &s;
+    return run_chunk(*lease, std::span<const Sample* const>(&one, 1), g.data(), Targets::observed, nullptr);
+  }
+
+  /// g = Σ_s ∇loss(s) (overwritten); returns Σ_s loss(s). Parallel over chunks (see TransformerExecution).
+  Scalar sum_loss_and_gradient(std::span<const Sample> batch, std::span<Scalar> g) const {
+    check_out(g.size());
+    for (const Sample& s : batch) check_sample(s);
+    auto out = as_eigen<Scalar>(g);
+    out.setZero();
+    if (batch.empty()) return Scalar(0);
+    const std::size_t per = execution_.sequences_per_chunk;
+    const std::size_t chunks = (batch.size() + per - 1) / per;
+    std::size_t threads = execution_.num_threads == 0 ? std::max(1u, std::thread::hardware_concurrency())
+                                                      : execution_.num_threads;
+    threads = std::min(threads, chunks);
+    std::vector<const Sample*> pointers(batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i) pointers[i] = &batch[i];
+    auto chunk_span = [&](std::size_t c) {
+      const std::size_t begin = c * per, n = std::min(per, batch.size() - begin);
+      return std::span<const Sample* const>(pointers.data() + begin, n);
+    };
+    if (chunks == 1) {
+      auto lease = acquire();
+      return run_chunk(*lease, chunk_span(0), g.data(), Targets::observed, nullptr);
+    }
+    // One gradient buffer per chunk, added in chunk order: the sum does not depend on the thread count.
+    Matrix<Scalar> partial(static_cast<Eigen::Index>(layout_.total), static_cast<Eigen::Index>(chunks));
+    std::vector<Scalar> losses(chunks, Scalar(0));
+    auto work = [&](std::size_t first, std::size_t stride) {
+      auto lease = acquire();
+      for (std::size_t c = first; c < chunks; c += stride)
+        losses[c] = run_chunk(*lease, chunk_span(c), partial.col(static_cast<Eigen::Index>(c)).data(), Targets::observed,
+                              nullptr);
+    };
+    run_parallel(threads, work);
+    Scalar total = 0;
+    for (std::size_t c = 0; c < chunks; ++c) {
+      out += partial.col(static_cast<Eigen::Index>(c));
+      total += losses[c];
+    }
+    return total;
+  }
+
+  /// g = ∇ (1/(n−1)) Σ_t −ln p(ŷₜ | tok≤ₜ) with ŷₜ ~ p(· | tok≤ₜ; θ) drawn at every position in order
+  /// (one uniform from rng per position). The observed targets s.tokens[1..] are ignored; the last
+  /// token is never an input. E[g gᵀ] is the true Fisher of the per-sequence loss.
+  void sampled_gradient(const Sample& s, std::mt19937_64& rng, std::span<Scalar> g) const {
+    check_sample(s);
+    check_out(g.size());
+    auto lease = acquire();
+    const Sample* one = &s;
+    run_chunk(*lease, std::span<const Sample* const>(&one, 1), g.data(), Targets::sampled, &rng);
+  }
+
+  // ---- LanguageModel --------------------------------------------------------------------------
+  /// out[v] = ln p(v | context). context must be non-empty (there is no beginning-of-text token);
+  /// only its last context_length tokens are used.
+  void next_token_log_probs(std::span<const Token> context, std::span<Scalar> out) const {
+    if (context.empty())
+      throw InvalidArgument("Transformer::next_token_log_probs: the context is empty; this model has no "
+                            "beginning-of-text token, so pass at least one token");
+    check_vocab_out(out.size());
+    if (context.size() > config_.context_length) context = context.last(config_.context_length);
+    for (Token t : context) check_token(t);
+    Sample s;
+    s.tokens.assign(context.begin(), context.end());
+    s.tokens.push_back(0);  // a placeholder target: only the last position's distribution is read
+    auto lease = acquire();
+    const Sample* one = &s;
+    run_chunk(*lease, std::span<const Sample* const>(&one, 1), nullptr, Targets::none, nullptr);
+    const auto& ws = *lease;
+    const Eigen::Index last = static_cast<Eigen::Index>(context.size()) - 1;
+    as_eigen<Scalar>(out) = ws.logits.col(last);
+  }
+
+  // ---- IncrementalLanguageModel ---------------------------------------------------------------
+  /// A state that has consumed `context` (non-empty). Cost: |context| single-position steps.
+  DecodeState begin_decode(std::span<const Token> context) const {
+    if (context.empty())
+      throw InvalidArgument("Transformer::begin_decode: the context is empty; pass at least one token");
+    DecodeState st;
+    st.keys.resize(config_.num_layers);
+    st.values.resize(config_.num_layers);
+    if (context.size() > config_.context_length) context = context.last(config_.context_length);
+    for (Token t : context) check_token(t);
+    for (Token t : context) step_one(st, t);
+    return st;
+  }
+
+  /// Appends one token. When the context window is full the state is rebuilt from the last
+  /// context_length tokens (positions shift), which costs a full re-run; below that it costs one step.
+  void advance(DecodeState& st, Token token) const {
+    check_token(token);
+    if (st.keys.size() != config_.num_layers || st.tokens.empty())
+      throw InvalidArgument("Transformer::advance: the state was not made by begin_decode() of this model");
+    if (st.tokens.size() < config_.context_length) {
+      step_one(st, token);
+      return;
+    }
+    std::vector<Token> window(st.tokens.end() - static_cast<std::ptrdiff_t>(config_.context_length) + 1, st.tokens.end());
+    window.push_back(token);
+    st = begin_decode(window);
+  }
+
+  /// out = ln p(· | the tokens the state has consumed).
+  void log_probs(const DecodeState& st, std::span<Scalar> out) const {
+    check_vocab_out(out.size());
+    if (st.log_probs.size() != config_.vocab_size)
+      throw InvalidArgument("Transformer::log_probs: the state was not made by begin_decode() of this model");
+    std::copy(st.log_probs.begin(), st.log_probs.end(), out.begin());
+  }
+
+ private:
+  enum class Targets { observed, sampled, none };
+  using Mat = Matrix<Scalar>;
+  using Vec = Vector<Scalar>;
+  using RowVec = Eigen::Matrix<Scalar, 1, Eigen::Dynamic>;
+  using ConstMap = Eigen::Map<const Mat>;
+  using MutMap = Eigen::Map<Mat>;
+  static constexpr Scalar kLayerNormEpsilon = Scalar(1e-5);
+
+  // Activations of one chunk, one column per position (all sequences of the chunk side by side).
+  struct LayerCache {
+    Mat ln1_xhat, ln1_out, qkv, probs, attn, ln2_xhat, ln2_out, fc_pre, fc_act;
+    RowVec ln1_rstd, ln2_rstd;
+  };
+  struct Workspace {
+    std::size_t capacity = 0;  // columns
+    std::vector<LayerCache> layers;
+    Mat x, lnf_xhat, lnf_out, logits, dx, dtmp, dln, dqkv, dfc, dscores;
+    RowVec lnf_rstd;
+    std::vector<Token> targets;
+    std::vector<Eigen::Index> seq_offset, seq_length;
+  };
+
+  // Workspaces are checked out per call, so const methods may run concurrently on one model (each
+  // concurrent caller gets its own workspace); a copy of the model starts with an empty pool.
+  class WorkspacePool {
+   public:
+    WorkspacePool() = default;
+    WorkspacePool(const WorkspacePool&) {}
+    WorkspacePool& operator=(const WorkspacePool&) { return *this; }
+    std::unique_ptr<Workspace> take() {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (free_.empty()) return std::make_unique<Workspace>();
+      auto w = std::move(free_.back());
+      free_.pop_back();
+      return w;
+    }
+    void give(std::unique_ptr<Workspace> w) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      free_.push_back(std::move(w));
+    }
+    void clear() {
+      std::lock_guard<std::mutex> lock(mutex_);
+      free_.clear();
+    }
+
+   private:
+    std::mutex mutex_;
+    std::vector<std::unique_ptr<Workspace>> free_;
+  };
+  class Lease {
+   public:
+    Lease(WorkspacePool& pool) : pool_(pool), ws_(pool.take()) {}
+    ~Lease() { pool_.give(std::move(ws_)); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Workspace& operator*() const { return *ws_; }
+
+   private:
+    WorkspacePool& pool_;
+    std::unique_ptr<Workspace> ws_;
+  };
+  Lease acquire() const { return Lease(pool_); }
+
+  template <class Work>
+  static void run_parallel(std::size_t threads, Work& work) {
+    if (threads <= 1) {
+      work(0, 1);
+      return;
+    }
+    std::vector<std::thread> pool;
+    std::exception_ptr error;
+    std::mutex error_mutex;
+    for (std::size_t t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        try {
+          work(t, threads);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(error_mutex);
+          if (!error) error = std::current_exception();
+        }
+      });
+    for (auto& th : pool) th.join();
+    if (error) std::rethrow_exception(error);
+  }
+
+  static TransformerConfig checked(const TransformerConfig& c) {
+    c.validate();
+    return c;
+  }
+  void check_token(Token t) const {
+    if (t < 0 || static_cast<std::size_t>(t) >= config_.vocab_size)
+      throw InvalidArgument("Transformer: token " + std::to_string(t) + " is outside the vocabulary [0, " +
+                            std::to_string(config_.vocab_size) + ")");
+  }
+  void check_sample(const Sample& s) const {
+    if (s.tokens.size() < 2 || s.tokens.size() > config_.context_length + 1)
+      throw InvalidArgument("Transformer: a sample has " + std::to_string(s.tokens.size()) +
+                            " tokens; it needs between 2 and context_length + 1 = " +
+                            std::to_string(config_.context_length + 1) + " (inputs plus the last target)");
+    for (Token t : s.tokens) check_token(t);
+  }
+  void check_out(std::size_t n) const {
+    if (n != layout_.total)
+      throw InvalidArgument("Transformer: gradient buffer has size " + std::to_string(n) + " but num_parameters() is " +
+                            std::to_string(layout_.total));
+  }
+  void check_vocab_out(std::size_t n) const {
+    if (n != config_.vocab_size)
+      throw InvalidArgument("Transformer: log-probability buffer has size " + std::to_string(n) +
+                            " but vocab_size() is " + std::to_string(config_.vocab_size));
+  }
+
+  ConstMap param(std::size_t offset, std::size_t rows, std::size_t cols) const {
+    return ConstMap(theta_.data() + offset, static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+  }
+  static MutMap grad(Scalar* g, std::size_t offset, std::size_t rows, std::size_t cols) {
+    return MutMap(g + offset, static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+  }
+
+  // Resizes only when the chunk needs more columns than any before, so a warm workspace never allocates.
+  void reserve(Workspace& ws, Eigen::Index n) const {
+    if (static_cast<std::size_t>(n) <= ws.capacity && ws.layers.size() == config_.num_layers) return;
+    const Eigen::Index cap = std::max<Eigen::Index>(n, static_cast<Eigen::Index>(ws.capacity));
+    const auto C = static_cast<Eigen::Index>(config_.width), F = static_cast<Eigen::Index>(config_.mlp_ratio) * C,
+               V = static_cast<Eigen::Index>(config_.vocab_size), H = static_cast<Eigen::Index>(config_.num_heads),
+               T = static_cast<Eigen::Index>(config_.context_length);
+    ws.layers.resize(config_.num_layers);
+    for (auto& lc : ws.layers) {
+      lc.ln1_xhat.resize(C, cap);
+      lc.ln1_out.resize(C, cap);
+      lc.qkv.resize(3 * C, cap);
+      lc.probs.resize(T, H * cap);
+      lc.attn.resize(C, cap);
+      lc.ln2_xhat.resize(C, cap);
+      lc.ln2_out.resize(C, cap);
+      lc.fc_pre.resize(F, cap);
+      lc.fc_act.resize(F, cap);
+      lc.ln1_rstd.resize(cap);
+      lc.ln2_rstd.resize(cap);
+    }
+    ws.x.resize(C, cap);
+    ws.lnf_xhat.resize(C, cap);
+    ws.lnf_out.resize(C, cap);
+    ws.lnf_rstd.resize(cap);
+    ws.logits.resize(V, cap);
+    ws.dx.resize(C, cap);
+    ws.dtmp.resize(C, cap);
+    ws.dln.resize(C, cap);
+    ws.dqkv.resize(3 * C, cap);
+    ws.dfc.resize(F, cap);
+    ws.dscores.resize(T, T);
+    ws.capacity = static_cast<std::size_t>(cap);
+  }
+
+  // y = γ ⊙ x̂ + β, x̂ = (x − μ)·rstd per column.
+  template <class In, class Xhat, class Out>
+  static void layer_norm(const In& x, const ConstMap& gain, const ConstMap& bias, Xhat&& xhat, RowVec& rstd_store,
+                         Out&& out) {
+    const Eigen::Index n = x.cols();
+    const Scalar inv_c = Scalar(1) / static_cast<Scalar>(x.rows());
+    for (Eigen::Index j = 0; j < n; ++j) {
+      const Scalar mean = x.col(j).sum() * inv_c;
+      xhat.col(j) = x.col(j).array() - mean;
+      const Scalar var = xhat.col(j).squaredNorm() * inv_c;
+      const Scalar rstd = Scalar(1) / std::sqrt(var + kLayerNormEpsilon);
+      rstd_store[j] = rstd;
+      xhat.col(j) *= rstd;
+    }
+    out = ((xhat.array().colwise() * gain.col(0).array()).colwise() + bias.col(0).array()).matrix();
+  }
+
+  // Accumulates dγ, dβ and writes dx = rstd·(d x̂ − mean(d x̂) − x̂ ⊙ mean(d x̂ ⊙ x̂)), d x̂ = dy ⊙ γ.
+  template <class Dy, class Xhat, class Dx>
+  static void layer_norm_backward(const Dy& dy, const Xhat& xhat, const RowVec& rstd, const ConstMap& gain,
+                                  MutMap dgain, MutMap dbias, Dx&& dx) {
+    const Eigen::Index n = dy.cols();
+    dgain.col(0).noalias() += (dy.array() * xhat.array()).rowwise().sum().matrix();
+    dbias.col(0).noalias() += dy.rowwise().sum();
+    const Scalar inv_c = Scalar(1) / static_cast<Scalar>(dy.rows());
+    dx = (dy.array().colwise() * gain.col(0).array()).matrix();  // d x̂
+    for (Eigen::Index j = 0; j < n; ++j) {
+      const Scalar m1 = dx.col(j).sum() * inv_c;
+      const Scalar m2 = dx.col(j).dot(xhat.col(j)) * inv_c;
+      dx.col(j) = (dx.col(j).array() - m1 - xhat.col(j).array() * m2) * rstd[j];
+    }
+  }
+
+  static Scalar gelu(Scalar x) {
+    constexpr Scalar k = Scalar(0.7978845608028654), c = Scalar(0.044715);
+    return Scalar(0.5) * x * (Scalar(1) + std::tanh(k * (x + c * x * x * x)));
+  }
+  static Scalar gelu_derivative(Scalar x) {
+    constexpr Scalar k = Scalar(0.7978845608028654), c = Scalar(0.044715);
+    const Scalar t = std::tanh(k * (x + c * x * x * x));
+    return Scalar(0.5) * (Scalar(1) + t) + Scalar(0.5) * x * (Scalar(1) - t * t) * k * (Scalar(1) + Scalar(3) * c * x * x);
+  }
+
+  // Forward (and backward when g != nullptr) over a chunk of sequences. With g, *overwrites* g with
+  // Σ_s ∇loss(s). Returns Σ_s loss(s) (0 for Targets::none, the sampled NLL sum for Targets::sampled).
+  // After return ws.logits holds log-probabilities (when g == nullptr).
+  Scalar run_chunk(Workspace& ws, std::span<const Sample* const> seqs, Scalar* g, Targets targets,
+                   std::mt19937_64* rng) const {
+    const std::size_t C = config_.width, F = config_.mlp_ratio * C, V = config_.vocab_size, Hh = config_.num_heads;
+    const std::size_t hd = C / Hh;
+    const auto Ci = static_cast<Eigen::Index>(C), hdi = static_cast<Eigen::Index>(hd);
+    const Scalar scale = Scalar(1) / std::sqrt(static_cast<Scalar>(hd));
+
+    Eigen::Index n = 0;
+    ws.seq_offset.clear();
+    ws.seq_length.clear();
+    for (const Sample* s : seqs) {
+      ws.seq_offset.push_back(n);
+      ws.seq_length.push_back(static_cast<Eigen::Index>(s->tokens.size()) - 1);
+      n += static_cast<Eigen::Index>(s->tokens.size()) - 1;
+    }
+    reserve(ws, n);
+    const std::size_t S = seqs.size();
+
+    // ---- forward ----
+    const ConstMap wte = param(layout_.token_embedding, C, V);
+    const ConstMap wpe = param(layout_.position_embedding, C, config_.context_length);
+    auto x = ws.x.leftCols(n);
+    for (std::size_t s = 0; s < S; ++s)
+      for (Eigen::Index t = 0; t < ws.seq_length[s]; ++t)
+        x.col(ws.seq_offset[s] + t) = wte.col(seqs[s]->tokens[static_cast<std::size_t>(t)]) + wpe.col(t);
+
+    for (std::size_t l = 0; l < config_.num_layers; ++l) {
+      const auto& b = layout_.blocks[l];
+      LayerCache& lc = ws.layers[l];
+      layer_norm(x, param(b.ln1_gain, C, 1), param(b.ln1_bias, C, 1), lc.ln1_xhat.leftCols(n), lc.ln1_rstd,
+                 lc.ln1_out.leftCols(n));
+      auto qkv = lc.qkv.leftCols(n);
+      qkv.noalias() = param(b.qkv_weight, 3 * C, C) * lc.ln1_out.leftCols(n);
+      qkv.colwise() += param(b.qkv_bias, 3 * C, 1).col(0);
+      for (std::size_t s = 0; s < S; ++s) {
+        const Eigen::Index o = ws.seq_offset[s], T = ws.seq_length[s];
+        for (std::size_t h = 0; h < Hh; ++h) {
+          const auto hi = static_cast<Eigen::Index>(h);
+          auto q = qkv.block(hi * hdi, o, hdi, T);
+          auto k = qkv.block(Ci + hi * hdi, o, hdi, T);
+          auto v = qkv.block(2 * Ci + hi * hdi, o, hdi, T);
+          // probs(j, i) = p(query i attends to key j), j <= i; column i of a T×T block.
+          auto p = lc.probs.block(0, hi * static_cast<Eigen::Index>(ws.capacity) + o, T, T);
+          p.noalias() = (k.transpose() * q) * scale;
+          for (Eigen::Index i = 0; i < T; ++i) {
+            auto col = p.col(i).head(i + 1);
+            const Scalar m = col.maxCoeff();
+            col = (col.array() - m).exp();
+            col /= col.sum();
+            if (i + 1 < T) p.col(i).tail(T - i - 1).setZero();
+          }
+          lc.attn.block(hi * hdi, o, hdi, T).noalias() = v * p;
+        }
+      }
+      x.noalias() += param(b.out_weight, C, C) * lc.attn.leftCols(n);
+      x.colwise() += param(b.out_bias, C, 1).col(0);
+      layer_norm(x, param(b.ln2_gain, C, 1), param(b.ln2_bias, C, 1), lc.ln2_xhat.leftCols(n), lc.ln2_rstd,
+                 lc.ln2_out.leftCols(n));
+      auto fc_pre = lc.fc_pre.leftCols(n);
+      fc_pre.noalias() = param(b.fc_weight, F, C) * lc.ln2_out.leftCols(n);
+      fc_pre.colwise() += param(b.fc_bias, F, 1).col(0);
+      lc.fc_act.leftCols(n) = fc_pre.unaryExpr([](Scalar v) { return gelu(v); });
+      x.noalias() += param(b.proj_weight, C, F) * lc.fc_act.leftCols(n);
+      x.colwise() += param(b.proj_bias, C, 1).col(0);
+    }
+    layer_norm(x, param(layout_.final_gain, C, 1), param(layout_.final_bias, C, 1), ws.lnf_xhat.leftCols(n),
+               ws.lnf_rstd, ws.lnf_out.leftCols(n));
+    auto logits = ws.logits.leftCols(n);
+    logits.noalias() = wte.transpose() * ws.lnf_out.leftCols(n);
+    // log-softmax per column
+    {
+      const RowVec m = logits.colwise().maxCoeff();
+      logits.rowwise() -= m;
+      const RowVec lse = logits.array().exp().colwise().sum().log().matrix();
+      logits.rowwise() -= lse;
+    }
+
+    // targets and the loss
+    ws.targets.resize(static_cast<std::size_t>(n));
+    Scalar total = 0;
+    if (targets != Targets::none) {
+      for (std::size_t s = 0; s < S; ++s) {
+        const Eigen::Index o = ws.seq_offset[s], T = ws.seq_length[s];
+        Scalar seq_sum = 0;
+        for (Eigen::Index t = 0; t < T; ++t) {
+          Token y;
+          if (targets == Targets::observed) {
+            y = seqs[s]->tokens[static_cast<std::size_t>(t) + 1];
+          } else {
+            y = sample_token(logits.col(o + t), *rng);
+          }
+          ws.targets[static_cast<std::size_t>(o + t)] = y;
+          seq_sum -= logits(y, o + t);
+        }
+        total += seq_sum / static_cast<Scalar>(T);
+      }
+    }
+    if (g == nullptr) return total;
+
+    // ---- backward ----
+    auto gout = as_eigen<Scalar>(std::span<Scalar>(g, layout_.total));
+    gout.setZero();
+    // dlogits = (softmax − onehot)/T_s, in place of the log-probabilities.
+    logits = logits.array().exp().matrix();
+    for (std::size_t s = 0; s < S; ++s) {
+      const Eigen::Index o = ws.seq_offset[s], T = ws.seq_length[s];
+      const Scalar w = Scalar(1) / static_cast<Scalar>(T);
+      for (Eigen::Index t = 0; t < T; ++t) logits(ws.targets[static_cast<std::size_t>(o + t)], o + t) -= Scalar(1);
+      logits.middleCols(o, T) *= w;
+    }
+    MutMap dwte = grad(g, layout_.token_embedding, C, V);
+    MutMap dwpe = grad(g, layout_.position_embedding, C, config_.context_length);
+    dwte.noalias() += ws.lnf_out.leftCols(n) * logits.transpose();
+    auto dln = ws.dln.leftCols(n);
+    dln.noalias() = wte * logits;
+    auto dx = ws.dx.leftCols(n);
+    auto dtmp = ws.dtmp.leftCols(n);
+    layer_norm_backward(dln, ws.lnf_xhat.leftCols(n), ws.lnf_rstd, param(layout_.final_gain, C, 1),
+                        grad(g, layout_.final_gain, C, 1), grad(g, layout_.final_bias, C, 1), dx);
+
+    for (std::size_t li = config_.num_layers; li-- > 0;) {
+      const auto& b = layout_.blocks[li];
+      LayerCache& lc = ws.layers[li];
+      // MLP: x ← x + W₂·gelu(W₁·LN₂(x) + b₁) + b₂
+      grad(g, b.proj_weight, C, F).noalias() += dx * lc.fc_act.leftCols(n).transpose();
+      grad(g, b.proj_bias, C, 1).col(0).noalias() += dx.rowwise().sum();
+      auto dfc = ws.dfc.leftCols(n);
+      dfc.noalias() = param(b.proj_weight, C, F).transpose() * dx;
+      dfc.array() *= lc.fc_pre.leftCols(n).unaryExpr([](Scalar v) { return gelu_derivative(v); }).array();
+      grad(g, b.fc_weight, F, C).noalias() += dfc * lc.ln2_out.leftCols(n).transpose();
+      grad(g, b.fc_bias, F, 1).col(0).noalias() += dfc.rowwise().sum();
+      dln.noalias() = param(b.fc_weight, F, C).transpose() * dfc;
+      layer_norm_backward(dln, lc.ln2_xhat.leftCols(n), lc.ln2_rstd, param(b.ln2_gain, C, 1), grad(g, b.ln2_gain, C, 1),
+                          grad(g, b.ln2_bias, C, 1), dtmp);
+      dx += dtmp;
+      // attention: x ← x + W_o·Attn(LN₁(x)) + b_o
+      grad(g, b.out_weight, C, C).noalias() += dx * lc.attn.leftCols(n).transpose();
+      grad(g, b.out_bias, C, 1).col(0).noalias() += dx.rowwise().sum();
+      dtmp.noalias() = param(b.out_weight, C, C).transpose() * dx;  // d attn
+      auto qkv = lc.qkv.leftCols(n);
+      auto dqkv = ws.dqkv.leftCols(n);
+      for (std::size_t s = 0; s < S; ++s) {
+        const Eigen::Index o = ws.seq_offset[s], T = ws.seq_length[s];
+        for (std::size_t h = 0; h < Hh; ++h) {
+          const auto hi = static_cast<Eigen::Index>(h);
+          auto q = qkv.block(hi * hdi, o, hdi, T);
+          auto k = qkv.block(Ci + hi * hdi, o, hdi, T);
+          auto v = qkv.block(2 * Ci + hi * hdi, o, hdi, T);
+          auto p = lc.probs.block(0, hi * static_cast<Eigen::Index>(ws.capacity) + o, T, T);
+          auto dout = dtmp.block(hi * hdi, o, hdi, T);
+          dqkv.block(2 * Ci + hi * hdi, o, hdi, T).noalias() = dout * p.transpose();
+          auto ds = ws.dscores.topLeftCorner(T, T);
+          ds.noalias() = v.transpose() * dout;  // dP
+          for (Eigen::Index i = 0; i < T; ++i) {
+            const Scalar dot = p.col(i).head(i + 1).dot(ds.col(i).head(i + 1));
+            ds.col(i) = (p.col(i).array() * (ds.col(i).array() - dot)) * scale;  // zero where p = 0
+          }
+          dqkv.block(hi * hdi, o, hdi, T).noalias() = k * ds;
+          dqkv.block(Ci + hi * hdi, o, hdi, T).noalias() = q * ds.transpose();
+        }
+      }
+      grad(g, b.qkv_weight, 3 * C, C).noalias() += dqkv * lc.ln1_out.leftCols(n).transpose();
+      grad(g, b.qkv_bias, 3 * C, 1).col(0).noalias() += dqkv.rowwise().sum();
+      dln.noalias() = param(b.qkv_weight, 3 * C, C).transpose() * dqkv;
+      layer_norm_backward(dln, lc.ln1_xhat.leftCols(n), lc.ln1_rstd, param(b.ln1_gain, C, 1), grad(g, b.ln1_gain, C, 1),
+                          grad(g, b.ln1_bias, C, 1), dtmp);
+      dx += dtmp;
+    }
+    for (std::size_t s = 0; s < S; ++s)
+      for (Eigen::Index t = 0; t < ws.seq_length[s]; ++t) {
+        const auto col = dx.col(ws.seq_offset[s] + t);
+        dwte.col(seqs[s]->tokens[static_cast<std::size_t>(t)]) += col;
+        dwpe.col(t) += col;
+      }
+    return total;
+  }
+
+  // Inverse-CDF draw from exp(log_probs), accumulated in double so the draw does not depend on
+  // float rounding of the running sum beyond the probabilities themselves.
+  template <class Col>
+  static Token sample_token(const Col& log_probs, std::mt19937_64& rng) {
+    const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+    double acc = 0.0;
+    const Eigen::Index V = log_probs.size();
+    for (Eigen::Index v = 0; v < V; ++v) {
+      acc += std::exp(static_cast<double>(log_probs[v]));
+      if (u < acc) return static_cast<Token>(v);
+    }
+    // u landed in the rounding gap at the top of the CDF: take the last token with positive mass.
+    for (Eigen::Index v = V; v-- > 0;)
+      if (std::exp(static_cast<double>(log_probs[v])) > 0.0) return static_cast<Token>(v);
+    return static_cast<Token>(V - 1);
+  }
+
+  // One decoding step: append token at position st.tokens.size(), update caches and log_probs.
+  void step_one(DecodeState& st, Token token) const {
+    const std::size_t C = config_.width, F = config_.mlp_ratio * C, V = config_.vocab_size, Hh = config_.num_heads;
+    const std::size_t hd = C / Hh, pos = st.tokens.size();
+    const auto Ci = static_cast<Eigen::Index>(C), hdi = static_cast<Eigen::Index>(hd);
+    const Scalar scale = Scalar(1) / std::sqrt(static_cast<Scalar>(hd));
+    const ConstMap wte = param(layout_.token_embedding, C, V);
+    Vec x = wte.col(token) + param(layout_.position_embedding, C, config_.context_length).col(static_cast<Eigen::Index>(pos));
+    Mat xhat(Ci, 1), y(Ci, 1);
+    RowVec rstd(1);
+    Vec qkv(3 * Ci), attn(Ci), hidden(static_cast<Eigen::Index>(F)), scores;
+    const auto npos = static_cast<Eigen::Index>(pos + 1);
+    for (std::size_t l = 0; l < config_.num_layers; ++l) {
+      const auto& b = layout_.blocks[l];
+      layer_norm(x, param(b.ln1_gain, C, 1), param(b.ln1_bias, C, 1), xhat, rstd, y);
+      qkv.noalias() = param(b.qkv_weight, 3 * C, C) * y.col(0);
+      qkv += param(b.qkv_bias, 3 * C, 1).col(0);
+      auto& keys = st.keys[l];
+      auto& values = st.values[l];
+      keys.insert(keys.end(), qkv.data() + Ci, qkv.data() + 2 * Ci);
+      values.insert(values.end(), qkv.data() + 2 * Ci, qkv.data() + 3 * Ci);
+      const ConstMap K(keys.data(), Ci, npos), Vv(values.data(), Ci, npos);
+      for (std::size_t h = 0; h < Hh; ++h) {
+        const auto hi = static_cast<Eigen::Index>(h);
+        scores.noalias() = (K.middleRows(hi * hdi, hdi).transpose() * qkv.segment(hi * hdi, hdi)) * scale;
+        const Scalar m = scores.maxCoeff();
+        scores = (scores.array() - m).exp();
+        scores /= scores.sum();
+        attn.segment(hi * hdi, hdi).noalias() = Vv.middleRows(hi * hdi, hdi) * scores;
+      }
+      x.noalias() += param(b.out_weight, C, C) * attn;
+      x += param(b.out_bias, C, 1).col(0);
+      layer_norm(x, param(b.ln2_gain, C, 1), param(b.ln2_bias, C, 1), xhat, rstd, y);
+      hidden.noalias() = param(b.fc_weight, F, C) * y.col(0);
+      hidden += param(b.fc_bias, F, 1).col(0);
+      hidden = hidden.unaryExpr([](Scalar v) { return gelu(v); });
+      x.noalias() += param(b.proj_weight, C, F) * hidden;
+      x += param(b.proj_bias, C, 1).col(0);
+    }
+    layer_norm(x, param(layout_.final_gain, C, 1), param(layout_.final_bias, C, 1), xhat, rstd, y);
+    Vec logits = wte.transpose() * y.col(0);
+    const Scalar m = logits.maxCoeff();
+    logits.array() -= m;
+    logits.array() -= std::log(logits.array().exp().sum());
+    st.log_probs.assign(logits.data(), logits.data() + logits.size());
+    st.tokens.push_back(token);
+  }
+
+  TransformerConfig config_;
+  TransformerLayout layout_;
+  Vec theta_;
+  TransformerExecution execution_;
+  mutable WorkspacePool pool_;
+};
+
+static_assert(DifferentiableModel<Transformer<float>> && DifferentiableModel<Transformer<double>>);
+
+}  // namespace fisher_unlearn::models
