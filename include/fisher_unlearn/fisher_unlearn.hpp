@@ -8,4 +8,6 @@
 #include "fisher_unlearn/types.hpp"
 #include "fisher_unlearn/detail/model_ops.hpp"
 #include "fisher_unlearn/fisher/collect.hpp"
+#include "fisher_unlearn/fisher/diagonal.hpp"
+#include "fisher_unlearn/fisher/woodbury.hpp"
 #include "fisher_unlearn/models/logistic_regression.hpp"

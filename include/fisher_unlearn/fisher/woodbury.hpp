@@ -1,0 +1,286 @@
+// WoodburyFisher: exact F = λI + (1/m)GGᵀ (G = [g₁ … g_m], d×m) kept in low-rank form. With
+// K = (1/m)GᵀG = UΣUᵀ, F^p v = λ^p v + Σⱼ ((λ+σⱼ)^p − λ^p) wⱼ(wⱼᵀv), wⱼ = G uⱼ/√(mσⱼ), for ANY real p.
+// Cost: add O(md) (one Gram row), finalize O(m³), product O(md + m²); memory m·d·sizeof(Scalar) + O(m²) doubles.
+#pragma once
+
+#include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/detail/fisher_common.hpp"
+#include "fisher_unlearn/errors.hpp"
+#include "fisher_unlearn/types.hpp"
+
+#include <Eigen/Cholesky>
+#include <Eigen/Eigenvalues>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace fisher_unlearn {
+
+/// Exact low-rank-plus-damping Fisher (the structure behind WoodFisher / "Woodbury" Newton steps).
+///
+/// What is exact: every product F^p v is exact up to rounding for every finite real p, except that
+/// eigenvalues σⱼ of K = (1/m)GᵀG with σⱼ ≤ m·ε_double·σ_max are treated as zero. Those directions are
+/// numerical null space (linearly dependent gradients, m > d); dropping one changes F^p v by at most
+/// |p|·λ^(p−1)·σⱼ·‖v‖, far below rounding unless λ < 1e-13·σ_max.
+///
+/// Precision: G is stored in Scalar; the Gram matrix GᵀG, its eigendecomposition and both O(md)
+/// products of apply_power are accumulated in double (float inputs converted in row blocks), so a float
+/// estimator returns the double answer for its float gradients, rounded once.
+///
+/// Sliding window: with window > 0 the estimator keeps the last `window` gradients; adding to a full
+/// window replaces the oldest (O(md) for the new Gram row, then O(m³) at the next finalize()).
+/// The gradients are stored in slots whose order is irrelevant to F.
+template <SupportedScalar ScalarT>
+class WoodburyFisher {
+ public:
+  using Scalar = ScalarT;
+
+  /// dimension: d. damping: λ > 0. window: keep at most this many gradients (0: unbounded).
+  WoodburyFisher(std::size_t dimension, Scalar damping, std::size_t window = 0)
+      : dimension_(detail::checked_dimension("WoodburyFisher", dimension)),
+        damping_(detail::checked_damping("WoodburyFisher", damping)),
+        window_(window),
+        G_(static_cast<Eigen::Index>(dimension), 0) {}
+
+  std::size_t dimension() const { return dimension_; }
+  std::size_t window() const { return window_; }
+  std::size_t num_gradients() const { return m_; }
+  bool is_finalized() const { return finalized_; }
+
+  /// Adds one gradient; when the window is full it replaces the oldest one. Throws InvalidArgument
+  /// (size) or NonFiniteError; the estimator is unchanged then.
+  void add_gradient(Eigen::Ref<const Vector<Scalar>> gradient) {
+    detail::check_gradients("WoodburyFisher::add_gradient", gradient, dimension_);
+    insert_columns(gradient);
+  }
+
+  /// Adds the columns of a d×k matrix (the whole batch is checked first). The Gram update is one
+  /// GEMM, O((m+k)·k·d). With a window, only the last `window` columns survive the call.
+  void add_gradients(Eigen::Ref<const Matrix<Scalar>> gradients) {
+    detail::check_gradients("WoodburyFisher::add_gradients", gradients, dimension_);
+    if (gradients.cols() == 0) return;
+    Eigen::Index k = gradients.cols();
+    if (window_ > 0 && static_cast<std::size_t>(k) > window_) k = static_cast<Eigen::Index>(window_);
+    insert_columns(gradients.rightCols(k));
+  }
+
+  /// Replaces the oldest stored gradient by `gradient` (whatever the window). O(md).
+  /// Throws StateError when the estimator holds no gradient.
+  void replace_oldest(Eigen::Ref<const Vector<Scalar>> gradient) {
+    detail::check_gradients("WoodburyFisher::replace_oldest", gradient, dimension_);
+    if (m_ == 0) throw StateError("WoodburyFisher::replace_oldest: the estimator holds no gradient; add one first");
+    write_slots(gradient, std::vector<std::size_t>{oldest_slot()}, m_);
+  }
+
+  /// Eigendecomposes K = (1/m)GᵀG (O(m³)) and factors mλI + GᵀG for inverse_product (O(m³/3)).
+  /// Throws InvalidArgument when no gradient was added, NumericalError if the eigensolver fails.
+  void finalize() {
+    if (m_ == 0)
+      throw InvalidArgument("WoodburyFisher::finalize: no gradients were added (m = 0); add at least one");
+    const auto m = static_cast<Eigen::Index>(m_);
+    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(gram_.topLeftCorner(m, m) / static_cast<double>(m_));
+    if (solver.info() != Eigen::Success)
+      throw NumericalError("WoodburyFisher::finalize: the eigensolver of the m×m Gram matrix did not converge; "
+                           "check the gradients for extreme scales");
+    const Eigen::VectorXd& sigma = solver.eigenvalues();  // ascending
+    const double sigma_max = std::max(sigma[m - 1], 0.0);
+    const double threshold = static_cast<double>(m_) * std::numeric_limits<double>::epsilon() * sigma_max;
+    Eigen::Index first = 0;
+    while (first < m && !(sigma[first] > threshold)) ++first;
+    const Eigen::Index rank = m - first;
+    spectrum_ = sigma.tail(rank);
+    // wⱼ = G uⱼ / √(mσⱼ): store the m×r matrix U·diag(1/√(mσ)) so that W = G·scaled_basis_.
+    scaled_basis_ = solver.eigenvectors().rightCols(rank) *
+                    (spectrum_ * static_cast<double>(m_)).cwiseSqrt().cwiseInverse().asDiagonal();
+    finalized_ = true;
+    factor_woodbury();
+  }
+
+  /// Every finite real p.
+  bool supports_power(double power) const { return std::isfinite(power); }
+
+  /// out = F^p v, O(md + m·r). p = −1 uses the Woodbury solve (see inverse_product), other p the
+  /// spectral formula. out must have size d and not alias v.
+  void apply_power(double power, Eigen::Ref<const Vector<Scalar>> v, Eigen::Ref<Vector<Scalar>> out) const {
+    detail::check_power_supported("WoodburyFisher::apply_power", supports_power(power), power);
+    detail::check_apply("WoodburyFisher::apply_power", finalized_, dimension_, v, out);
+    if (power == -1.0 && woodbury_factor_ok_) {
+      woodbury_solve(v, out);
+      return;
+    }
+    spectral_power(power, v, out);
+  }
+
+  /// out = F⁻¹v by the Woodbury identity: c = (mλI + GᵀG)⁻¹(Gᵀv), out = (v − Gc)/λ. O(md + m²).
+  /// The m×m factor is a Cholesky in double, refreshed by finalize() and set_damping().
+  void inverse_product(Eigen::Ref<const Vector<Scalar>> v, Eigen::Ref<Vector<Scalar>> out) const {
+    detail::check_apply("WoodburyFisher::inverse_product", finalized_, dimension_, v, out);
+    if (!woodbury_factor_ok_)
+      throw NumericalError("WoodburyFisher::inverse_product: the Cholesky factor of mλI + GᵀG failed (λ is "
+                           "negligible against the gradients); use apply_power(-1, ...) or a larger damping");
+    woodbury_solve(v, out);
+  }
+
+  /// out = F^p v by the spectral formula λ^p v + W·diag((λ+σ)^p − λ^p)·Wᵀv, for any finite p.
+  void spectral_power(double power, Eigen::Ref<const Vector<Scalar>> v, Eigen::Ref<Vector<Scalar>> out) const {
+    detail::check_power_supported("WoodburyFisher::spectral_power", supports_power(power), power);
+    detail::check_apply("WoodburyFisher::spectral_power", finalized_, dimension_, v, out);
+    const auto m = static_cast<Eigen::Index>(m_);
+    const double lambda = static_cast<double>(damping_);
+    const auto g = G_.leftCols(m);
+    // Wᵀv = scaled_basisᵀ (Gᵀv); scale by the shifted powers; map back with W = G·scaled_basis.
+    Eigen::VectorXd coefficients = scaled_basis_.transpose() * detail::transpose_product_in_double(g, v);
+    for (Eigen::Index j = 0; j < coefficients.size(); ++j)
+      coefficients[j] *= detail::shifted_power_minus_base(lambda, spectrum_[j], power);
+    const Eigen::VectorXd y = scaled_basis_ * coefficients;
+    detail::scaled_plus_product_in_double(std::pow(lambda, power), v, g, y, out);
+  }
+
+  Scalar damping() const { return damping_; }
+
+  /// Changes λ without another finalize(): the spectrum does not depend on λ; only the m×m Woodbury
+  /// factor is refreshed (O(m³/3), no pass over the d×m gradients). Throws InvalidArgument for λ ≤ 0.
+  void set_damping(Scalar damping) {
+    damping_ = detail::checked_damping("WoodburyFisher::set_damping", damping);
+    if (finalized_) factor_woodbury();
+  }
+
+  /// The nonzero eigenvalues σⱼ of (1/m)GGᵀ kept by finalize() (ascending); F's eigenvalues are λ + σⱼ
+  /// on their span and λ elsewhere.
+  const Eigen::VectorXd& spectrum() const {
+    if (!finalized_) throw StateError("WoodburyFisher::spectrum: call finalize() first");
+    return spectrum_;
+  }
+
+  /// The stored gradients as the columns of a d×m matrix, in slot order (not arrival order).
+  auto gradients() const { return G_.leftCols(static_cast<Eigen::Index>(m_)); }
+
+  std::size_t memory_bytes() const {
+    return static_cast<std::size_t>(G_.size()) * sizeof(Scalar) +
+           static_cast<std::size_t>(gram_.size() + scaled_basis_.size() + spectrum_.size()) * sizeof(double) +
+           static_cast<std::size_t>(woodbury_factor_.matrixLLT().size()) * sizeof(double) +
+           stamps_.capacity() * sizeof(std::uint64_t);
+  }
+
+  /// Forgets every gradient (dimension, damping and window are kept) and releases the storage.
+  void clear() {
+    G_.resize(static_cast<Eigen::Index>(dimension_), 0);
+    gram_.resize(0, 0);
+    stamps_.clear();
+    stamps_.shrink_to_fit();
+    spectrum_.resize(0);
+    scaled_basis_.resize(0, 0);
+    woodbury_factor_ = Eigen::LLT<Eigen::MatrixXd>();
+    woodbury_factor_ok_ = false;
+    m_ = 0;
+    next_stamp_ = 0;
+    finalized_ = false;
+  }
+
+ private:
+  std::size_t oldest_slot() const {
+    return static_cast<std::size_t>(std::min_element(stamps_.begin(), stamps_.begin() + static_cast<std::ptrdiff_t>(m_)) -
+                                    stamps_.begin());
+  }
+
+  // Ensures room for `needed` slots (amortised doubling, capped by the window). Existing data is kept.
+  void reserve_slots(std::size_t needed) {
+    const auto capacity = static_cast<std::size_t>(G_.cols());
+    if (needed <= capacity) return;
+    std::size_t grown = std::max(needed, 2 * capacity);
+    if (window_ > 0) grown = std::min(grown, window_);
+    const auto c = static_cast<Eigen::Index>(grown);
+    Matrix<Scalar> new_g(static_cast<Eigen::Index>(dimension_), c);
+    Eigen::MatrixXd new_gram(c, c);
+    const auto m = static_cast<Eigen::Index>(m_);
+    new_g.leftCols(m) = G_.leftCols(m);
+    new_gram.topLeftCorner(m, m) = gram_.topLeftCorner(m, m);
+    stamps_.reserve(grown);
+    G_.swap(new_g);
+    gram_.swap(new_gram);
+  }
+
+  // Chooses slots for k new columns: fresh slots while the window has room, then the oldest ones.
+  template <class Derived>
+  void insert_columns(const Eigen::MatrixBase<Derived>& columns) {
+    const auto k = static_cast<std::size_t>(columns.cols());
+    const std::size_t limit = window_ > 0 ? window_ : std::numeric_limits<std::size_t>::max();
+    const std::size_t fresh = std::min(k, limit - m_);
+    reserve_slots(m_ + fresh);  // may throw std::bad_alloc; the stored gradients are unchanged
+    std::vector<std::size_t> slots(k);
+    for (std::size_t j = 0; j < fresh; ++j) slots[j] = m_ + j;
+    // The oldest k − fresh existing slots, oldest first (k ≤ window here, so they are distinct).
+    std::vector<std::size_t> order(m_);
+    for (std::size_t s = 0; s < m_; ++s) order[s] = s;
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k - fresh), order.end(),
+                      [&](std::size_t a, std::size_t b) { return stamps_[a] < stamps_[b]; });
+    for (std::size_t j = fresh; j < k; ++j) slots[j] = order[j - fresh];
+    write_slots(columns, slots, m_ + fresh);
+  }
+
+  // Puts column j of `columns` into slot slots[j] (slots ≥ m_ are fresh) and refreshes those Gram
+  // rows/columns from Gᵀ·columns and columnsᵀ·columns (two GEMMs, double accumulation, O((m+k)·k·d)).
+  // Everything that can throw happens before the first change.
+  template <class Derived>
+  void write_slots(const Eigen::MatrixBase<Derived>& columns, const std::vector<std::size_t>& slots,
+                   std::size_t new_m) {
+    const auto m_old = static_cast<Eigen::Index>(m_);
+    const auto m_new = static_cast<Eigen::Index>(new_m);
+    const auto k = static_cast<Eigen::Index>(slots.size());
+    const Eigen::MatrixXd cross = detail::transpose_product_in_double(G_.leftCols(m_old), columns);
+    const Eigen::MatrixXd self = detail::transpose_product_in_double(columns, columns);
+    Eigen::MatrixXd new_gram_columns(m_new, k);
+    new_gram_columns.topRows(m_old) = cross;
+    for (Eigen::Index j = 0; j < k; ++j)
+      for (Eigen::Index i = 0; i < k; ++i) new_gram_columns(static_cast<Eigen::Index>(slots[static_cast<std::size_t>(i)]), j) = self(i, j);
+    stamps_.resize(new_m);  // capacity was reserved with the slots: no allocation
+    // Commit.
+    for (Eigen::Index j = 0; j < k; ++j) {
+      const auto s = static_cast<Eigen::Index>(slots[static_cast<std::size_t>(j)]);
+      G_.col(s) = columns.col(j);
+      stamps_[static_cast<std::size_t>(s)] = next_stamp_++;
+      gram_.col(s).head(m_new) = new_gram_columns.col(j);
+      gram_.row(s).head(m_new) = new_gram_columns.col(j).transpose();
+    }
+    m_ = new_m;
+    finalized_ = false;
+  }
+
+  void factor_woodbury() {
+    const auto m = static_cast<Eigen::Index>(m_);
+    Eigen::MatrixXd system = gram_.topLeftCorner(m, m);
+    system.diagonal().array() += static_cast<double>(m_) * static_cast<double>(damping_);
+    woodbury_factor_.compute(system);
+    woodbury_factor_ok_ = woodbury_factor_.info() == Eigen::Success;
+  }
+
+  template <class VectorIn, class VectorOut>
+  void woodbury_solve(const VectorIn& v, VectorOut& out) const {
+    const auto g = G_.leftCols(static_cast<Eigen::Index>(m_));
+    const double lambda = static_cast<double>(damping_);
+    const Eigen::VectorXd c = woodbury_factor_.solve(detail::transpose_product_in_double(g, v));
+    detail::scaled_plus_product_in_double(1.0 / lambda, v, g, Eigen::VectorXd(-c / lambda), out);
+  }
+
+  std::size_t dimension_;
+  Scalar damping_;
+  std::size_t window_;
+  std::size_t m_ = 0;
+  Matrix<Scalar> G_;                   // d × capacity; slots [0, m) hold gradients
+  Eigen::MatrixXd gram_;               // capacity × capacity; top-left m×m is GᵀG (unnormalised)
+  std::vector<std::uint64_t> stamps_;  // arrival number of each slot: the oldest has the smallest
+  std::uint64_t next_stamp_ = 0;
+  Eigen::VectorXd spectrum_;           // kept σⱼ, ascending
+  Eigen::MatrixXd scaled_basis_;       // m × r: uⱼ/√(mσⱼ)
+  Eigen::LLT<Eigen::MatrixXd> woodbury_factor_;
+  bool woodbury_factor_ok_ = false;
+  bool finalized_ = false;
+};
+
+static_assert(FisherEstimator<WoodburyFisher<float>> && FisherEstimator<WoodburyFisher<double>>);
+
+}  // namespace fisher_unlearn

@@ -1,0 +1,103 @@
+// DiagonalFisher against the dense fp64 diagonal reference diag(λ + (1/m)Σ g²)^p.
+#include <catch2/catch.hpp>
+
+#include "fisher_contract.hpp"
+#include "fisher_reference.hpp"
+
+#include "fisher_unlearn/fisher/diagonal.hpp"
+
+namespace fu = fisher_unlearn;
+using namespace fisher_test;
+
+static_assert(fu::FisherEstimator<fu::DiagonalFisher<float>>);
+static_assert(fu::FisherEstimator<fu::DiagonalFisher<double>>);
+
+namespace {
+// Everything of the concept except set_damping: must not satisfy it.
+struct WithoutSetDamping {
+  using Scalar = double;
+  std::size_t dimension() const { return 1; }
+  void add_gradient(Eigen::Ref<const fu::Vector<double>>) {}
+  void add_gradients(Eigen::Ref<const fu::Matrix<double>>) {}
+  void finalize() {}
+  void apply_power(double, Eigen::Ref<const fu::Vector<double>>, Eigen::Ref<fu::Vector<double>>) const {}
+  bool supports_power(double) const { return true; }
+  double damping() const { return 1; }
+  std::size_t memory_bytes() const { return 0; }
+  std::size_t num_gradients() const { return 0; }
+  void clear() {}
+};
+struct WithSetDamping : WithoutSetDamping {
+  void set_damping(double) {}
+};
+}  // namespace
+static_assert(!fu::FisherEstimator<WithoutSetDamping>);
+static_assert(fu::FisherEstimator<WithSetDamping>);  // the skeleton above is complete but for that one member
+
+TEMPLATE_TEST_CASE("DiagonalFisher: F^p v equals the dense diagonal reference", "[fisher][diagonal]", float, double) {
+  using Scalar = TestType;
+  struct Shape { Eigen::Index d, m; };
+  for (const Shape shape : {Shape{5, 3}, Shape{5, 40}, Shape{33, 12}, Shape{60, 90}}) {
+    const fu::Matrix<Scalar> g = random_gradients<Scalar>(shape.d, shape.m, 100 + shape.d + shape.m);
+    const Eigen::MatrixXd diag_moment = Eigen::MatrixXd(empirical_second_moment(g).diagonal().asDiagonal());
+    const double damping = test_damping<Scalar>(diag_moment);
+    fu::DiagonalFisher<Scalar> fisher(static_cast<std::size_t>(shape.d), static_cast<Scalar>(damping));
+    fisher.add_gradients(g);
+    fisher.finalize();
+    const fu::Vector<Scalar> v = random_vector<Scalar>(shape.d, 7);
+    for (double p : test_powers()) {
+      fu::Vector<Scalar> out(shape.d);
+      fisher.apply_power(p, v, out);
+      const Eigen::VectorXd ref =
+          dense_power(diag_moment, static_cast<double>(fisher.damping()), p) * v.template cast<double>();
+      INFO("d = " << shape.d << ", m = " << shape.m << ", p = " << p);
+      CHECK(relative_error(out, ref) < tolerance<Scalar>());
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("DiagonalFisher: a batch equals its columns added one at a time", "[fisher][diagonal]", float,
+                   double) {
+  using Scalar = TestType;
+  fu::DiagonalFisher<Scalar> a(20, Scalar(0.3)), b(20, Scalar(0.3));
+  CHECK(batch_versus_single_error(a, b, 20, 15, -1.0) < 4 * std::numeric_limits<Scalar>::epsilon());
+}
+
+TEMPLATE_TEST_CASE("DiagonalFisher: set_damping after finalize equals a fresh estimator with that damping",
+                   "[fisher][diagonal]", float, double) {
+  using Scalar = TestType;
+  const fu::Matrix<Scalar> g = random_gradients<Scalar>(12, 8, 5);
+  fu::DiagonalFisher<Scalar> changed(12, Scalar(2)), fresh(12, Scalar(0.01));
+  changed.add_gradients(g);
+  fresh.add_gradients(g);
+  changed.finalize();
+  fresh.finalize();
+  changed.set_damping(Scalar(0.01));
+  const fu::Vector<Scalar> v = random_vector<Scalar>(12, 6);
+  fu::Vector<Scalar> a(12), b(12);
+  changed.apply_power(-0.5, v, a);
+  fresh.apply_power(-0.5, v, b);
+  CHECK(a == b);
+  CHECK(fresh.diagonal().minCoeff() > Scalar(0.01));
+}
+
+TEMPLATE_TEST_CASE("DiagonalFisher: bad input throws a typed exception and leaves the estimator unchanged",
+                   "[fisher][diagonal]", float, double) {
+  using E = fu::DiagonalFisher<TestType>;
+  check_protocol_and_bad_input<E>([](Eigen::Index d, TestType damping) { return E(static_cast<std::size_t>(d), damping); });
+}
+
+TEST_CASE("DiagonalFisher: powers p and -p are inverse to each other and p = 0 is the identity", "[fisher][diagonal]") {
+  const fu::Matrix<double> g = random_gradients<double>(25, 10, 9);
+  fu::DiagonalFisher<double> fisher(25, 0.05);
+  fisher.add_gradients(g);
+  fisher.finalize();
+  const fu::Vector<double> v = random_vector<double>(25, 10);
+  fu::Vector<double> half(25), back(25), identity(25);
+  fisher.apply_power(0.37, v, half);
+  fisher.apply_power(-0.37, half, back);
+  fisher.apply_power(0.0, v, identity);
+  CHECK(relative_error(back, v) < 1e-14);
+  CHECK(relative_error(identity, v) < 1e-15);
+  CHECK(fisher.memory_bytes() == 2 * 25 * sizeof(double));
+}

@@ -1,0 +1,246 @@
+// WoodburyFisher against the dense fp64 reference (λI + (1/m)GGᵀ)^p, its sliding window against a
+// rebuild, and its invariances (column order, damping changes).
+#include <catch2/catch.hpp>
+
+#include "fisher_contract.hpp"
+#include "fisher_reference.hpp"
+
+#include "fisher_unlearn/fisher/woodbury.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+namespace fu = fisher_unlearn;
+using namespace fisher_test;
+
+static_assert(fu::FisherEstimator<fu::WoodburyFisher<float>>);
+static_assert(fu::FisherEstimator<fu::WoodburyFisher<double>>);
+
+namespace {
+// A Woodbury-like type whose apply_power is not const: must not satisfy the concept.
+struct MutableApply {
+  using Scalar = float;
+  std::size_t dimension() const { return 1; }
+  void add_gradient(Eigen::Ref<const fu::Vector<float>>) {}
+  void add_gradients(Eigen::Ref<const fu::Matrix<float>>) {}
+  void finalize() {}
+  void apply_power(double, Eigen::Ref<const fu::Vector<float>>, Eigen::Ref<fu::Vector<float>>) {}
+  bool supports_power(double) const { return true; }
+  float damping() const { return 1; }
+  void set_damping(float) {}
+  std::size_t memory_bytes() const { return 0; }
+  std::size_t num_gradients() const { return 0; }
+  void clear() {}
+};
+}  // namespace
+static_assert(!fu::FisherEstimator<MutableApply>);
+
+namespace {
+template <class Scalar>
+fu::Vector<Scalar> product(const fu::WoodburyFisher<Scalar>& fisher, double p, const fu::Vector<Scalar>& v) {
+  fu::Vector<Scalar> out(v.size());
+  fisher.apply_power(p, v, out);
+  return out;
+}
+}  // namespace
+
+TEMPLATE_TEST_CASE("WoodburyFisher: F^p v equals the dense reference for m below and above d", "[fisher][woodbury]",
+                   float, double) {
+  using Scalar = TestType;
+  struct Shape { Eigen::Index d, m; };
+  for (const Shape shape : {Shape{5, 1}, Shape{5, 3}, Shape{5, 40}, Shape{33, 12}, Shape{60, 1}, Shape{60, 90}}) {
+    const fu::Matrix<Scalar> g = random_gradients<Scalar>(shape.d, shape.m, 200 + shape.d + shape.m);
+    const Eigen::MatrixXd moment = empirical_second_moment(g);
+    fu::WoodburyFisher<Scalar> fisher(static_cast<std::size_t>(shape.d), static_cast<Scalar>(test_damping<Scalar>(moment)));
+    fisher.add_gradients(g);
+    fisher.finalize();
+    CHECK(fisher.spectrum().size() == std::min(shape.d, shape.m));
+    const fu::Vector<Scalar> v = random_vector<Scalar>(shape.d, 8);
+    const double lambda = static_cast<double>(fisher.damping());
+    for (double p : test_powers()) {
+      const Eigen::VectorXd ref = dense_power(moment, lambda, p) * v.template cast<double>();
+      fu::Vector<Scalar> spectral(shape.d);
+      fisher.spectral_power(p, v, spectral);
+      INFO("d = " << shape.d << ", m = " << shape.m << ", p = " << p);
+      CHECK(relative_error(product(fisher, p, v), ref) < tolerance<Scalar>());
+      CHECK(relative_error(spectral, ref) < tolerance<Scalar>());
+      if (p == -1.0) {
+        fu::Vector<Scalar> woodbury(shape.d);
+        fisher.inverse_product(v, woodbury);
+        CHECK(relative_error(woodbury, ref) < tolerance<Scalar>());
+      }
+    }
+  }
+}
+
+TEST_CASE("WoodburyFisher: float gradients give the double answer because the m×m work is done in double",
+          "[fisher][woodbury]") {
+  // κ(F) ≈ 1e4: a float eigendecomposition would lose ~κ·ε_float ≈ 1e-3; double accumulation does not.
+  const fu::Matrix<float> g = random_gradients<float>(40, 25, 3);
+  const Eigen::MatrixXd moment = empirical_second_moment(g);
+  const float damping = static_cast<float>(1e-4 * largest_eigenvalue(moment));
+  fu::WoodburyFisher<float> fisher(40, damping);
+  fisher.add_gradients(g);
+  fisher.finalize();
+  const fu::Vector<float> v = random_vector<float>(40, 4);
+  for (double p : test_powers()) {
+    const Eigen::VectorXd ref = dense_power(moment, static_cast<double>(damping), p) * v.cast<double>();
+    INFO("p = " << p);
+    CHECK(relative_error(product(fisher, p, v), ref) < 1e-6);
+  }
+}
+
+TEST_CASE("WoodburyFisher: the Woodbury solve and the spectral formula agree on an ill-conditioned inverse",
+          "[fisher][woodbury]") {
+  const fu::Matrix<double> g = random_gradients<double>(50, 20, 12);
+  const Eigen::MatrixXd moment = empirical_second_moment(g);
+  for (double relative_damping : {1e-2, 1e-5, 1e-8}) {
+    const double damping = relative_damping * largest_eigenvalue(moment);
+    fu::WoodburyFisher<double> fisher(50, damping);
+    fisher.add_gradients(g);
+    fisher.finalize();
+    // v with most of its mass in the span of the gradients: the hard case (v/λ and Gc nearly cancel).
+    const fu::Vector<double> v = g * random_vector<double>(20, 5) + 1e-3 * random_vector<double>(50, 6);
+    const Eigen::VectorXd ref = dense_power(moment, damping, -1.0) * v;
+    fu::Vector<double> woodbury(50), spectral(50);
+    fisher.inverse_product(v, woodbury);
+    fisher.spectral_power(-1.0, v, spectral);
+    const double condition = (damping + largest_eigenvalue(moment)) / damping;
+    INFO("relative damping " << relative_damping << ": woodbury " << relative_error(woodbury, ref) << ", spectral "
+                             << relative_error(spectral, ref));
+    CHECK(relative_error(woodbury, ref) < 1e-13 * condition);
+    CHECK(relative_error(spectral, ref) < 1e-13 * condition);
+  }
+}
+
+TEMPLATE_TEST_CASE("WoodburyFisher: the sliding window equals a rebuild from the last window gradients",
+                   "[fisher][woodbury]", float, double) {
+  using Scalar = TestType;
+  const Eigen::Index d = 24;
+  const std::size_t window = 7;
+  const fu::Matrix<Scalar> g = random_gradients<Scalar>(d, 40, 31);
+  const fu::Vector<Scalar> v = random_vector<Scalar>(d, 32);
+  const Scalar damping = static_cast<Scalar>(test_damping<Scalar>(empirical_second_moment(g)));
+  fu::WoodburyFisher<Scalar> sliding(static_cast<std::size_t>(d), damping, window);
+  // Arrivals in singles and batches, including a batch longer than the window.
+  Eigen::Index added = 0;
+  for (Eigen::Index batch : {1, 3, 1, 5, 1, 1, 10, 2, 1, 1, 6, 1, 3, 1, 3}) {
+    if (batch == 1) sliding.add_gradient(g.col(added));
+    else sliding.add_gradients(g.middleCols(added, batch));
+    added += batch;
+    REQUIRE(sliding.num_gradients() == std::min<std::size_t>(static_cast<std::size_t>(added), window));
+    sliding.finalize();
+    fu::WoodburyFisher<Scalar> rebuilt(static_cast<std::size_t>(d), damping);
+    const Eigen::Index kept = std::min<Eigen::Index>(added, static_cast<Eigen::Index>(window));
+    rebuilt.add_gradients(g.middleCols(added - kept, kept));
+    rebuilt.finalize();
+    for (double p : {-1.0, -0.5}) {
+      INFO("after " << added << " gradients, p = " << p);
+      CHECK(relative_error(product(sliding, p, v), product(rebuilt, p, v)) < tolerance<Scalar>() / 10);
+    }
+  }
+  REQUIRE(added == 40);
+}
+
+TEMPLATE_TEST_CASE("WoodburyFisher: replace_oldest equals a rebuild without the oldest gradient", "[fisher][woodbury]",
+                   float, double) {
+  using Scalar = TestType;
+  const fu::Matrix<Scalar> g = random_gradients<Scalar>(15, 9, 41);
+  const fu::Vector<Scalar> v = random_vector<Scalar>(15, 42);
+  fu::WoodburyFisher<Scalar> fisher(15, Scalar(0.2));  // unbounded: replace_oldest is explicit
+  CHECK_THROWS_AS(fisher.replace_oldest(g.col(0)), fu::StateError);
+  fisher.add_gradients(g.leftCols(6));
+  fisher.replace_oldest(g.col(6));
+  fisher.replace_oldest(g.col(7));
+  fisher.add_gradient(g.col(8));
+  fisher.replace_oldest(g.col(3));  // replaces g.col(2), the oldest left; g.col(3) is now twice in F
+  CHECK(fisher.num_gradients() == 7);
+  fisher.finalize();
+  fu::Matrix<Scalar> expected(15, 7);
+  expected << g.col(3), g.col(4), g.col(5), g.col(6), g.col(7), g.col(8), g.col(3);
+  const Eigen::MatrixXd moment = empirical_second_moment(expected);
+  for (double p : test_powers()) {
+    const Eigen::VectorXd ref = dense_power(moment, 0.2, p) * v.template cast<double>();
+    CHECK(relative_error(product(fisher, p, v), ref) < tolerance<Scalar>());
+  }
+}
+
+TEMPLATE_TEST_CASE("WoodburyFisher: the result does not depend on the order of the gradients", "[fisher][woodbury]",
+                   float, double) {
+  using Scalar = TestType;
+  const fu::Matrix<Scalar> g = random_gradients<Scalar>(30, 18, 51);
+  std::vector<Eigen::Index> order(18);
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(52));
+  fu::Matrix<Scalar> permuted(30, 18);
+  for (Eigen::Index j = 0; j < 18; ++j) permuted.col(j) = g.col(order[static_cast<std::size_t>(j)]);
+  const Scalar damping = static_cast<Scalar>(test_damping<Scalar>(empirical_second_moment(g)));
+  fu::WoodburyFisher<Scalar> a(30, damping), b(30, damping);
+  a.add_gradients(g);
+  for (Eigen::Index j = 0; j < 18; ++j) b.add_gradient(permuted.col(j));
+  a.finalize();
+  b.finalize();
+  const fu::Vector<Scalar> v = random_vector<Scalar>(30, 53);
+  for (double p : test_powers()) CHECK(relative_error(product(a, p, v), product(b, p, v)) < tolerance<Scalar>() / 10);
+}
+
+TEMPLATE_TEST_CASE("WoodburyFisher: set_damping after finalize equals a fresh estimator with that damping",
+                   "[fisher][woodbury]", float, double) {
+  using Scalar = TestType;
+  const fu::Matrix<Scalar> g = random_gradients<Scalar>(20, 11, 61);
+  fu::WoodburyFisher<Scalar> changed(20, Scalar(10)), fresh(20, Scalar(0.3));
+  changed.add_gradients(g);
+  fresh.add_gradients(g);
+  changed.finalize();
+  fresh.finalize();
+  changed.set_damping(Scalar(0.3));
+  const fu::Vector<Scalar> v = random_vector<Scalar>(20, 62);
+  for (double p : test_powers()) {
+    INFO("p = " << p);
+    CHECK(relative_error(product(changed, p, v), product(fresh, p, v)) < 16 * std::numeric_limits<Scalar>::epsilon());
+  }
+  // set_damping before finalize is remembered too.
+  fu::WoodburyFisher<Scalar> early(20, Scalar(10));
+  early.set_damping(Scalar(0.3));
+  early.add_gradients(g);
+  early.finalize();
+  CHECK(relative_error(product(early, -1.0, v), product(fresh, -1.0, v)) < 16 * std::numeric_limits<Scalar>::epsilon());
+}
+
+TEMPLATE_TEST_CASE("WoodburyFisher: a batch equals its columns added one at a time", "[fisher][woodbury]", float,
+                   double) {
+  using Scalar = TestType;
+  fu::WoodburyFisher<Scalar> a(20, Scalar(0.3)), b(20, Scalar(0.3));
+  CHECK(batch_versus_single_error(a, b, 20, 15, -1.0) < 16 * std::numeric_limits<Scalar>::epsilon());
+}
+
+TEMPLATE_TEST_CASE("WoodburyFisher: bad input throws a typed exception and leaves the estimator unchanged",
+                   "[fisher][woodbury]", float, double) {
+  using E = fu::WoodburyFisher<TestType>;
+  check_protocol_and_bad_input<E>([](Eigen::Index d, TestType damping) { return E(static_cast<std::size_t>(d), damping); });
+  // The windowed variant: a rejected gradient must not evict the oldest one.
+  check_protocol_and_bad_input<E>([](Eigen::Index d, TestType damping) { return E(static_cast<std::size_t>(d), damping, 10); });
+  E full(6, TestType(0.5), 3);
+  full.add_gradients(random_gradients<TestType>(6, 3, 71));
+  full.finalize();
+  const fu::Vector<TestType> v = random_vector<TestType>(6, 72);
+  const fu::Vector<TestType> before = product(full, -1.0, v);
+  fu::Vector<TestType> bad = random_vector<TestType>(6, 73);
+  bad[0] = std::numeric_limits<TestType>::infinity();
+  CHECK_THROWS_AS(full.add_gradient(bad), fu::NonFiniteError);
+  CHECK_THROWS_AS(full.replace_oldest(bad), fu::NonFiniteError);
+  CHECK(full.num_gradients() == 3);
+  CHECK(product(full, -1.0, v) == before);
+}
+
+TEMPLATE_TEST_CASE("WoodburyFisher: memory is m·d Scalars plus O(m²) doubles", "[fisher][woodbury]", float, double) {
+  using Scalar = TestType;
+  fu::WoodburyFisher<Scalar> fisher(100, Scalar(0.1), 8);
+  fisher.add_gradients(random_gradients<Scalar>(100, 20, 81));
+  fisher.finalize();
+  CHECK(fisher.num_gradients() == 8);
+  const std::size_t gradients = 8 * 100 * sizeof(Scalar);
+  CHECK(fisher.memory_bytes() >= gradients);
+  CHECK(fisher.memory_bytes() <= gradients + 4 * 8 * 8 * sizeof(double) + 8 * sizeof(double) + 8 * 8);
+}
