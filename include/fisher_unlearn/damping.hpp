@@ -1,0 +1,114 @@
+// Automatic damping for Fisher steps: a search over a log grid of λ, each candidate scored by a
+// caller-supplied function (the unlearners score J_retain after the step), all with ONE factorisation:
+// the estimator is finalised once and only set_damping(λ) changes between candidates.
+// Cost: |grid| × (one apply_power + one score evaluation); no refactorisation.
+#pragma once
+
+#include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/errors.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace fisher_unlearn {
+
+/// n points spaced evenly in log10 from lo to hi inclusive (lo > 0, hi >= lo, n >= 1).
+inline std::vector<double> log_grid(double lo, double hi, std::size_t n) {
+  if (!(lo > 0.0) || !(hi >= lo) || !std::isfinite(hi) || n == 0)
+    throw InvalidArgument("log_grid: need 0 < lo <= hi < inf and at least one point");
+  std::vector<double> g(n);
+  const double a = std::log10(lo), b = std::log10(hi);
+  for (std::size_t i = 0; i < n; ++i)
+    g[i] = n == 1 ? lo : std::pow(10.0, a + (b - a) * static_cast<double>(i) / static_cast<double>(n - 1));
+  return g;
+}
+
+/// The rule, as FisherRemoval and FisherForgetting apply it:
+///   for every λ in `grid` (absolute values, the same units as the damping option):
+///     δ(λ) = the removal step computed with F_λ = F + (λ − λ₀)I   (set_damping, no refactorisation)
+///     score(λ) = J_score(θ + δ(λ)),  J_score = the regularised objective on the score set
+///   choose the λ of least score; ties go to the larger λ (the more conservative step).
+/// Why J_retain: for a convex model the retrained optimum is θ*_R = argmin J_R, and near it
+/// J_R(θ) − J_R(θ*_R) ≈ ½‖θ − θ*_R‖²_{H_R}; the candidate of least J_R is the one nearest the retrained
+/// optimum in the Hessian norm. A candidate whose step is NaN/Inf or whose loss is NaN/Inf scores +∞,
+/// so an exploding step (tiny λ, m ≈ d gradients) can never be chosen.
+/// Why the score set defaults to the WHOLE retain set rather than a small held-out part: the signal
+/// being measured, J_R(θ+δ) − J_R(θ), is second order in the removal step (∝ (k/(n−k))²), while the
+/// sampling noise of a subset's J is first order in δ (∝ (k/(n−k))/√|subset|). For the removal of a few
+/// points a held-out subset cannot see the difference. score_samples > 0 trades that accuracy for speed
+/// (useful for large models, where each score is a forward pass over the subset).
+struct DampingSearch {
+  std::vector<double> grid = log_grid(1e-6, 1.0, 7);  ///< candidate λ values, all > 0
+  std::size_t score_samples = 0;  ///< 0: score on the whole retain set; else a seeded subset of this size
+  std::uint64_t seed = 0x5eed;    ///< seeds the score subset
+
+  void validate() const {
+    if (grid.empty()) throw InvalidArgument("DampingSearch: the grid is empty; give at least one damping value");
+    for (double v : grid)
+      if (!(v > 0.0) || !std::isfinite(v))
+        throw InvalidArgument("DampingSearch: every grid value must be positive and finite (got " +
+                              std::to_string(v) + ")");
+  }
+};
+
+struct DampingSearchResult {
+  double damping = 0.0;         ///< the chosen λ
+  std::size_t best_index = 0;   ///< its index in the grid
+  std::vector<double> grid;     ///< the candidates, as given
+  std::vector<double> scores;   ///< score(λ) per candidate; +∞ where the step or loss was not finite
+
+  /// "λ=1e-06:J=inf λ=1e-05:J=0.512 ..." for a report's notes.
+  std::string summary() const {
+    std::string s = "damping search (score = J on the score set):";
+    char buf[64];
+    for (std::size_t i = 0; i < grid.size(); ++i) {
+      std::snprintf(buf, sizeof buf, " %s%.3g:%.10g", i == best_index ? "*" : "", grid[i], scores[i]);
+      s += buf;
+    }
+    return s;
+  }
+};
+
+/// Sets each candidate damping on the (finalised) estimator, calls score(λ), and leaves the estimator
+/// at the chosen λ. score may return NaN/Inf or throw NonFiniteError for a candidate that blew up; that
+/// candidate scores +∞. Throws NumericalError if no candidate gives a finite score.
+template <FisherEstimator Estimator, class Score>
+DampingSearchResult search_damping(Estimator& fisher, const DampingSearch& search, Score&& score) {
+  using Scalar = typename Estimator::Scalar;
+  search.validate();
+  DampingSearchResult result;
+  result.grid = search.grid;
+  result.scores.assign(search.grid.size(), std::numeric_limits<double>::infinity());
+  double best = std::numeric_limits<double>::infinity();
+  bool found = false;
+  // From the largest λ down, so that a tie keeps the more conservative step.
+  for (std::size_t j = search.grid.size(); j-- > 0;) {
+    fisher.set_damping(static_cast<Scalar>(search.grid[j]));
+    double s = std::numeric_limits<double>::infinity();
+    try {
+      s = static_cast<double>(score(search.grid[j]));
+    } catch (const NonFiniteError&) {
+      s = std::numeric_limits<double>::infinity();
+    }
+    if (!std::isfinite(s)) s = std::numeric_limits<double>::infinity();
+    result.scores[j] = s;
+    if (s < best) {
+      best = s;
+      result.best_index = j;
+      found = true;
+    }
+  }
+  if (!found)
+    throw NumericalError("search_damping: every damping candidate gave a non-finite step or loss; extend the grid "
+                         "towards larger damping values");
+  result.damping = search.grid[result.best_index];
+  fisher.set_damping(static_cast<Scalar>(result.damping));
+  return result;
+}
+
+}  // namespace fisher_unlearn

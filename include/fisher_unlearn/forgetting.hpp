@@ -1,0 +1,117 @@
+// FisherForgetting (Golatkar et al. 2020): a removal step plus noise shaped by the inverse Fisher,
+//   θ' = θ + [η (k/(n−k)) F⁻¹ ∇J_forget(θ)] + (μσ²)^{1/4} F^{-1/4} ε,   ε ~ N(0, I) (seeded),
+// so that the noise is largest along directions the retain data barely constrains. Cost: that of
+// FisherRemoval plus one F^{-1/4}v (the estimator must support p = −1/4).
+#pragma once
+
+#include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/detail/unlearning.hpp"
+#include "fisher_unlearn/errors.hpp"
+#include "fisher_unlearn/parameter_subset.hpp"
+#include "fisher_unlearn/removal.hpp"
+#include "fisher_unlearn/report.hpp"
+
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <span>
+#include <string>
+
+namespace fisher_unlearn {
+
+struct FisherForgettingOptions {
+  /// How F is built and, when include_newton_term, the removal term (normalisation in removal.hpp).
+  FisherRemovalOptions removal;
+  /// Add the removal term; without it only the noise is applied (then the damping must be fixed:
+  /// automatic damping scores the removal step).
+  bool include_newton_term = true;
+  /// μ and σ of Golatkar et al.: the noise is (μσ²)^{1/4} F^{-1/4} ε; noise_scale() is that factor.
+  /// Only the product μσ² matters; μ = 0 gives no noise (then FisherForgetting = FisherRemoval).
+  double mu = 1e-8;
+  double sigma = 1.0;
+  std::uint64_t noise_seed = 0x5eed;  ///< seeds ε
+
+  double noise_scale() const { return std::pow(mu * sigma * sigma, 0.25); }
+
+  void validate(const std::string& who) const {
+    removal.validate(who);
+    if (!(mu >= 0.0) || !std::isfinite(mu) || !std::isfinite(sigma))
+      throw InvalidArgument(who + ": mu must be finite and >= 0, and sigma finite");
+    if (!include_newton_term && removal.automatic_damping)
+      throw InvalidArgument(who + ": automatic damping scores the removal step, but include_newton_term is false; "
+                                  "set a fixed removal.damping instead");
+  }
+};
+
+template <FisherEstimator Estimator>
+class FisherForgetting {
+ public:
+  using Scalar = typename Estimator::Scalar;
+  using Factory = std::function<Estimator(std::size_t dimension, Scalar damping)>;
+
+  FisherForgetting()
+    requires std::constructible_from<Estimator, std::size_t, Scalar>
+      : FisherForgetting(FisherForgettingOptions{}) {}
+  explicit FisherForgetting(FisherForgettingOptions options)
+    requires std::constructible_from<Estimator, std::size_t, Scalar>
+      : FisherForgetting(std::move(options), [](std::size_t d, Scalar damping) { return Estimator(d, damping); }) {}
+  FisherForgetting(FisherForgettingOptions options, Factory make)
+      : options_(std::move(options)), make_(std::move(make)) {
+    options_.validate(name());
+    if (!make_) throw InvalidArgument("FisherForgetting: the estimator factory is empty");
+  }
+
+  std::string name() const { return "fisher_forgetting"; }
+  const FisherForgettingOptions& options() const { return options_; }
+
+  /// Builds F from m retain-set gradients, applies the removal term (optional) and the noise.
+  /// Strong guarantee.
+  template <DifferentiableModel M>
+    requires std::same_as<typename M::Scalar, Scalar>
+  UnlearningReport unlearn(M& model, std::span<const typename M::Sample> forget,
+                           std::span<const typename M::Sample> retain) const {
+    const detail::Stopwatch clock;
+    detail::require_unlearning_sets(model, forget, retain, name());
+    const ParameterSubset subset = ParameterSubset::from_groups(model, options_.removal.parameter_groups);
+    UnlearningReport r = detail::begin_report(model, forget, retain, name());
+    auto [fisher, gradient_bytes] =
+        detail::build_retain_fisher<Estimator>(model, retain, options_.removal, subset, make_);
+    if (!fisher.supports_power(-0.25))
+      throw InvalidArgument(name() + ": this estimator cannot apply F^(-1/4); use one that supports fractional "
+                                     "powers (WoodburyFisher, DiagonalFisher, BlockDiagonalFisher)");
+    const Vector<Scalar> theta_before = detail::snapshot_parameters(model);
+    r.fisher_gradients = fisher.num_gradients();
+    detail::with_rollback(model, [&] {
+      if (options_.include_newton_term) {
+        detail::apply_fisher_removal(model, forget, retain, fisher, options_.removal, subset, r);
+      } else {
+        r.damping = static_cast<double>(fisher.damping());
+      }
+      const double scale = options_.noise_scale();
+      if (scale > 0.0) {
+        const auto d = static_cast<Eigen::Index>(subset.size());
+        Vector<Scalar> eps(d), shaped(d);
+        std::mt19937_64 rng(options_.noise_seed);
+        std::normal_distribution<double> normal(0.0, 1.0);
+        for (Eigen::Index i = 0; i < d; ++i) eps[i] = static_cast<Scalar>(normal(rng));
+        fisher.apply_power(-0.25, eps, shaped);
+        detail::require_finite(shaped, name() + ": the noise F^(-1/4) eps");
+        subset.scatter_add(std::span<const Scalar>(shaped.data(), static_cast<std::size_t>(d)),
+                           static_cast<Scalar>(scale), std::span<Scalar>(model.parameters()));
+        detail::append_note(r.notes, "noise scale (mu sigma^2)^(1/4) = " + std::to_string(scale));
+      }
+      detail::finish_report(model, theta_before, forget, retain, r);
+    });
+    r.memory_bytes = fisher.memory_bytes() + gradient_bytes + 6 * subset.full_size() * sizeof(Scalar);
+    r.seconds = clock.seconds();
+    return r;
+  }
+
+ private:
+  FisherForgettingOptions options_;
+  Factory make_;
+};
+
+}  // namespace fisher_unlearn

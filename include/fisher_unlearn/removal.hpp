@@ -1,0 +1,296 @@
+// FisherRemoval: a Newton removal step with the (damped) Fisher in place of the Hessian,
+//   θ' = θ + η · (k/(n−k)) · F⁻¹ ∇J_forget(θ),   F = λI + (1/m) Σᵢ gᵢgᵢᵀ over m retain-set gradients,
+// optionally in several steps over forget batches. Cost: m (·S) gradients + the estimator's setup
+// (O(m²d + m³) Woodbury, O(md) diagonal, ...) once; then per step |batch| gradients + one F⁻¹v.
+#pragma once
+
+#include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/damping.hpp"
+#include "fisher_unlearn/detail/model_ops.hpp"
+#include "fisher_unlearn/detail/unlearning.hpp"
+#include "fisher_unlearn/errors.hpp"
+#include "fisher_unlearn/fisher/collect.hpp"
+#include "fisher_unlearn/parameter_subset.hpp"
+#include "fisher_unlearn/report.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace fisher_unlearn {
+
+// ---- Normalisation -------------------------------------------------------------------------------
+// n training samples, k of them forgotten, J_S = mean_{S} loss + (λ_reg/2)‖θ‖² (every J carries the
+// regulariser once). At the full-data optimum θ:  n∇J_D(θ) = (n−k)∇J_R(θ) + k∇J_F(θ) = 0, so one Newton
+// step on J_R from θ is
+//     θ' = θ − H̄_R⁻¹ ∇J_R(θ) = θ + (k/(n−k)) H̄_R⁻¹ ∇J_F(θ),     H̄_R = ∇²J_R = mean retain Hessian + λ_reg I.
+// FisherRemoval takes F ≈ H̄_R: F's empirical part is a MEAN over m retain gradients (not a sum), and
+// its damping plays the role of λ_reg (for logistic regression with the Monte-Carlo Fisher,
+// E[ggᵀ] = the data-term Hessian, so damping = l2_regularization() makes E[F] = H̄_R exactly).
+// Hence step_scale η = 1 reproduces the Newton removal step when F is the exact Hessian.
+// n − k is retain.size(): forget ∪ retain must be the whole training set.
+//
+// Several steps (iterations > 1 or forget_batch_size < k): the forget set's weight is removed in equal
+// portions, each with its gradient recomputed at the current θ (a continuation, not a restart):
+//     for pass t = 1..T, for each forget batch B (in the given order):
+//         θ ← θ + η · |B| / ((n−k)·T) · F⁻¹ ∇J_B(θ)
+// which sums to the one-step formula when the gradients do not change. F is built once, at the start.
+//
+// max_step_norm bounds the norm of every single step (a trust radius); a clipped step is reported in
+// UnlearningReport::notes. With one step it bounds the whole update.
+
+struct FisherRemovalOptions {
+  /// Fixed damping λ > 0 of F = λI + (1/m) Σ ggᵀ; with automatic_damping it is only the damping the
+  /// estimator is built with before the search.
+  double damping = 1e-3;
+  /// Set to search the damping (see damping.hpp); the chosen λ is reported in UnlearningReport::damping.
+  std::optional<DampingSearch> automatic_damping;
+  double step_scale = 1.0;            ///< η (> 0); 1 = the Newton removal step
+  std::size_t fisher_samples = 1024;  ///< m: retain inputs whose gradients build F (all if >= |retain|)
+  std::uint64_t seed = 0x5eed;        ///< seeds the subsample of m retain inputs
+  GradientCollection gradients;       ///< empirical or Monte-Carlo (S draws per input, seeded)
+  std::size_t iterations = 1;         ///< T: passes over the forget set
+  std::size_t forget_batch_size = 0;  ///< forget samples per step; 0 = the whole forget set
+  double max_step_norm = std::numeric_limits<double>::infinity();  ///< trust radius per step (> 0)
+  /// Restrict unlearning to these named parameter groups (HasParameterGroups); empty = every parameter.
+  /// F is then the Fisher of the subset only, and the other parameters do not move.
+  std::vector<std::string> parameter_groups;
+
+  void validate(const std::string& who) const {
+    detail::require_positive_finite(damping, who + ": damping", "a common start is 1e-3, or use automatic_damping");
+    detail::require_positive_finite(step_scale, who + ": step_scale (eta)", "1 is the Newton removal step");
+    if (fisher_samples == 0)
+      throw InvalidArgument(who + ": fisher_samples (m) is 0; the Fisher needs at least one retain gradient");
+    if (iterations == 0) throw InvalidArgument(who + ": iterations must be at least 1");
+    if (!(max_step_norm > 0.0))
+      throw InvalidArgument(who + ": max_step_norm must be positive (infinity = no limit)");
+    if (gradients.kind == FisherKind::monte_carlo && gradients.samples_per_input == 0)
+      throw InvalidArgument(who + ": gradients.samples_per_input (S) must be at least 1");
+    if (automatic_damping) automatic_damping->validate();
+  }
+};
+
+namespace detail {
+
+/// F built from a seeded subsample of the retain set, finalised; also returns the bytes of the
+/// gradient matrix it was built from (part of the method's peak memory).
+template <class Estimator, DifferentiableModel M, class Factory>
+std::pair<Estimator, std::size_t> build_retain_fisher(const M& model, std::span<const typename M::Sample> retain,
+                                                      const FisherRemovalOptions& o, const ParameterSubset& subset,
+                                                      const Factory& make) {
+  using Scalar = typename M::Scalar;
+  Matrix<Scalar> gradients;
+  if (o.fisher_samples >= retain.size()) {
+    gradients = collect_gradients(model, retain, o.gradients, subset);
+  } else {
+    const auto chosen = subsample(retain, o.fisher_samples, o.seed);
+    gradients = collect_gradients(model, std::span<const typename M::Sample>(chosen), o.gradients, subset);
+  }
+  Estimator fisher = make(subset.size(), static_cast<Scalar>(o.damping));
+  if (fisher.dimension() != subset.size())
+    throw InvalidArgument("the estimator factory built an estimator of dimension " + std::to_string(fisher.dimension()) +
+                          " for " + std::to_string(subset.size()) + " parameters");
+  fisher.add_gradients(gradients);
+  fisher.finalize();
+  return {std::move(fisher), static_cast<std::size_t>(gradients.size()) * sizeof(Scalar)};
+}
+
+/// ∇J_S(θ) restricted to the subset.
+template <DifferentiableModel M>
+Vector<typename M::Scalar> subset_objective_gradient(const M& model, std::span<const typename M::Sample> samples,
+                                                     const ParameterSubset& subset, const std::string& what) {
+  using Scalar = typename M::Scalar;
+  Vector<Scalar> full;
+  objective_gradient(model, samples, full);
+  require_finite(full, what);
+  Vector<Scalar> sub(static_cast<Eigen::Index>(subset.size()));
+  subset.gather(std::span<const Scalar>(full.data(), static_cast<std::size_t>(full.size())),
+                std::span<Scalar>(sub.data(), static_cast<std::size_t>(sub.size())));
+  return sub;
+}
+
+/// step = scale · F⁻¹ g, clipped to max_norm; returns the norm before clipping.
+template <FisherEstimator Estimator>
+double removal_step(const Estimator& fisher, const Vector<typename Estimator::Scalar>& g, double scale, double max_norm,
+                    Vector<typename Estimator::Scalar>& step) {
+  using Scalar = typename Estimator::Scalar;
+  step.resize(g.size());
+  fisher.apply_power(-1.0, g, step);
+  step *= static_cast<Scalar>(scale);
+  require_finite(step, "the Fisher removal step F^-1 g (the damping is too small for this Fisher: raise it or use "
+                       "automatic_damping)");
+  const double norm = step.template cast<double>().norm();
+  if (norm > max_norm) step *= static_cast<Scalar>(max_norm / norm);
+  return norm;
+}
+
+/// Applies the removal term in place (the caller holds the rollback), choosing the damping first
+/// when automatic. Fills damping, iterations and notes of the report.
+template <FisherEstimator Estimator, DifferentiableModel M>
+void apply_fisher_removal(M& model, std::span<const typename M::Sample> forget,
+                          std::span<const typename M::Sample> retain, Estimator& fisher,
+                          const FisherRemovalOptions& o, const ParameterSubset& subset, UnlearningReport& r) {
+  using Scalar = typename M::Scalar;
+  using Sample = typename M::Sample;
+  const double k = static_cast<double>(forget.size());
+  const double n_retain = static_cast<double>(retain.size());
+  auto theta = parameters_of(model);
+  const auto sub_span = [](Vector<Scalar>& v) {
+    return std::span<const Scalar>(v.data(), static_cast<std::size_t>(v.size()));
+  };
+  Vector<Scalar> step;
+
+  if (o.automatic_damping) {
+    const DampingSearch& search = *o.automatic_damping;
+    std::vector<Sample> score_copy;
+    std::span<const Sample> score_set = retain;
+    if (search.score_samples > 0 && search.score_samples < retain.size()) {
+      score_copy = subsample(retain, search.score_samples, search.seed);
+      score_set = score_copy;
+    }
+    const Vector<Scalar> g = subset_objective_gradient(model, forget, subset, r.method + ": the forget-set gradient");
+    const Vector<Scalar> theta0 = theta;
+    const auto result = search_damping(fisher, search, [&](double) {
+      removal_step(fisher, g, o.step_scale * k / n_retain, o.max_step_norm, step);
+      subset.scatter_add(sub_span(step), Scalar(1), std::span<Scalar>(model.parameters()));
+      const double score = objective(model, score_set);
+      theta = theta0;
+      return score;
+    });
+    r.damping = result.damping;
+    append_note(r.notes, result.summary());
+  } else {
+    r.damping = static_cast<double>(fisher.damping());
+  }
+
+  const std::size_t batch = o.forget_batch_size == 0 ? forget.size() : std::min(o.forget_batch_size, forget.size());
+  std::size_t clipped = 0;
+  double largest_unclipped = 0.0;
+  for (std::size_t pass = 0; pass < o.iterations; ++pass) {
+    for (std::size_t begin = 0; begin < forget.size(); begin += batch) {
+      const auto part = forget.subspan(begin, std::min(batch, forget.size() - begin));
+      const Vector<Scalar> g = subset_objective_gradient(model, part, subset, r.method + ": the forget-batch gradient");
+      const double scale = o.step_scale * static_cast<double>(part.size()) / (n_retain * static_cast<double>(o.iterations));
+      const double unclipped = removal_step(fisher, g, scale, o.max_step_norm, step);
+      if (unclipped > o.max_step_norm) {
+        ++clipped;
+        largest_unclipped = std::max(largest_unclipped, unclipped);
+      }
+      subset.scatter_add(sub_span(step), Scalar(1), std::span<Scalar>(model.parameters()));
+      ++r.iterations;
+    }
+  }
+  if (clipped > 0)
+    append_note(r.notes, std::to_string(clipped) + " of " + std::to_string(r.iterations) +
+                             " step(s) clipped to max_step_norm " + std::to_string(o.max_step_norm) +
+                             " (largest unclipped norm " + std::to_string(largest_unclipped) + ")");
+}
+
+/// Keeps a caller-supplied estimator's damping as the caller set it, whatever happens.
+template <FisherEstimator Estimator>
+class DampingRestorer {
+ public:
+  explicit DampingRestorer(Estimator& e) : e_(e), saved_(e.damping()) {}
+  ~DampingRestorer() {
+    try {
+      e_.set_damping(saved_);
+    } catch (...) {  // the value was accepted once; a destructor must not throw
+    }
+  }
+  DampingRestorer(const DampingRestorer&) = delete;
+  DampingRestorer& operator=(const DampingRestorer&) = delete;
+
+ private:
+  Estimator& e_;
+  typename Estimator::Scalar saved_;
+};
+
+}  // namespace detail
+
+/// Fisher removal with any FisherEstimator. The estimator is built per call by a factory
+/// (default: Estimator(dimension, damping)); pass a factory for estimators with more constructor
+/// arguments (block sizes, window lengths), or pass a finalised estimator to unlearn() directly.
+/// Satisfies NewtonUnlearner for every DifferentiableModel with the estimator's Scalar.
+template <FisherEstimator Estimator>
+class FisherRemoval {
+ public:
+  using Scalar = typename Estimator::Scalar;
+  using Factory = std::function<Estimator(std::size_t dimension, Scalar damping)>;
+
+  FisherRemoval()
+    requires std::constructible_from<Estimator, std::size_t, Scalar>
+      : FisherRemoval(FisherRemovalOptions{}) {}
+  explicit FisherRemoval(FisherRemovalOptions options)
+    requires std::constructible_from<Estimator, std::size_t, Scalar>
+      : FisherRemoval(std::move(options), [](std::size_t d, Scalar damping) { return Estimator(d, damping); }) {}
+  FisherRemoval(FisherRemovalOptions options, Factory make) : options_(std::move(options)), make_(std::move(make)) {
+    options_.validate(name());
+    if (!make_) throw InvalidArgument("FisherRemoval: the estimator factory is empty");
+  }
+
+  std::string name() const { return "fisher_removal"; }
+  const FisherRemovalOptions& options() const { return options_; }
+
+  /// Builds F from m retain-set gradients, then removes `forget`. Strong guarantee.
+  template <DifferentiableModel M>
+    requires std::same_as<typename M::Scalar, Scalar>
+  UnlearningReport unlearn(M& model, std::span<const typename M::Sample> forget,
+                           std::span<const typename M::Sample> retain) const {
+    const detail::Stopwatch clock;
+    detail::require_unlearning_sets(model, forget, retain, name());
+    const ParameterSubset subset = ParameterSubset::from_groups(model, options_.parameter_groups);
+    UnlearningReport r = detail::begin_report(model, forget, retain, name());
+    auto [fisher, gradient_bytes] = detail::build_retain_fisher<Estimator>(model, retain, options_, subset, make_);
+    run(model, forget, retain, fisher, subset, r);
+    r.memory_bytes = fisher.memory_bytes() + gradient_bytes + 4 * subset.full_size() * sizeof(Scalar);
+    r.seconds = clock.seconds();
+    return r;
+  }
+
+  /// Uses the caller's finalised estimator (of dimension = the size of the parameter subset, built
+  /// from gradients at the current θ). The options' damping, fisher_samples and gradients are then
+  /// unused; with automatic_damping the search runs on this estimator and its damping is restored
+  /// afterwards (the chosen value is in the report). Strong guarantee for the model.
+  template <DifferentiableModel M>
+    requires std::same_as<typename M::Scalar, Scalar>
+  UnlearningReport unlearn(M& model, std::span<const typename M::Sample> forget,
+                           std::span<const typename M::Sample> retain, Estimator& fisher) const {
+    const detail::Stopwatch clock;
+    detail::require_unlearning_sets(model, forget, retain, name());
+    const ParameterSubset subset = ParameterSubset::from_groups(model, options_.parameter_groups);
+    if (fisher.dimension() != subset.size())
+      throw InvalidArgument(name() + ": the supplied estimator has dimension " + std::to_string(fisher.dimension()) +
+                            " but the (restricted) model has " + std::to_string(subset.size()) + " parameters");
+    UnlearningReport r = detail::begin_report(model, forget, retain, name());
+    const detail::DampingRestorer<Estimator> keep_damping(fisher);
+    run(model, forget, retain, fisher, subset, r);
+    r.memory_bytes = fisher.memory_bytes() + 4 * subset.full_size() * sizeof(Scalar);
+    r.seconds = clock.seconds();
+    return r;
+  }
+
+ private:
+  template <DifferentiableModel M>
+  void run(M& model, std::span<const typename M::Sample> forget, std::span<const typename M::Sample> retain,
+           Estimator& fisher, const ParameterSubset& subset, UnlearningReport& r) const {
+    const Vector<Scalar> theta_before = detail::snapshot_parameters(model);
+    r.fisher_gradients = fisher.num_gradients();
+    detail::with_rollback(model, [&] {
+      detail::apply_fisher_removal(model, forget, retain, fisher, options_, subset, r);
+      detail::finish_report(model, theta_before, forget, retain, r);
+    });
+  }
+
+  FisherRemovalOptions options_;
+  Factory make_;
+};
+
+}  // namespace fisher_unlearn
