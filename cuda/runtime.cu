@@ -46,6 +46,8 @@ void synchronize(void* stream) {
   FISHER_UNLEARN_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
 }
 
+void device_synchronize() { FISHER_UNLEARN_CUDA_CHECK(cudaDeviceSynchronize()); }
+
 Stream::Stream() {
   cudaStream_t stream = nullptr;
   FISHER_UNLEARN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));

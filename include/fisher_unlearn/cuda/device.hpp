@@ -34,6 +34,9 @@ DeviceInfo device_info();
 /// Blocks the host until all work queued on `stream` has finished; throws CudaError on a fault.
 void synchronize(void* stream);
 
+/// Blocks the host until all work on the current device has finished (every stream).
+void device_synchronize();
+
 /// An owned, non-blocking CUDA stream. Movable, not copyable.
 class Stream {
  public:

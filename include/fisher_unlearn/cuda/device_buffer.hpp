@@ -28,10 +28,12 @@ class DeviceBuffer {
   }
   ~DeviceBuffer() { detail::device_free(data_); }
 
+  /// Waits for all device work first: the source may still be written on another stream.
   DeviceBuffer(const DeviceBuffer& other) : DeviceBuffer(other.size_) {
     if (size_ != 0) {
+      device_synchronize();
       detail::copy_device_to_device(data_, other.data_, bytes(), nullptr);
-      synchronize(nullptr);
+      device_synchronize();
     }
   }
   DeviceBuffer& operator=(const DeviceBuffer& other) {
