@@ -1,0 +1,222 @@
+// Fisher estimators against the machine's ceilings, measured in this binary:
+//   DiagonalFisher accumulation (Σ g², O(md)) and F^p v (O(d)) vs a streaming pass over the same bytes;
+//   WoodburyFisher set-up (Gram GᵀG, 2m²d FLOP, + O(m³)) vs the Eigen GEMM rate; its products
+//   (two passes over G, O(md) bytes) vs streaming reads, with SetComplexityN over d and over m;
+//   a dense d×d solve (form F, Cholesky, solve: O(d²m + d³)) as the naive baseline of the Woodbury solve.
+// Counters: bytes_per_s / flop_per_s, and of_ceiling / of_gemm = achieved rate ÷ ceiling rate.
+#include "ceilings.hpp"
+
+#include <fisher_unlearn/fisher/diagonal.hpp>
+#include <fisher_unlearn/fisher/woodbury.hpp>
+
+#include <Eigen/Cholesky>
+
+#include <cstddef>
+#include <string>
+
+namespace fu = fisher_unlearn;
+using namespace fisher_unlearn::bench;
+
+namespace {
+
+constexpr double kDamping = 1e-2;
+constexpr std::size_t kStreamN = 10'000'000;  // ceiling array length (elements): far beyond the 8 MiB L3
+
+// ---- ceilings --------------------------------------------------------------------------------------
+
+
+// ---- DiagonalFisher ------------------------------------------------------------------------------
+
+// Accumulation of m gradients: reads G (d·m Scalars) once and the double accumulator once in, once out.
+// The ceiling is a streaming pass over those same bytes: G at the read bandwidth, the accumulator at
+// the copy bandwidth.
+template <class Scalar>
+void BM_diagonal_accumulate(benchmark::State& state) {
+  const auto d = state.range(0), m = state.range(1);
+  const Mat<Scalar> g = random_matrix<Scalar>(d, m, 11);
+  fu::DiagonalFisher<Scalar> fisher(static_cast<std::size_t>(d), Scalar(kDamping));
+  const LoopClock clock;
+  for (auto _ : state) {
+    fisher.add_gradients(g);
+    benchmark::ClobberMemory();
+  }
+  const double loop_seconds = clock.seconds();
+  const double g_bytes = double(d) * double(m) * sizeof(Scalar);
+  const double acc_bytes = 2.0 * double(d) * sizeof(double);
+  state.counters["bytes_per_s"] =
+      benchmark::Counter(g_bytes + acc_bytes, benchmark::Counter::kIsIterationInvariantRate);
+  const double ideal_seconds = g_bytes / stream_bandwidth<Scalar>(StreamKernel::read, kStreamN) +
+                               acc_bytes / stream_bandwidth<Scalar>(StreamKernel::copy, kStreamN);
+  set_fraction(state, "of_ceiling", ideal_seconds, loop_seconds);
+  state.SetLabel("ceiling: stream read (G) + copy (accumulator)");
+}
+
+// out = F^p v: reads the diagonal (d doubles) and v, writes out — three streams, as a STREAM triad.
+template <class Scalar>
+void BM_diagonal_apply(benchmark::State& state, double power) {
+  const auto d = state.range(0);
+  fu::DiagonalFisher<Scalar> fisher(static_cast<std::size_t>(d), Scalar(kDamping));
+  fisher.add_gradients(random_matrix<Scalar>(d, 2, 12));
+  fisher.finalize();
+  const Vec<Scalar> v = random_vector<Scalar>(d, 13);
+  Vec<Scalar> out(d);
+  const LoopClock clock;
+  for (auto _ : state) {
+    fisher.apply_power(power, v, out);
+    benchmark::ClobberMemory();
+  }
+  const double loop_seconds = clock.seconds();
+  const double bytes = double(d) * (sizeof(double) + 2 * sizeof(Scalar));
+  state.counters["bytes_per_s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
+  set_fraction(state, "of_ceiling", bytes / stream_bandwidth<Scalar>(StreamKernel::triad, kStreamN), loop_seconds);
+  state.SetLabel("ceiling: stream triad");
+}
+
+// ---- WoodburyFisher set-up -----------------------------------------------------------------------
+
+// add_gradients (copy G, Gram GᵀG in double: 2m²d FLOP) + finalize (m×m eigendecomposition and
+// Cholesky, O(m³)). FLOP counted: 2m²d only, so of_gemm is a lower bound on the Gram's efficiency.
+template <class Scalar>
+void BM_woodbury_setup(benchmark::State& state) {
+  const auto d = state.range(0), m = state.range(1);
+  const Mat<Scalar> g = random_matrix<Scalar>(d, m, 21);
+  const LoopClock clock;
+  for (auto _ : state) {
+    fu::WoodburyFisher<Scalar> fisher(static_cast<std::size_t>(d), Scalar(kDamping));
+    fisher.add_gradients(g);
+    fisher.finalize();
+    benchmark::DoNotOptimize(fisher);
+  }
+  const double loop_seconds = clock.seconds();
+  const double flops = 2.0 * double(m) * double(m) * double(d);
+  state.counters["flop_per_s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+  // The Gram is computed in double whatever Scalar is, so the double GEMM rate is its ceiling.
+  set_fraction(state, "of_gemm", flops / square_gemm_rate<double>(), loop_seconds);
+  state.SetLabel("ceiling: Eigen double GEMM 1024^3");
+  state.SetComplexityN(state.range(2) == 0 ? d : m);
+}
+
+// ---- WoodburyFisher products ---------------------------------------------------------------------
+
+// F^p v reads G twice (Gᵀv, then G·y), v twice, writes out: 2md + 3d Scalars. Ceiling: streaming reads.
+template <class Scalar>
+void BM_woodbury_product(benchmark::State& state, double power) {
+  const auto d = state.range(0), m = state.range(1);
+  fu::WoodburyFisher<Scalar> fisher(static_cast<std::size_t>(d), Scalar(kDamping));
+  fisher.add_gradients(random_matrix<Scalar>(d, m, 31));
+  fisher.finalize();
+  const Vec<Scalar> v = random_vector<Scalar>(d, 32);
+  Vec<Scalar> out(d);
+  const LoopClock clock;
+  for (auto _ : state) {
+    fisher.apply_power(power, v, out);
+    benchmark::ClobberMemory();
+  }
+  const double loop_seconds = clock.seconds();
+  const double g_bytes = 2.0 * double(m) * double(d) * sizeof(Scalar);
+  const double vector_bytes = 3.0 * double(d) * sizeof(Scalar);
+  state.counters["bytes_per_s"] =
+      benchmark::Counter(g_bytes + vector_bytes, benchmark::Counter::kIsIterationInvariantRate);
+  const double ideal_seconds = g_bytes / stream_bandwidth<Scalar>(StreamKernel::read, kStreamN) +
+                               vector_bytes / stream_bandwidth<Scalar>(StreamKernel::triad, kStreamN);
+  set_fraction(state, "of_ceiling", ideal_seconds, loop_seconds);
+  state.SetLabel("ceiling: stream read (G, twice) + triad (v, out)");
+  state.SetComplexityN(state.range(2) == 0 ? d : m);
+}
+
+// ---- naive baseline: dense d×d -------------------------------------------------------------------
+
+// Form F = λI + (1/m)GGᵀ (d²m FLOP), Cholesky (d³/3), solve (2d²): what one would write without the
+// low-rank structure. Compared with BM_woodbury_setup_solve at the same (d, m).
+template <class Scalar>
+void BM_dense_solve_naive(benchmark::State& state) {
+  const auto d = state.range(0), m = state.range(1);
+  const Mat<Scalar> g = random_matrix<Scalar>(d, m, 41);
+  const Vec<Scalar> v = random_vector<Scalar>(d, 42);
+  Vec<Scalar> out(d);
+  for (auto _ : state) {
+    Mat<Scalar> f = Mat<Scalar>::Identity(d, d) * Scalar(kDamping);
+    f.template selfadjointView<Eigen::Lower>().rankUpdate(g, Scalar(1) / Scalar(m));
+    Eigen::LLT<Mat<Scalar>> llt(f);
+    out = llt.solve(v);
+    benchmark::DoNotOptimize(out.data());
+  }
+  // The two answers must agree, or the comparison means nothing.
+  fu::WoodburyFisher<Scalar> fisher(static_cast<std::size_t>(d), Scalar(kDamping));
+  fisher.add_gradients(g);
+  fisher.finalize();
+  Vec<Scalar> woodbury(d);
+  fisher.apply_power(-1.0, v, woodbury);
+  state.counters["rel_err_vs_woodbury"] = benchmark::Counter(double((woodbury - out).norm() / out.norm()));
+  state.SetLabel("naive: dense form + Cholesky + solve");
+}
+template <class Scalar>
+void BM_woodbury_setup_solve(benchmark::State& state) {
+  const auto d = state.range(0), m = state.range(1);
+  const Mat<Scalar> g = random_matrix<Scalar>(d, m, 41);
+  const Vec<Scalar> v = random_vector<Scalar>(d, 42);
+  Vec<Scalar> out(d);
+  for (auto _ : state) {
+    fu::WoodburyFisher<Scalar> fisher(static_cast<std::size_t>(d), Scalar(kDamping));
+    fisher.add_gradients(g);
+    fisher.finalize();
+    fisher.apply_power(-1.0, v, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Wall-clock time everywhere: the ceilings and the Python peers are wall-clock too.
+  const auto reg = [](const std::string& name, auto&&... fn_and_args) {
+    return benchmark::RegisterBenchmark(name.c_str(), fn_and_args...)->UseRealTime()->Unit(benchmark::kMillisecond);
+  };
+  for (StreamKernel k : {StreamKernel::read, StreamKernel::copy, StreamKernel::triad})
+    reg(std::string("ceiling/stream_") + to_string(k), BM_ceiling_stream<float>, k)
+        ->Arg(kStreamN);
+  reg("ceiling/gemm<double>", BM_ceiling_gemm<double>)->Args({1024, 1024, 1024});
+  reg("ceiling/gemm<float>", BM_ceiling_gemm<float>)->Args({1024, 1024, 1024});
+  // The Gram's own shape (m×d times d×m, m = 64): what Eigen reaches on it, for reference.
+  reg("ceiling/gemm_gram_shape<double>", BM_ceiling_gemm<double>)->Args({64, 1 << 17, 64});
+
+  reg("diagonal/accumulate<float>", BM_diagonal_accumulate<float>)
+      ->Args({10'000'000, 8})
+      ->Args({1 << 20, 8});
+  reg("diagonal/accumulate<double>", BM_diagonal_accumulate<double>)->Args({10'000'000, 8});
+  reg("diagonal/apply_inverse<float>", BM_diagonal_apply<float>, -1.0)->Arg(10'000'000);
+  reg("diagonal/apply_inverse<double>", BM_diagonal_apply<double>, -1.0)->Arg(10'000'000);
+  reg("diagonal/apply_quarter<float>", BM_diagonal_apply<float>, -0.25)->Arg(10'000'000);
+
+  // Set-up over m at d = 2^17 (O(m²d): oNSquared in m) and over d at m = 64 (O(d)).
+  reg("woodbury/setup<double>/over_m", BM_woodbury_setup<double>)
+      ->ArgsProduct({{1 << 17}, {16, 32, 64, 128, 256}, {1}})
+      ->Complexity(benchmark::oNSquared);
+  reg("woodbury/setup<double>/over_d", BM_woodbury_setup<double>)
+      ->ArgsProduct({{1 << 15, 1 << 16, 1 << 17, 1 << 18, 1 << 19}, {64}, {0}})
+      ->Complexity(benchmark::oN);
+  reg("woodbury/setup<float>", BM_woodbury_setup<float>)->Args({1 << 17, 64, 1});
+
+  // Products out of cache (G = 256 MiB in float): the streaming-speed goal ...
+  reg("woodbury/inverse_product<float>", BM_woodbury_product<float>, -1.0)->Args({1 << 20, 64, 1});
+  reg("woodbury/inverse_product<double>", BM_woodbury_product<double>, -1.0)->Args({1 << 20, 64, 1});
+  reg("woodbury/power_quarter<float>", BM_woodbury_product<float>, -0.25)->Args({1 << 20, 64, 1});
+  // ... and O(md) per product: over d at m = 32, over m at d = 2^18.
+  reg("woodbury/inverse_product<float>/over_d", BM_woodbury_product<float>, -1.0)
+      ->ArgsProduct({{1 << 16, 1 << 17, 1 << 18, 1 << 19, 1 << 20}, {32}, {0}})
+      ->Complexity(benchmark::oN);
+  reg("woodbury/inverse_product<float>/over_m", BM_woodbury_product<float>, -1.0)
+      ->ArgsProduct({{1 << 18}, {8, 16, 32, 64, 128}, {1}})
+      ->Complexity(benchmark::oN);
+
+  reg("dense/naive_solve<double>", BM_dense_solve_naive<double>)->Args({1024, 64})->Args({4096, 64});
+  reg("woodbury/setup_and_solve<double>", BM_woodbury_setup_solve<double>)
+      ->Args({1024, 64})
+      ->Args({4096, 64});
+
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
