@@ -193,5 +193,20 @@ concept IncrementalLanguageModel = LanguageModel<M> && std::copyable<typename M:
     };
 
 // ---- ExposureMetric: see exposure.hpp (issue: exposure metrics) ---------------------------------
+// measure(model, space, canary) ranks the canary among every candidate of the space (a canary format
+// bound to a tokenizer) and reports exposure in bits and the rank; name() says which estimator.
+// Rules the compiler cannot check: measure leaves the model unchanged, uses the single definition
+// written in exposure.hpp (log-perplexity = −log₂ P(secret | prefix), rank = 1 + #strictly more
+// likely, exposure = log₂|R| − log₂ rank), and is deterministic for a fixed seed.
+struct Canary;          // canary.hpp
+class CanarySpace;      // canary.hpp
+struct ExposureResult;  // exposure.hpp
+
+template <class E, class M>
+concept ExposureMetric = LanguageModel<M> &&
+    requires(const E& e, const M& model, const CanarySpace& space, const Canary& canary) {
+      { e.measure(model, space, canary) } -> std::same_as<ExposureResult>;
+      { e.name() } -> std::convertible_to<std::string>;
+    };
 
 }  // namespace fisher_unlearn

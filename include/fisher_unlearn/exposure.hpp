@@ -1,0 +1,595 @@
+// Exposure of a canary (Carlini et al. 2019, "The Secret Sharer"), exact and extrapolated:
+//   log-perplexity(c) = −log₂ P(secret tokens of c | prefix tokens),  rank(c) = 1 + #{r ∈ R : P(r) > P(c)},
+//   exposure(c) = log₂|R| − log₂ rank(c).  Cost in model evaluations (one = one next-token distribution):
+//   exhaustive = internal nodes of the candidates' token tree (≈ |R|/|A_last| for one-token symbols);
+//   pruned = only the nodes more likely than the canary; extrapolated ≈ N·(L − 1) shared down a sorted tree.
+#pragma once
+
+#include "fisher_unlearn/canary.hpp"
+#include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/detail/skew_normal.hpp"
+#include "fisher_unlearn/errors.hpp"
+#include "fisher_unlearn/tokenizer.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <numbers>
+#include <ostream>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace fisher_unlearn {
+
+// ================================================================================================
+// Definitions (one for all three estimators; docs/exposure.md has the long form).
+//
+//  * Scores. ℓ(c) = Σ_j min(0, log p(s_j | prefix, s_<j)) accumulated in double, in token order, where
+//    s = secret tokens of c (CanarySpace: prefix and secret are encoded separately). Log-probabilities
+//    are clamped at 0: a positive value can only be a rounding artefact of a log-softmax, and clamping
+//    makes ℓ non-increasing along every path, which the pruned search relies on exactly. NaN or +Inf
+//    from the model throws NonFiniteError. log-perplexity(c) = −ℓ(c)/ln 2 bits.
+//  * Rank. rank(c) = 1 + #{r ∈ R, r ≠ c : ℓ(r) > ℓ(c)} with ">" the exact comparison of the doubles
+//    above. Ties (ℓ(r) == ℓ(c) bitwise) do NOT raise the rank; they are reported in `ties`. Two scores
+//    that are equal in exact arithmetic but round differently are ordered by their rounded values.
+//  * Exposure. log₂|R| − log₂ rank, in [0, log₂|R|].
+//  * Extrapolated exposure. −log₂ F(log-perplexity(c)) where F is the CDF of a skew-normal fitted by
+//    maximum likelihood to the log-perplexities of N uniform random candidates: F(x) estimates the
+//    fraction of R at least as likely as x, i.e. rank/|R|. May exceed log₂|R| for a canary far more
+//    likely than the fitted distribution predicts.
+//
+// Determinism: the model must return the same log-probabilities for the same tokens whatever the path
+// of calls that produced the state (begin_decode/advance copies); both exact estimators then see
+// bitwise identical scores and agree exactly.
+// ================================================================================================
+
+struct ExposureResult {
+  static constexpr double not_measured = std::numeric_limits<double>::quiet_NaN();
+
+  std::string method;                   ///< "exhaustive", "pruned", "extrapolated"
+  bool exact = false;                   ///< rank is exact (exhaustive, pruned)
+  double exposure_bits = not_measured;  ///< log₂|R| − log₂ rank, or −log₂ F(canary) when extrapolated
+  std::uint64_t rank = 0;               ///< exact rank; extrapolated: the interpolated sample rank, rounded
+  std::uint64_t ties = 0;               ///< other candidates with exactly the canary's score (exact methods)
+  std::uint64_t space_size = 0;         ///< |R|
+  double log2_space_size = not_measured;
+  double log_perplexity_bits = not_measured;  ///< −log₂ P(secret | prefix) of the canary
+  double exposure_low = not_measured;   ///< confidence interval (bootstrap) of exposure_bits; exact: = exposure
+  double exposure_high = not_measured;
+  double sample_rank = not_measured;    ///< extrapolated: rank interpolated among the samples (see ExtrapolationFit)
+  double sample_rank_exposure_bits = not_measured;  ///< log₂|R| − log₂ sample_rank
+  detail::SkewNormal fitted;            ///< extrapolated: the fit, in bits of log-perplexity
+  std::uint64_t candidates_scored = 0;  ///< full candidates whose score was computed
+  std::uint64_t evaluations = 0;        ///< model calls producing a next-token distribution
+  bool fell_back_to_exhaustive = false; ///< pruned search impossible for this tokenizer (see notes)
+  double seconds = 0.0;
+  std::string notes;
+};
+
+inline std::ostream& operator<<(std::ostream& os, const ExposureResult& r) {
+  os << r.method << ": exposure " << r.exposure_bits << " bits";
+  if (r.exact)
+    os << ", rank " << r.rank << " of " << r.space_size << " (" << r.ties << " tie(s))";
+  else
+    os << " [" << r.exposure_low << ", " << r.exposure_high << "], sample rank " << r.sample_rank;
+  os << ", log-perplexity " << r.log_perplexity_bits << " bits, " << r.evaluations << " evaluations, "
+     << r.candidates_scored << " candidates scored, " << r.seconds << " s";
+  if (!r.notes.empty()) os << " (" << r.notes << ")";
+  return os;
+}
+
+/// log₂|R| − log₂ rank.
+inline double exposure_from_rank(std::uint64_t rank, std::uint64_t space_size) {
+  if (rank == 0 || rank > space_size)
+    throw InvalidArgument("rank must lie in [1, |R|]; got rank " + std::to_string(rank) + " for |R| = " +
+                          std::to_string(space_size));
+  return std::log2(static_cast<double>(space_size)) - std::log2(static_cast<double>(rank));
+}
+
+namespace detail {
+
+template <class M>
+struct DecodeStateOf {
+  using type = char;  // unused: the model has no incremental decoding
+};
+template <IncrementalLanguageModel M>
+struct DecodeStateOf<M> {
+  using type = typename M::DecodeState;
+};
+
+/// Scores token sequences that follow a fixed prefix, keeping for every depth j the model state after
+/// prefix + tokens[0..j), its next-token distribution ("row" j) and the partial score psum[j]. Writing a
+/// token invalidates only deeper rows, so enumerating candidates in lexicographic order evaluates each
+/// node of their token tree once. Buffers are allocated once; a node costs one state copy and one call.
+template <LanguageModel M>
+class CandidateScorer {
+ public:
+  using Scalar = typename M::Scalar;
+
+  CandidateScorer(const M& model, std::span<const Token> prefix, std::size_t capacity)
+      : model_(model), vocab_(model.vocab_size()), prefix_len_(prefix.size()) {
+    if (vocab_ == 0) throw InvalidArgument("the language model has vocab_size() == 0");
+    for (Token t : prefix) check_token(t, "prefix");
+    grow(std::max<std::size_t>(capacity, 1));
+    if constexpr (IncrementalLanguageModel<M>) {
+      states_.push_back(model_.begin_decode(prefix));
+      model_.log_probs(states_[0], row_span(0));
+    } else {
+      std::copy(prefix.begin(), prefix.end(), context_.begin());
+      model_.next_token_log_probs(std::span<const Token>(context_.data(), prefix_len_), row_span(0));
+    }
+    ++evaluations_;
+    check_row(0);
+    rows_ = 1;
+    sums_ = 1;
+    psum_[0] = 0.0;
+  }
+
+  std::size_t vocab_size() const { return vocab_; }
+  std::uint64_t evaluations() const { return evaluations_; }
+
+  /// Sets token `pos`; deeper rows and sums become stale only if the token changed.
+  void set_token(std::size_t pos, Token t) {
+    if (pos >= tokens_.size()) grow(2 * (pos + 1));
+    if (pos < valid_tokens_ && tokens_[pos] == t) return;
+    check_token(t, "candidate");
+    tokens_[pos] = t;
+    if constexpr (!IncrementalLanguageModel<M>) context_[prefix_len_ + pos] = t;
+    valid_tokens_ = pos + 1;  // tokens beyond pos are unknown until written again
+    rows_ = std::min(rows_, pos + 1);
+    sums_ = std::min(sums_, pos + 1);
+  }
+  void set_tokens(std::span<const Token> tokens, std::size_t from = 0) {
+    for (std::size_t j = 0; j < tokens.size(); ++j) set_token(from + j, tokens[j]);
+  }
+
+  /// ℓ of tokens[0..len): Σ_{j<len} min(0, row_j[tokens[j]]) accumulated in order.
+  double log_prob(std::size_t len) {
+    while (sums_ <= len) {
+      const std::size_t j = sums_ - 1;
+      psum_[j + 1] = psum_[j] + clamped(row(j)[tokens_[j]]);
+      ++sums_;
+    }
+    return psum_[len];
+  }
+
+  /// The next-token distribution after prefix + tokens[0..j).
+  const Scalar* row(std::size_t j) {
+    while (rows_ <= j) compute_row(rows_++);
+    return rows_data_.data() + j * vocab_;
+  }
+
+  static double clamped(Scalar lp) {
+    const double v = static_cast<double>(lp);
+    return v > 0.0 ? 0.0 : v;
+  }
+
+  void check_token(Token t, const char* what) const {
+    if (t < 0 || static_cast<std::size_t>(t) >= vocab_)
+      throw InvalidArgument(std::string("a ") + what + " token (" + std::to_string(t) +
+                            ") is outside the model's vocabulary of " + std::to_string(vocab_) +
+                            "; use the tokenizer the model was trained with");
+  }
+
+ private:
+  std::span<Scalar> row_span(std::size_t j) { return std::span<Scalar>(rows_data_.data() + j * vocab_, vocab_); }
+
+  void grow(std::size_t capacity) {
+    if (capacity <= tokens_.size()) return;
+    tokens_.resize(capacity);
+    psum_.resize(capacity + 1);
+    rows_data_.resize((capacity + 1) * vocab_);
+    if constexpr (!IncrementalLanguageModel<M>) context_.resize(prefix_len_ + capacity);
+  }
+
+  void compute_row(std::size_t q) {  // q >= 1: needs tokens_[q - 1] and row q - 1's state
+    if constexpr (IncrementalLanguageModel<M>) {
+      if (states_.size() <= q)
+        states_.push_back(states_[q - 1]);
+      else
+        states_[q] = states_[q - 1];  // copy-assignment reuses the buffers of the state held there
+      model_.advance(states_[q], tokens_[q - 1]);
+      model_.log_probs(states_[q], row_span(q));
+    } else {
+      model_.next_token_log_probs(std::span<const Token>(context_.data(), prefix_len_ + q), row_span(q));
+    }
+    ++evaluations_;
+    check_row(q);
+  }
+
+  void check_row(std::size_t j) const {
+    const Scalar* r = rows_data_.data() + j * vocab_;
+    for (std::size_t v = 0; v < vocab_; ++v)
+      if (std::isnan(r[v]) || r[v] == std::numeric_limits<Scalar>::infinity())
+        throw NonFiniteError("the language model returned a NaN or +Inf log-probability (token " + std::to_string(v) +
+                             "); check its parameters for NaN/Inf");
+  }
+
+  const M& model_;
+  std::size_t vocab_;
+  std::size_t prefix_len_;
+  std::vector<Token> tokens_;
+  std::vector<Token> context_;  // prefix + tokens, for models without incremental decoding
+  std::vector<double> psum_;
+  std::vector<Scalar> rows_data_;
+  std::vector<typename DecodeStateOf<M>::type> states_;  // states_[j]: after prefix + tokens[0..j)
+  std::size_t valid_tokens_ = 0;
+  std::size_t rows_ = 0;
+  std::size_t sums_ = 0;
+  std::uint64_t evaluations_ = 0;
+};
+
+struct WalkCounts {
+  std::uint64_t greater = 0;  // candidates with ℓ > target
+  std::uint64_t equal = 0;    // candidates with ℓ == target (the canary included)
+  std::uint64_t scored = 0;
+};
+
+/// Depth-first walk over the secret slots under the token-extension property. With `prune`, a subtree
+/// whose partial score is already below `target` is skipped: scores never increase along a path (the
+/// clamp guarantees it in floating point too, since adding a non-positive double never rounds upward),
+/// so no candidate in it can be strictly more likely than, or tie with, the canary.
+template <LanguageModel M>
+class SlotWalk {
+ public:
+  SlotWalk(CandidateScorer<M>& scorer, const CanarySpace& space, double target, bool prune)
+      : scorer_(scorer), space_(space), target_(target), prune_(prune) {
+    const auto& fmt = space.format();
+    const std::size_t k = fmt.num_slots();
+    single_token_last_ = true;
+    for (std::size_t s = 0; s < k; ++s)
+      for (std::size_t a = 0; a < fmt.alphabet_size(s); ++a)
+        for (Token t : space.symbol_tokens(s, a)) scorer.check_token(t, "canary symbol");
+    for (std::size_t a = 0; a < fmt.alphabet_size(k - 1); ++a)
+      if (space.symbol_tokens(k - 1, a).size() != 1) single_token_last_ = false;
+  }
+
+  WalkCounts run() {
+    visit(0, 0);
+    return counts_;
+  }
+
+ private:
+  void count(double score) {
+    ++counts_.scored;
+    if (score > target_)
+      ++counts_.greater;
+    else if (score == target_)
+      ++counts_.equal;
+  }
+
+  void visit(std::size_t slot, std::size_t pos) {
+    const auto& fmt = space_.format();
+    const std::size_t k = fmt.num_slots();
+    const std::size_t n = fmt.alphabet_size(slot);
+    if (slot + 1 == k && single_token_last_) {
+      // One distribution scores the whole last alphabet: no evaluation per leaf.
+      const auto* row = scorer_.row(pos);
+      const double base = scorer_.log_prob(pos);
+      for (std::size_t a = 0; a < n; ++a)
+        count(base + CandidateScorer<M>::clamped(row[space_.symbol_tokens(slot, a)[0]]));
+      return;
+    }
+    for (std::size_t a = 0; a < n; ++a) {
+      const auto toks = space_.symbol_tokens(slot, a);
+      scorer_.set_tokens(toks, pos);
+      bool alive = true;
+      for (std::size_t j = 1; j <= toks.size() && alive; ++j)
+        if (prune_ && scorer_.log_prob(pos + j) < target_) alive = false;
+      if (!alive) continue;
+      if (slot + 1 == k)
+        count(scorer_.log_prob(pos + toks.size()));
+      else
+        visit(slot + 1, pos + toks.size());
+    }
+  }
+
+  CandidateScorer<M>& scorer_;
+  const CanarySpace& space_;
+  double target_;
+  bool prune_;
+  bool single_token_last_ = true;
+  WalkCounts counts_;
+};
+
+/// Every candidate in lexicographic order, each encoded whole (no token-extension property needed);
+/// consecutive candidates still share the scorer's rows up to their common token prefix.
+template <LanguageModel M>
+WalkCounts walk_encoded(CandidateScorer<M>& scorer, const CanarySpace& space, double target) {
+  const auto& fmt = space.format();
+  Canary c;
+  c.choices.assign(fmt.num_slots(), 0);
+  WalkCounts counts;
+  std::string secret;
+  for (;;) {
+    secret.clear();
+    fmt.append_secret(c, secret);
+    const std::vector<Token> toks = space.encode(secret);
+    scorer.set_tokens(toks);
+    const double score = scorer.log_prob(toks.size());
+    ++counts.scored;
+    if (score > target)
+      ++counts.greater;
+    else if (score == target)
+      ++counts.equal;
+    std::size_t i = fmt.num_slots();
+    for (; i-- > 0;) {
+      if (++c.choices[i] < fmt.alphabet_size(i)) break;
+      c.choices[i] = 0;
+    }
+    if (i == static_cast<std::size_t>(-1)) break;
+  }
+  return counts;
+}
+
+template <LanguageModel M>
+double score_canary(CandidateScorer<M>& scorer, const CanarySpace& space, const Canary& canary) {
+  const std::vector<Token> toks = space.secret_tokens(canary);
+  scorer.set_tokens(toks);
+  return scorer.log_prob(toks.size());
+}
+
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+template <LanguageModel M>
+ExposureResult exact_exposure(const M& model, const CanarySpace& space, const Canary& canary, bool prune,
+                              const char* method) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto& fmt = space.format();
+  fmt.validate(canary);
+  ExposureResult r;
+  r.method = method;
+  r.exact = true;
+  r.space_size = fmt.space_size();
+  r.log2_space_size = fmt.log2_space_size();
+  CandidateScorer<M> scorer(model, space.prefix_tokens(), space.max_secret_tokens() + 1);
+  const double target = score_canary(scorer, space, canary);
+  r.log_perplexity_bits = -target / std::numbers::ln2;
+  WalkCounts counts;
+  if (space.tokens_extend()) {
+    counts = SlotWalk<M>(scorer, space, target, prune).run();
+  } else {
+    counts = walk_encoded(scorer, space, target);
+    if (prune) {
+      r.fell_back_to_exhaustive = true;
+      r.notes = "pruning needs the token-extension property, which this tokenizer breaks (" +
+                space.extension_check() + "); every candidate was scored";
+    }
+  }
+  if (counts.equal == 0)
+    throw NumericalError("the canary's own score was not reproduced during the walk: the model returns different "
+                         "log-probabilities for the same tokens depending on the call path (it must be deterministic)");
+  r.rank = 1 + counts.greater;
+  r.ties = counts.equal - 1;
+  r.exposure_bits = r.log2_space_size - std::log2(static_cast<double>(r.rank));
+  r.exposure_low = r.exposure_high = r.exposure_bits;
+  r.candidates_scored = counts.scored;
+  r.evaluations = scorer.evaluations();
+  if (!space.tokens_extend() && !prune) r.notes = space.extension_check();
+  r.seconds = seconds_since(t0);
+  return r;
+}
+
+}  // namespace detail
+
+/// ℓ = Σ_j min(0, ln p(continuation_j | context, continuation_<j)) in nats, accumulated in double in order
+/// (the score of the exposure definition). Costs |continuation| evaluations.
+template <LanguageModel M>
+double sequence_log_prob(const M& model, std::span<const Token> context, std::span<const Token> continuation) {
+  detail::CandidateScorer<M> scorer(model, context, continuation.size() + 1);
+  scorer.set_tokens(continuation);
+  return scorer.log_prob(continuation.size());
+}
+
+/// −log₂ P(secret tokens | prefix tokens) of a canary.
+template <LanguageModel M>
+double canary_log_perplexity_bits(const M& model, const CanarySpace& space, const Canary& canary) {
+  return -sequence_log_prob(model, space.prefix_tokens(), space.secret_tokens(canary)) / std::numbers::ln2;
+}
+
+/// Scores every candidate, walking their token tree once in lexicographic order so that each shared
+/// prefix (the fixed prefix included) is evaluated once and one distribution scores a whole alphabet.
+class ExhaustiveExposure {
+ public:
+  std::string name() const { return "exhaustive"; }
+  template <LanguageModel M>
+  ExposureResult measure(const M& model, const CanarySpace& space, const Canary& canary) const {
+    return detail::exact_exposure(model, space, canary, false, "exhaustive");
+  }
+};
+
+/// The exhaustive walk, skipping every subtree whose partial candidate is already less likely than the
+/// canary: the same rank and ties as ExhaustiveExposure, bit for bit, with evaluations only for nodes
+/// more likely than the canary. Falls back to the exhaustive walk (fell_back_to_exhaustive, notes) when
+/// the tokenizer breaks the token-extension property for this canary format.
+class PrunedExposure {
+ public:
+  std::string name() const { return "pruned"; }
+  template <LanguageModel M>
+  ExposureResult measure(const M& model, const CanarySpace& space, const Canary& canary) const {
+    return detail::exact_exposure(model, space, canary, true, "pruned");
+  }
+};
+
+struct ExtrapolationOptions {
+  std::size_t samples = 4096;    ///< N uniform random candidates (with replacement)
+  std::size_t bootstrap = 100;   ///< bootstrap refits for the interval; 0 for none
+  double confidence = 0.95;      ///< of the percentile interval
+  std::uint64_t seed = 1;
+};
+
+/// A skew-normal fitted to the log-perplexities (bits) of N random candidates, with bootstrap refits;
+/// evaluates the extrapolated exposure of any canary of the same space and model without refitting.
+class ExtrapolationFit {
+ public:
+  ExtrapolationFit(std::vector<double> log_perplexities_bits, std::uint64_t space_size, double log2_space_size,
+                   const ExtrapolationOptions& options, std::uint64_t evaluations)
+      : samples_(std::move(log_perplexities_bits)),
+        space_size_(space_size),
+        log2_space_size_(log2_space_size),
+        confidence_(options.confidence),
+        evaluations_(evaluations) {
+    if (samples_.size() < 16)
+      throw InvalidArgument("the extrapolation needs at least 16 samples; got " + std::to_string(samples_.size()));
+    if (!(options.confidence > 0.0 && options.confidence < 1.0))
+      throw InvalidArgument("the confidence level must lie in (0, 1)");
+    for (double x : samples_)
+      if (!std::isfinite(x))
+        throw NonFiniteError("a sampled candidate has infinite log-perplexity (probability 0); the skew-normal "
+                             "cannot be fitted; use the exact estimators");
+    std::sort(samples_.begin(), samples_.end());
+    double mean = 0.0;
+    for (double x : samples_) mean += x;
+    mean /= static_cast<double>(samples_.size());
+    double var = 0.0;
+    for (double x : samples_) var += (x - mean) * (x - mean);
+    const double sd = std::sqrt(var / static_cast<double>(samples_.size()));
+    if (!(sd > 1e-12 * std::max(1.0, std::abs(mean))))
+      throw NumericalError("all sampled candidates have the same log-perplexity; the extrapolation needs spread; "
+                           "use the exact estimators");
+    auto to_bits = [&](const detail::SkewNormal& s) {
+      return detail::SkewNormal{mean + sd * s.location, sd * s.scale, s.shape};
+    };
+    std::vector<double> y(samples_.size());
+    for (std::size_t i = 0; i < y.size(); ++i) y[i] = (samples_[i] - mean) / sd;
+    const detail::SkewNormal std_fit = detail::fit_skew_normal_standardised(y);
+    fit_ = to_bits(std_fit);
+    std::mt19937_64 rng(options.seed ^ 0xb007b007ULL);
+    std::vector<double> yb(y.size());
+    for (std::size_t b = 0; b < options.bootstrap; ++b) {
+      for (auto& v : yb) v = y[detail::uniform_below(rng, y.size())];
+      boot_.push_back(to_bits(detail::fit_skew_normal_standardised(yb, &std_fit)));
+    }
+  }
+
+  const detail::SkewNormal& fit() const { return fit_; }
+  const std::vector<detail::SkewNormal>& bootstrap_fits() const { return boot_; }
+  std::span<const double> sorted_samples() const { return samples_; }
+  std::uint64_t evaluations() const { return evaluations_; }
+
+  /// −log₂ F(x) for the fit.
+  double exposure_bits(double log_perplexity_bits) const {
+    return -fit_.log_cdf(log_perplexity_bits) / std::numbers::ln2;
+  }
+
+  /// Rank interpolated among the samples: the empirical CDF through (x_(i), (i − ½)/N), linear in between,
+  /// 0 left of the smallest sample and 1 right of the largest; rank = 1 + F̂·(|R| − 1). It cannot resolve
+  /// ranks below about |R|/N (a canary more likely than every sample gets rank 1).
+  double sample_rank(double log_perplexity_bits) const {
+    const double n = static_cast<double>(samples_.size());
+    const auto it = std::lower_bound(samples_.begin(), samples_.end(), log_perplexity_bits);
+    const std::size_t j = static_cast<std::size_t>(it - samples_.begin());  // first sample >= x
+    double frac;
+    if (j == 0)
+      frac = 0.0;
+    else if (j == samples_.size())
+      frac = 1.0;
+    else {
+      const double x0 = samples_[j - 1], x1 = samples_[j];
+      const double t = (log_perplexity_bits - x0) / (x1 - x0);
+      frac = ((static_cast<double>(j) - 0.5) + t) / n;
+    }
+    return 1.0 + frac * (static_cast<double>(space_size_) - 1.0);
+  }
+
+  ExposureResult evaluate(double log_perplexity_bits) const {
+    ExposureResult r;
+    r.method = "extrapolated";
+    r.exact = false;
+    r.space_size = space_size_;
+    r.log2_space_size = log2_space_size_;
+    r.log_perplexity_bits = log_perplexity_bits;
+    r.exposure_bits = exposure_bits(log_perplexity_bits);
+    if (!boot_.empty()) {
+      std::vector<double> e;
+      e.reserve(boot_.size());
+      for (const auto& s : boot_) e.push_back(-s.log_cdf(log_perplexity_bits) / std::numbers::ln2);
+      std::sort(e.begin(), e.end());
+      r.exposure_low = quantile(e, 0.5 * (1.0 - confidence_));
+      r.exposure_high = quantile(e, 1.0 - 0.5 * (1.0 - confidence_));
+    }
+    r.sample_rank = sample_rank(log_perplexity_bits);
+    r.rank = static_cast<std::uint64_t>(std::round(std::min(r.sample_rank, 1.8e19)));
+    r.sample_rank_exposure_bits = log2_space_size_ - std::log2(r.sample_rank);
+    r.fitted = fit_;
+    r.candidates_scored = samples_.size();
+    r.evaluations = evaluations_;
+    if (log_perplexity_bits < samples_.front())
+      r.notes = "the canary is more likely than every sample: the sample rank only says rank < |R|/N";
+    return r;
+  }
+
+ private:
+  static double quantile(const std::vector<double>& sorted, double q) {
+    const double pos = q * static_cast<double>(sorted.size() - 1);
+    const std::size_t i = static_cast<std::size_t>(pos);
+    if (i + 1 >= sorted.size()) return sorted.back();
+    return sorted[i] + (pos - static_cast<double>(i)) * (sorted[i + 1] - sorted[i]);
+  }
+
+  std::vector<double> samples_;
+  std::uint64_t space_size_;
+  double log2_space_size_;
+  double confidence_;
+  std::uint64_t evaluations_;
+  detail::SkewNormal fit_;
+  std::vector<detail::SkewNormal> boot_;
+};
+
+/// Scores N uniform random candidates (sorted so that they share the token tree), fits a skew-normal to
+/// their log-perplexities by maximum likelihood, and reports −log₂ F(canary) with a bootstrap interval.
+class ExtrapolatedExposure {
+ public:
+  explicit ExtrapolatedExposure(ExtrapolationOptions options = {}) : options_(options) {
+    if (options_.samples < 16) throw InvalidArgument("ExtrapolationOptions::samples must be at least 16");
+    if (!(options_.confidence > 0.0 && options_.confidence < 1.0))
+      throw InvalidArgument("ExtrapolationOptions::confidence must lie in (0, 1)");
+  }
+  std::string name() const { return "extrapolated"; }
+  const ExtrapolationOptions& options() const { return options_; }
+
+  /// The fit alone: reuse it for many canaries of the same space and model.
+  template <LanguageModel M>
+  ExtrapolationFit fit(const M& model, const CanarySpace& space) const {
+    const auto& fmt = space.format();
+    std::mt19937_64 rng(options_.seed);
+    std::vector<std::vector<Token>> seqs(options_.samples);
+    for (auto& s : seqs) space.secret_tokens(fmt.generate(rng), s);
+    std::sort(seqs.begin(), seqs.end());  // lexicographic: neighbours share rows of the scorer
+    std::size_t longest = 0;
+    for (const auto& s : seqs) longest = std::max(longest, s.size());
+    detail::CandidateScorer<M> scorer(model, space.prefix_tokens(), longest + 1);
+    std::vector<double> lp(seqs.size());
+    for (std::size_t i = 0; i < seqs.size(); ++i) {
+      scorer.set_tokens(seqs[i]);
+      lp[i] = -scorer.log_prob(seqs[i].size()) / std::numbers::ln2;
+    }
+    return ExtrapolationFit(std::move(lp), fmt.space_size(), fmt.log2_space_size(), options_, scorer.evaluations());
+  }
+
+  template <LanguageModel M>
+  ExposureResult measure(const M& model, const CanarySpace& space, const Canary& canary) const {
+    const auto t0 = std::chrono::steady_clock::now();
+    space.format().validate(canary);
+    const ExtrapolationFit f = fit(model, space);
+    const auto toks = space.secret_tokens(canary);
+    detail::CandidateScorer<M> scorer(model, space.prefix_tokens(), toks.size() + 1);
+    scorer.set_tokens(toks);
+    ExposureResult r = f.evaluate(-scorer.log_prob(toks.size()) / std::numbers::ln2);
+    r.evaluations += scorer.evaluations();
+    r.seconds = detail::seconds_since(t0);
+    return r;
+  }
+
+ private:
+  ExtrapolationOptions options_;
+};
+
+}  // namespace fisher_unlearn
