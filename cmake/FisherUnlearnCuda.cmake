@@ -50,9 +50,9 @@ target_compile_features(fisher_unlearn_cuda PUBLIC cxx_std_20)
 # .cu files see only the public CUDA headers (no Eigen); the host glue .cpp sees the whole library.
 target_link_libraries(fisher_unlearn_cuda
   PUBLIC fisher_unlearn::fisher_unlearn
-  PRIVATE CUDA::cudart CUDA::cublas CUDA::cusolver CUDA::curand)
-# A static library's private dependencies still have to be linked by its users: say so in the export
-# through $<LINK_ONLY:...>, which target_link_libraries(PRIVATE) on a STATIC library already does.
+  PRIVATE CUDA::cudart_static CUDA::cublas CUDA::cusolver)
+# cuRAND is used through its header-only device API (Philox in the fused kernel): no host library.
+set_target_properties(fisher_unlearn_cuda PROPERTIES CUDA_RUNTIME_LIBRARY Static)
 target_compile_options(fisher_unlearn_cuda PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo>
   $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<CXX_COMPILER_ID:GNU,Clang>>:-Wall -Wextra -Wpedantic>)
