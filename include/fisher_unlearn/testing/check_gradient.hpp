@@ -179,6 +179,10 @@ inline std::string format_number(double x) {
   return os.str();
 }
 
+inline std::string coordinate_step_rule(double step) {
+  return "step h_i = " + format_number(step) + " * max(|theta_i|, 1)";
+}
+
 /// What a wrong coordinate most likely means, in words.
 inline std::string diagnose(const CoordinateMismatch& w, double rtol, const std::string& checked) {
   const double a = w.analytic, n = w.numeric;
@@ -199,7 +203,8 @@ inline std::string diagnose(const CoordinateMismatch& w, double rtol, const std:
 template <Model M>
 GradientCheckResult compare(const M& model, const std::vector<std::size_t>& coords, const std::vector<double>& analytic,
                             const std::vector<double>& numeric, const std::vector<double>& steps, double rtol,
-                            double atol, bool is_float, double step, std::string checked, std::string reference) {
+                            double atol, bool is_float, const std::string& step_rule, std::string checked,
+                            std::string reference) {
   GradientCheckResult r;
   r.checked = std::move(checked);
   r.reference = std::move(reference);
@@ -269,8 +274,7 @@ GradientCheckResult compare(const M& model, const std::vector<std::size_t>& coor
     if (r.coordinates_failed == r.coordinates_checked && r.coordinates_checked > 1)
       os << "  every coordinate fails: the analytic derivative may belong to a different function (note that the\n"
             "  per-sample loss and gradient both EXCLUDE the L2 regulariser).\n";
-    os << "  allowed: |a - n| <= " << rtol << " * max(|a|, |n|) + " << atol << " with step " << step
-       << " * max(|theta_i|, 1).";
+    os << "  allowed: |a - n| <= " << rtol << " * max(|a|, |n|) + " << atol << ", with " << step_rule << ".";
     if (is_float)
       os << "\n  note: Scalar is float, so finite differences carry ~1e-3 relative noise; near-misses (errors"
             " within 10x of the tolerance) may need step ~1e-2 and relative_tolerance ~5e-2.";
@@ -342,7 +346,8 @@ GradientCheckResult check_gradient(M& model, const typename M::Sample& sample, c
                               steps);
   const double atol = opt.atol_given ? opt.atol_base : opt.atol_base * std::max(1.0, std::abs(loss));
   auto r = detail::compare(std::as_const(model), coords, analytic, numeric, steps, opt.rtol, atol,
-                           std::is_same_v<Scalar, float>, opt.step, "gradient()", "central differences of loss()");
+                           std::is_same_v<Scalar, float>, detail::coordinate_step_rule(opt.step), "gradient()",
+                           "central differences of loss()");
   r.loss = loss;
   return r;
 }
@@ -372,7 +377,7 @@ GradientCheckResult check_batch_gradient(M& model, std::span<const typename M::S
   detail::central_differences(model, coords, opt.step, sum_loss, numeric, steps);
   const double atol = opt.atol_given ? opt.atol_base : opt.atol_base * std::max(1.0, std::abs(loss));
   auto r = detail::compare(std::as_const(model), coords, analytic, numeric, steps, opt.rtol, atol,
-                           std::is_same_v<Scalar, float>, opt.step,
+                           std::is_same_v<Scalar, float>, detail::coordinate_step_rule(opt.step),
                            BatchDifferentiableModel<M> ? "sum_loss_and_gradient()" : "the sum of gradient()",
                            "central differences of the summed loss()");
   r.loss = loss;
@@ -441,7 +446,8 @@ GradientCheckResult check_hessian_vector_product(M& model, std::span<const typen
   }
   const double atol = opt.atol_given ? opt.atol_base : opt.atol_base * scale;
   return detail::compare(std::as_const(model), coords, analytic, numeric, steps, opt.rtol, atol,
-                         std::is_same_v<Scalar, float>, opt.step,
+                         std::is_same_v<Scalar, float>,
+                         "theta +/- h v, h = " + detail::format_number(opt.step) + " * max(1, max_i |theta_i|), max_i |v_i| = 1",
                          HasHessianVectorProduct<M> ? "hessian_vector_product()" : "hessian() * v",
                          "central differences of the batch gradient along v");
 }
