@@ -11,3 +11,7 @@
 #include "fisher_unlearn/fisher/diagonal.hpp"
 #include "fisher_unlearn/fisher/woodbury.hpp"
 #include "fisher_unlearn/models/logistic_regression.hpp"
+#include "fisher_unlearn/models/classification.hpp"
+#include "fisher_unlearn/models/mlp.hpp"
+#include "fisher_unlearn/models/softmax_regression.hpp"
+#include "fisher_unlearn/testing/check_gradient.hpp"
