@@ -326,9 +326,7 @@ class Transformer {
     if (batch.empty()) return Scalar(0);
     const std::size_t per = execution_.sequences_per_chunk;
     const std::size_t chunks = (batch.size() + per - 1) / per;
-    std::size_t threads = execution_.num_threads == 0 ? std::max(1u, std::thread::hardware_concurrency())
-                                                      : execution_.num_threads;
-    threads = std::min(threads, chunks);
+    const std::size_t threads = std::min(resolved_threads(), chunks);
     std::vector<const Sample*> pointers(batch.size());
     for (std::size_t i = 0; i < batch.size(); ++i) pointers[i] = &batch[i];
     auto chunk_span = [&](std::size_t c) {
@@ -354,6 +352,29 @@ class Transformer {
       out += partial.col(static_cast<Eigen::Index>(c));
       total += losses[c];
     }
+    return total;
+  }
+
+  /// Σ_s loss(s) without gradients, chunked and threaded like sum_loss_and_gradient (evaluation).
+  Scalar sum_loss(std::span<const Sample> batch) const {
+    for (const Sample& s : batch) check_sample(s);
+    if (batch.empty()) return Scalar(0);
+    const std::size_t per = execution_.sequences_per_chunk;
+    const std::size_t chunks = (batch.size() + per - 1) / per;
+    std::vector<const Sample*> pointers(batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i) pointers[i] = &batch[i];
+    std::vector<Scalar> losses(chunks, Scalar(0));
+    auto work = [&](std::size_t first, std::size_t stride) {
+      auto lease = acquire();
+      for (std::size_t c = first; c < chunks; c += stride) {
+        const std::size_t begin = c * per, n = std::min(per, batch.size() - begin);
+        losses[c] = run_chunk(*lease, std::span<const Sample* const>(pointers.data() + begin, n), nullptr,
+                              Targets::observed, nullptr);
+      }
+    };
+    run_parallel(std::min(resolved_threads(), chunks), work);
+    Scalar total = 0;
+    for (Scalar l : losses) total += l;
     return total;
   }
 
@@ -512,6 +533,10 @@ class Transformer {
     if (error) std::rethrow_exception(error);
   }
 
+  std::size_t resolved_threads() const {
+    return execution_.num_threads == 0 ? std::max<std::size_t>(1, std::thread::hardware_concurrency())
+                                       : execution_.num_threads;
+  }
   static TransformerConfig checked(const TransformerConfig& c) {
     c.validate();
     return c;
