@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""PyTorch peer of the C++ benchmarks, on the data the C++ binaries exported (--export_dir).
+
+For every export found under EXPORT_DIR it rebuilds the same computation in PyTorch from the same
+numbers (same weights, same sequences, same gradients), checks that the answers agree with ours
+(relative error ‖ours − torch‖/‖torch‖, printed), times the PyTorch version, and writes a JSON file
+that bench/report.py puts beside the C++ timings of the same run.
+
+  per_sample_<name>/  the transformer: batched gradient (autograd), per-sample gradients with
+                      functorch vmap(grad) (torch.func on PyTorch >= 2), and a naive autograd loop.
+  fisher_diagonal/    Σ g² accumulation and (diag + λ)⁻¹ v, float32.
+  fisher_woodbury/    set-up (GᵀG, eigh, Cholesky of mλI + GᵀG) and F⁻¹v by the Woodbury identity, float64.
+
+PyTorch runs on one thread (torch.set_num_threads(1)), like the library. Usage:
+  torch_peer.py EXPORT_DIR --out peer.json [--threads N] [--min-seconds S]
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ensure_torch import functorch_transforms, import_torch  # noqa: E402
+from export_format import Export  # noqa: E402
+
+torch = import_torch()
+import torch.nn.functional as F  # noqa: E402
+
+vmap, grad = functorch_transforms(torch)
+
+
+def timed(fn, min_seconds, min_runs=3, max_runs=50):
+    """Median wall-clock seconds of fn() over repeated runs, after one warm-up run (one timed run only
+    when the warm-up alone took over 5 s: those cases are far from the noise)."""
+    t0 = time.perf_counter()
+    fn()
+    if time.perf_counter() - t0 > 5.0:
+        min_runs = 1
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_runs or (time.perf_counter() - start < min_seconds and len(times) < max_runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def rel_err(ours, ref):
+    ours = ours.double()
+    ref = ref.double()
+    return float((ours - ref).norm() / ref.norm())
+
+
+# ---- the transformer, as a pure function of the flat parameter vector -------------------------------
+
+class TransformerLayout:
+    """Offsets into the flat parameter vector, exactly as TransformerLayout in models/transformer.hpp."""
+
+    def __init__(self, V, T, L, C, H, R):
+        self.V, self.T, self.L, self.C, self.H, self.F = V, T, L, C, H, R * C
+        at = 0
+
+        def take(n):
+            nonlocal at
+            o = at
+            at += n
+            return o
+
+        Fh = self.F
+        self.token_embedding = take(C * V)
+        self.position_embedding = take(C * T)
+        self.blocks = []
+        for _ in range(L):
+            b = {}
+            b["ln1_gain"] = take(C)
+            b["ln1_bias"] = take(C)
+            b["qkv_weight"] = take(3 * C * C)
+            b["qkv_bias"] = take(3 * C)
+            b["out_weight"] = take(C * C)
+            b["out_bias"] = take(C)
+            b["ln2_gain"] = take(C)
+            b["ln2_bias"] = take(C)
+            b["fc_weight"] = take(Fh * C)
+            b["fc_bias"] = take(Fh)
+            b["proj_weight"] = take(C * Fh)
+            b["proj_bias"] = take(C)
+            self.blocks.append(b)
+        self.final_gain = take(C)
+        self.final_bias = take(C)
+        self.total = at
+
+
+def make_transformer_loss(layout, eps):
+    """loss(theta, tokens[B, n]) -> per-sequence mean next-token cross-entropy, shape [B]."""
+    V, C, H, Fh = layout.V, layout.C, layout.H, layout.F
+    hd = C // H
+
+    def vec(theta, offset, n):
+        return theta[offset:offset + n]
+
+    def weight(theta, offset, out_features, in_features):
+        # Column-major out×in (W[r, c] at r + c·out): viewed as in×out row-major it is Wᵀ, so y = x @ view.
+        return theta[offset:offset + out_features * in_features].view(in_features, out_features)
+
+    def loss(theta, tokens):
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        B, T = inputs.shape
+        wte = theta[layout.token_embedding:layout.token_embedding + V * C].view(V, C)
+        wpe = theta[layout.position_embedding:layout.position_embedding + layout.T * C].view(layout.T, C)
+        x = wte[inputs] + wpe[:T]
+        causal = torch.ones(T, T, dtype=torch.bool).tril()
+        for b in layout.blocks:
+            h = F.layer_norm(x, (C,), vec(theta, b["ln1_gain"], C), vec(theta, b["ln1_bias"], C), eps)
+            qkv = h @ weight(theta, b["qkv_weight"], 3 * C, C) + vec(theta, b["qkv_bias"], 3 * C)
+            q, k, v = (qkv[..., i * C:(i + 1) * C].reshape(B, T, H, hd).transpose(1, 2) for i in range(3))
+            scores = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
+            p = scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+            attn = (p @ v).transpose(1, 2).reshape(B, T, C)
+            x = x + attn @ weight(theta, b["out_weight"], C, C) + vec(theta, b["out_bias"], C)
+            h = F.layer_norm(x, (C,), vec(theta, b["ln2_gain"], C), vec(theta, b["ln2_bias"], C), eps)
+            h = F.gelu(h @ weight(theta, b["fc_weight"], Fh, C) + vec(theta, b["fc_bias"], Fh), approximate="tanh")
+            x = x + h @ weight(theta, b["proj_weight"], C, Fh) + vec(theta, b["proj_bias"], C)
+        x = F.layer_norm(x, (C,), vec(theta, layout.final_gain, C), vec(theta, layout.final_bias, C), eps)
+        log_probs = (x @ wte.t()).log_softmax(dim=-1)
+        nll = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        return nll.mean(dim=-1)
+
+    return loss
+
+
+def per_sample_peer(directory, min_seconds):
+    e = Export(directory)
+    val = e.values
+    layout = TransformerLayout(*(int(val[k]) for k in
+                                 ("vocab_size", "context_length", "num_layers", "width", "num_heads", "mlp_ratio")))
+    theta = e.array("theta", torch)
+    if theta.numel() != layout.total:
+        raise SystemExit(f"{directory}: theta has {theta.numel()} entries, the layout {layout.total}; "
+                         f"the peer's layout no longer matches models/transformer.hpp")
+    tokens = e.array("tokens", torch).long()
+    ours_per_sample = e.array("per_sample_gradients", torch)
+    ours_losses = e.array("losses", torch)
+    ours_batched = e.array("batched_gradient", torch)
+    B = tokens.shape[0]
+    loss = make_transformer_loss(layout, float(val["layer_norm_epsilon"]))
+
+    def one_sequence_loss(th, seq):
+        return loss(th, seq.unsqueeze(0))[0]
+
+    per_sample_fn = vmap(grad(one_sequence_loss), in_dims=(None, 0))
+
+    def batched():
+        th = theta.detach().requires_grad_(True)
+        total = loss(th, tokens).sum()
+        (g,) = torch.autograd.grad(total, th)
+        return total.detach(), g
+
+    def loop():
+        th = theta.detach().requires_grad_(True)
+        out = torch.empty(B, theta.numel())
+        for i in range(B):
+            (out[i],) = torch.autograd.grad(one_sequence_loss(th, tokens[i]), th)
+        return out
+
+    with torch.no_grad():
+        torch_losses = loss(theta, tokens)
+    total, torch_batched = batched()
+    torch_per_sample = per_sample_fn(theta, tokens)
+    checks = {
+        "losses": rel_err(ours_losses, torch_losses),
+        "per_sample_gradients": rel_err(ours_per_sample, torch_per_sample),
+        "batched_gradient": rel_err(ours_batched, torch_batched),
+        "per_sample_sum_vs_batched(torch)": rel_err(torch_per_sample.sum(0), torch_batched),
+    }
+    times = {
+        "batched_gradient": timed(batched, min_seconds),
+        "vmap_grad": timed(lambda: per_sample_fn(theta, tokens), min_seconds),
+        "autograd_loop": timed(loop, min_seconds),
+    }
+    return {"d": layout.total, "batch": B, "seconds_per_batch": times, "rel_err": checks}
+
+
+# ---- Fisher estimators ------------------------------------------------------------------------------
+
+def diagonal_peer(directory, min_seconds):
+    e = Export(directory)
+    lam = float(e.values["damping"])
+    G = e.array("gradients", torch)  # m × d, float32 (gradients as rows)
+    v = e.array("v", torch)
+    m = G.shape[0]
+    sum_sq = torch.empty(G.shape[1])
+
+    def accumulate():
+        torch.sum(G * G, dim=0, out=sum_sq)
+        return sum_sq
+
+    accumulate()
+    diag = sum_sq / m + lam
+    out = torch.empty_like(v)
+
+    def apply():
+        torch.div(v, diag, out=out)
+        return out
+
+    apply()
+    return {
+        "d": G.shape[1], "m": m,
+        "seconds": {"accumulate": timed(accumulate, min_seconds), "apply_inverse": timed(apply, min_seconds)},
+        "rel_err": {"diagonal": rel_err(e.array("ours_diagonal", torch), diag),
+                    "apply_inverse": rel_err(e.array("ours_apply_inverse", torch), out)},
+    }
+
+
+def woodbury_peer(directory, min_seconds):
+    e = Export(directory)
+    lam = float(e.values["damping"])
+    G = e.array("gradients", torch)  # m × d, float64 (rows are gradients, so G here is the library's Gᵀ)
+    v = e.array("v", torch)
+    m = G.shape[0]
+    state = {}
+
+    def setup():
+        gram = G @ G.t()
+        sigma, basis = torch.linalg.eigh(gram / m)  # the spectrum, for fractional powers (as finalize())
+        system = gram + (m * lam) * torch.eye(m, dtype=G.dtype)
+        state["factor"] = torch.linalg.cholesky(system)
+        state["spectrum"] = (sigma, basis)
+
+    def inverse_product():
+        c = torch.cholesky_solve((G @ v).unsqueeze(1), state["factor"]).squeeze(1)
+        return (v - G.t() @ c) / lam
+
+    setup()
+    out = inverse_product()
+    return {
+        "d": G.shape[1], "m": m,
+        "seconds": {"setup": timed(setup, min_seconds), "inverse_product": timed(inverse_product, min_seconds)},
+        "rel_err": {"inverse_product": rel_err(e.array("ours_inverse_product", torch), out)},
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("export_dir")
+    parser.add_argument("--out", required=True, help="JSON file for bench/report.py")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1, as the library)")
+    parser.add_argument("--min-seconds", type=float, default=1.0, help="time each case for at least this long")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    result = {"torch_version": torch.__version__, "threads": torch.get_num_threads(),
+              "blas": "see torch.__config__.show()", "per_sample": {}, "fisher": {}}
+    for directory in sorted(glob.glob(os.path.join(args.export_dir, "per_sample_*"))):
+        name = os.path.basename(directory)[len("per_sample_"):]
+        print(f"[peer] per-sample gradients, {name} model ...", file=sys.stderr, flush=True)
+        result["per_sample"][name] = per_sample_peer(directory, args.min_seconds)
+    for name, fn in (("diagonal", diagonal_peer), ("woodbury", woodbury_peer)):
+        directory = os.path.join(args.export_dir, "fisher_" + name)
+        if os.path.isdir(directory):
+            print(f"[peer] Fisher {name} ...", file=sys.stderr, flush=True)
+            result["fisher"][name] = fn(directory, args.min_seconds)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    for section in ("per_sample", "fisher"):
+        for name, r in result[section].items():
+            errs = ", ".join(f"{k} {v:.2e}" for k, v in r["rel_err"].items())
+            print(f"[peer] {section}/{name}: relative error ours vs torch: {errs}")
+    print(f"[peer] wrote {args.out} (torch {torch.__version__}, {torch.get_num_threads()} thread(s))")
+
+
+if __name__ == "__main__":
+    main()
