@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "fisher_unlearn/baselines.hpp"
+#include "fisher_unlearn/fisher/block_diagonal.hpp"
 #include "fisher_unlearn/fisher/diagonal.hpp"
 #include "fisher_unlearn/fisher/woodbury.hpp"
 #include "fisher_unlearn/newton_removal.hpp"
@@ -55,7 +56,7 @@ static_assert(fu::HasParameterGroups<GroupedLogistic>);
 }  // namespace
 
 TEMPLATE_TEST_CASE("FisherRemoval: with F = the exact retain Hessian and eta = 1 it is the Newton removal step", "",
-                   ReferenceFisher<double>, fu::WoodburyFisher<double>) {
+                   ReferenceFisher<double>, fu::WoodburyFisher<double>, fu::BlockDiagonalFisher<double>) {
   for (const std::size_t k : {std::size_t{1}, std::size_t{10}, std::size_t{50}}) {
     auto p = make_problem<double>(1000, 20, k, 1e-2, 40 + k);
     Model<double> newton = p.full, fisher_model = p.full;
@@ -72,7 +73,30 @@ TEMPLATE_TEST_CASE("FisherRemoval: with F = the exact retain Hessian and eta = 1
   }
 }
 
-TEST_CASE("FisherRemoval: the Monte-Carlo Fisher approaches Newton removal as S grows, at about S^(-1/2)") {
+namespace {
+
+/// ‖θ' − θ*_R‖ / ‖θ − θ*_R‖ where θ is the full-data optimum: 0 = retraining, 1 = nothing done.
+template <class Scalar>
+double distance_to_retrained(const Problem<Scalar>& p, const Model<Scalar>& m) {
+  return (params(m) - params(p.retrained)).norm() / (params(p.full) - params(p.retrained)).norm();
+}
+
+template <class Estimator>
+Model<double> monte_carlo_removal(const Problem<double>& p, std::size_t draws, std::uint64_t seed,
+                                  fu::UnlearningReport* report = nullptr) {
+  fu::FisherRemovalOptions o;
+  o.damping = p.full.l2_regularization();  // E[F_MC] = data Hessian; the damping is the L2 term
+  o.fisher_samples = p.retain().size();
+  o.gradients = {fu::FisherKind::monte_carlo, draws, seed};
+  Model<double> model = p.full;
+  const auto r = fu::FisherRemoval<Estimator>(o).unlearn(model, p.forget(), p.retain());
+  if (report) *report = r;
+  return model;
+}
+
+}  // namespace
+
+TEST_CASE("FisherRemoval: the Monte-Carlo Fisher (one dense block) approaches Newton removal at about S^(-1/2)") {
   auto p = make_problem<double>(1000, 20, 10, 1e-2, 77);
   Model<double> newton = p.full;
   fu::NewtonRemoval{}.unlearn(newton, p.forget(), p.retain());
@@ -80,23 +104,65 @@ TEST_CASE("FisherRemoval: the Monte-Carlo Fisher approaches Newton removal as S 
   std::vector<double> errors;
   for (const std::size_t s : {1, 4, 16, 64}) {
     double sum = 0;
-    for (std::uint64_t seed = 1; seed <= 3; ++seed) {  // average a few seeds: the rate is a mean property
-      fu::FisherRemovalOptions o;
-      o.damping = p.full.l2_regularization();
-      o.fisher_samples = p.retain().size();
-      o.gradients = {fu::FisherKind::monte_carlo, s, seed};
-      Model<double> model = p.full;
-      fu::FisherRemoval<ReferenceFisher<double>>(o).unlearn(model, p.forget(), p.retain());
-      sum += (params(model) - params(newton)).norm() / newton_step;
-    }
+    for (std::uint64_t seed = 1; seed <= 3; ++seed)  // average a few seeds: the rate is a mean property
+      sum += (params(monte_carlo_removal<fu::BlockDiagonalFisher<double>>(p, s, seed)) - params(newton)).norm() /
+             newton_step;
     errors.push_back(sum / 3);
-    std::printf("Monte-Carlo Fisher (dense), S=%zu: ||theta_F - theta_Newton|| / ||step|| = %.4f\n", s, errors.back());
+    std::printf("Monte-Carlo Fisher (BlockDiagonalFisher, one block), S=%zu: ||theta_F - theta_Newton|| / ||step|| "
+                "= %.4f\n", s, errors.back());
   }
   const double slope = std::log(errors.front() / errors.back()) / std::log(64.0);
   std::printf("fitted rate: error ~ S^(-%.2f)\n", slope);
   CHECK(errors.back() < 0.05);
   CHECK(slope > 0.35);
   CHECK(slope < 0.7);
+}
+
+TEST_CASE("FisherRemoval: with the Monte-Carlo Fisher it is closer to retraining than gradient ascent tuned to the "
+          "same forget-loss increase") {
+  auto p = make_problem<double>(1000, 20, 10, 1e-2, 101);
+  fu::UnlearningReport rf;
+  const Model<double> fisher = monte_carlo_removal<fu::BlockDiagonalFisher<double>>(p, 16, 1, &rf);
+  fu::FirstOrderOptions o;
+  o.learning_rate = 1e-3;
+  o.steps = 100000;
+  o.batch_size = 0;
+  o.target_forget_increase = rf.forget_loss_after - rf.forget_loss_before;
+  Model<double> ascent = p.full;
+  const auto ra = fu::GradientAscent(o).unlearn(ascent, p.forget(), p.retain());
+  REQUIRE(ra.notes.find("reached") != std::string::npos);
+  REQUIRE(ra.notes.find("NOT") == std::string::npos);
+  const double d_fisher = distance_to_retrained(p, fisher), d_ascent = distance_to_retrained(p, ascent);
+  std::printf("distance to retrained: FisherRemoval (MC, S=16) %.4f, GradientAscent to the same forget-loss increase "
+              "%.4f (%zu steps)\n", d_fisher, d_ascent, ra.iterations);
+  CHECK(d_fisher < 0.5 * d_ascent);
+}
+
+TEST_CASE("FisherRemoval: the empirical Fisher can be a worse preconditioner than none; the Monte-Carlo one is not") {
+  // Problem A: well-specified, moderate signal. Problem B: well fitted (d = 100, strong signal, weak L2),
+  // where most training points are confidently right, (σ − y)² ≪ σ(1 − σ), and the empirical Fisher
+  // underestimates the curvature badly. "None" is the raw forget gradient with the scale an oracle
+  // would choose (the point of that ray closest to the retrained optimum): no preconditioner, at its best.
+  struct Case { std::size_t d; double l2, signal; bool expect_empirical_worse_than_none; };
+  for (const Case c : {Case{20, 1e-2, 3.0, false}, Case{100, 1e-3, 10.0, true}}) {
+    auto p = make_problem<double>(1000, c.d, 10, c.l2, 202, c.signal);
+    fu::FisherRemovalOptions o;
+    o.damping = c.l2;
+    o.fisher_samples = p.retain().size();
+    Model<double> empirical = p.full;
+    fu::FisherRemoval<fu::BlockDiagonalFisher<double>>(o).unlearn(empirical, p.forget(), p.retain());
+    const Model<double> mc = monte_carlo_removal<fu::BlockDiagonalFisher<double>>(p, 16, 1);
+    fu::Vector<double> g;
+    fu::detail::objective_gradient(p.full, p.forget(), g);
+    const Eigen::VectorXd to_retrained = params(p.retrained) - params(p.full);
+    const double none = (to_retrained - (g.dot(to_retrained) / g.squaredNorm()) * g).norm() / to_retrained.norm();
+    const double d_emp = distance_to_retrained(p, empirical), d_mc = distance_to_retrained(p, mc);
+    std::printf("d=%zu signal=%.0f: distance to retrained: empirical Fisher %.3f, Monte-Carlo Fisher (S=16) %.3f, "
+                "no preconditioner (oracle scale) %.3f\n", c.d, c.signal, d_emp, d_mc, none);
+    CHECK(d_mc < d_emp);
+    CHECK(d_mc < none);
+    if (c.expect_empirical_worse_than_none) CHECK(d_emp > 2 * none);
+  }
 }
 
 TEST_CASE("FisherRemoval: several steps over forget batches add up to the one-step removal") {

@@ -1,0 +1,184 @@
+// Automatic damping: the grid search picks the candidate of least retain objective, never an exploding
+// step, and lands within a stated margin of the best fixed damping of its grid.
+#include <catch2/catch.hpp>
+
+#include "fisher_unlearn/damping.hpp"
+#include "fisher_unlearn/fisher/block_diagonal.hpp"
+#include "fisher_unlearn/fisher/diagonal.hpp"
+#include "fisher_unlearn/fisher/woodbury.hpp"
+#include "fisher_unlearn/newton_removal.hpp"
+#include "fisher_unlearn/removal.hpp"
+#include "reference_fisher.hpp"
+#include "unlearning_problem.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+namespace fu = fisher_unlearn;
+using namespace unlearning_test;
+
+namespace {
+
+template <class Scalar>
+double distance_to_retrained(const Problem<Scalar>& p, const Model<Scalar>& m) {
+  return (params(m) - params(p.retrained)).norm() / (params(p.full) - params(p.retrained)).norm();
+}
+
+}  // namespace
+
+TEST_CASE("log_grid: evenly spaced in log10, endpoints exact; bad bounds throw") {
+  const auto g = fu::log_grid(1e-6, 1.0, 7);
+  REQUIRE(g.size() == 7);
+  for (std::size_t i = 0; i < g.size(); ++i) CHECK(g[i] == Approx(std::pow(10.0, -6.0 + static_cast<double>(i))));
+  CHECK(fu::log_grid(0.5, 0.5, 1) == std::vector<double>{0.5});
+  CHECK_THROWS_AS(fu::log_grid(0.0, 1.0, 3), fu::InvalidArgument);
+  CHECK_THROWS_AS(fu::log_grid(1.0, 0.1, 3), fu::InvalidArgument);
+  CHECK_THROWS_AS(fu::log_grid(0.1, 1.0, 0), fu::InvalidArgument);
+}
+
+TEST_CASE("search_damping: picks the least score, ties to the larger damping, skips non-finite candidates") {
+  ReferenceFisher<double> f(3, 0.5);
+  f.add_gradients(Eigen::MatrixXd::Random(3, 5));
+  f.finalize();
+  fu::DampingSearch s;
+  s.grid = {1e-3, 1e-2, 1e-1, 1.0};
+  SECTION("a unique minimum") {
+    const auto r = fu::search_damping(f, s, [](double l) { return std::pow(std::log10(l) + 2.2, 2); });
+    CHECK(r.damping == 1e-2);
+    CHECK(r.best_index == 1);
+    CHECK(f.damping() == 1e-2);  // left at the chosen value
+    CHECK(r.summary().find("*0.01") != std::string::npos);
+  }
+  SECTION("ties go to the larger damping") {
+    const auto r = fu::search_damping(f, s, [](double l) { return l < 0.5 ? 1.0 : 1.0; });
+    CHECK(r.damping == 1.0);
+  }
+  SECTION("NaN, Inf and NonFiniteError score +inf") {
+    const auto r = fu::search_damping(f, s, [](double l) -> double {
+      if (l == 1e-3) return std::numeric_limits<double>::quiet_NaN();
+      if (l == 1e-2) throw fu::NonFiniteError("blew up");
+      if (l == 1e-1) return -std::numeric_limits<double>::infinity();
+      return 7.0;
+    });
+    CHECK(r.damping == 1.0);
+    CHECK(std::isinf(r.scores[0]));
+    CHECK(std::isinf(r.scores[1]));
+    CHECK(std::isinf(r.scores[2]));
+  }
+  SECTION("no finite candidate is a NumericalError") {
+    CHECK_THROWS_AS(fu::search_damping(f, s, [](double) { return std::numeric_limits<double>::infinity(); }),
+                    fu::NumericalError);
+  }
+  SECTION("an empty grid or a non-positive value is rejected") {
+    s.grid = {};
+    CHECK_THROWS_AS(fu::search_damping(f, s, [](double) { return 0.0; }), fu::InvalidArgument);
+    s.grid = {1e-3, -1.0};
+    CHECK_THROWS_AS(fu::search_damping(f, s, [](double) { return 0.0; }), fu::InvalidArgument);
+  }
+}
+
+TEST_CASE("Damping: with m = d gradients and small damping the Fisher step blows up; the automatic rule does not") {
+  auto p = make_problem<double>(1000, 20, 10, 1e-2, 101);
+  Model<double> newton = p.full;
+  const auto rn = fu::NewtonRemoval{}.unlearn(newton, p.forget(), p.retain());
+  fu::FisherRemovalOptions o;
+  o.fisher_samples = 20;  // m = d: F's data part has rank ≤ 20 and tiny eigenvalues
+  o.damping = 1e-6;
+  Model<double> tiny = p.full;
+  const auto rt = fu::FisherRemoval<fu::WoodburyFisher<double>>(o).unlearn(tiny, p.forget(), p.retain());
+  o.automatic_damping = fu::DampingSearch{};  // 1e-6 ... 1
+  Model<double> automatic = p.full;
+  const auto ra = fu::FisherRemoval<fu::WoodburyFisher<double>>(o).unlearn(automatic, p.forget(), p.retain());
+  std::printf("m = d = 20: Newton step %.3g; Fisher step with damping 1e-6: %.3g (distance to retrained %.3g); "
+              "automatic damping %.0e: step %.3g, distance %.3f\n",
+              rn.step_norm, rt.step_norm, distance_to_retrained(p, tiny), ra.damping, ra.step_norm,
+              distance_to_retrained(p, automatic));
+  CHECK(rt.step_norm > 100 * rn.step_norm);
+  CHECK(distance_to_retrained(p, tiny) > 100);
+  CHECK(ra.damping >= 1e-2);
+  CHECK(distance_to_retrained(p, automatic) < 1.0);
+  CHECK(ra.notes.find("damping search") != std::string::npos);
+}
+
+namespace {
+
+struct MarginResult {
+  double automatic = 0, best_fixed = 0;
+};
+
+/// Runs every fixed damping of the grid and the automatic rule with the same estimator and Fisher kind.
+template <class Estimator, class Factory>
+MarginResult auto_vs_fixed(const Problem<double>& p, const Factory& make, std::size_t m, fu::GradientCollection kind,
+                           const std::vector<double>& grid) {
+  fu::FisherRemovalOptions o;
+  o.fisher_samples = m;
+  o.gradients = kind;
+  MarginResult out;
+  out.best_fixed = std::numeric_limits<double>::infinity();
+  double best_fixed_retain = std::numeric_limits<double>::infinity();
+  for (double lambda : grid) {
+    o.damping = lambda;
+    Model<double> model = p.full;
+    const auto r = fu::FisherRemoval<Estimator>(o, make).unlearn(model, p.forget(), p.retain());
+    out.best_fixed = std::min(out.best_fixed, distance_to_retrained(p, model));
+    best_fixed_retain = std::min(best_fixed_retain, r.retain_loss_after);
+  }
+  o.automatic_damping = fu::DampingSearch{};
+  o.automatic_damping->grid = grid;
+  Model<double> model = p.full;
+  const auto r = fu::FisherRemoval<Estimator>(o, make).unlearn(model, p.forget(), p.retain());
+  out.automatic = distance_to_retrained(p, model);
+  // By construction the automatic rule attains the least J_retain of its grid.
+  CHECK(r.retain_loss_after == Approx(best_fixed_retain).epsilon(1e-12));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("Damping: the automatic rule is within 10% of the best fixed damping of its grid on the test problems") {
+  const std::vector<double> grid = fu::log_grid(1e-4, 1.0, 5);
+  struct Case { std::size_t d; double l2, signal; std::uint64_t seed; };
+  double worst_ratio = 0;
+  for (const Case c : {Case{20, 1e-2, 3.0, 101}, Case{50, 1e-3, 8.0, 202}}) {
+    auto p = make_problem<double>(1000, c.d, 10, c.l2, c.seed, c.signal);
+    const std::size_t all = p.retain().size();
+    for (const fu::GradientCollection kind :
+         {fu::GradientCollection{fu::FisherKind::empirical, 1, 1}, fu::GradientCollection{fu::FisherKind::monte_carlo, 4, 1}}) {
+      const auto report = [&](const char* name, MarginResult r) {
+        std::printf("d=%zu %-28s %-11s: automatic %.4f, best fixed %.4f (ratio %.3f)\n", c.d, name,
+                    fu::to_string(kind.kind), r.automatic, r.best_fixed, r.automatic / r.best_fixed);
+        worst_ratio = std::max(worst_ratio, r.automatic / r.best_fixed);
+        CHECK(r.automatic <= 1.10 * r.best_fixed);
+      };
+      report("diagonal", auto_vs_fixed<fu::DiagonalFisher<double>>(
+                             p, [](std::size_t d, double l) { return fu::DiagonalFisher<double>(d, l); }, all, kind, grid));
+      report("block_diagonal (one block)",
+             auto_vs_fixed<fu::BlockDiagonalFisher<double>>(
+                 p, [](std::size_t d, double l) { return fu::BlockDiagonalFisher<double>(d, l); }, all, kind, grid));
+      report("woodbury (m = d)",
+             auto_vs_fixed<fu::WoodburyFisher<double>>(
+                 p, [](std::size_t d, double l) { return fu::WoodburyFisher<double>(d, l); }, c.d, kind, grid));
+    }
+  }
+  std::printf("worst automatic / best-fixed distance ratio: %.3f\n", worst_ratio);
+}
+
+TEST_CASE("Damping: a supplied estimator gets its own damping back after the automatic search") {
+  auto p = make_problem<double>(300, 10, 5, 1e-2, 4);
+  fu::WoodburyFisher<double> fisher(10, 0.123);
+  fisher.add_gradients(fu::collect_gradients(p.full, p.retain()));
+  fisher.finalize();
+  fu::FisherRemovalOptions o;
+  o.automatic_damping = fu::DampingSearch{};
+  Model<double> model = p.full;
+  const auto r = fu::FisherRemoval<fu::WoodburyFisher<double>>(o).unlearn(model, p.forget(), p.retain(), fisher);
+  CHECK(fisher.damping() == 0.123);
+  CHECK(r.damping != 0.123);
+  // The search with a subsampled score set still returns a grid value.
+  o.automatic_damping->score_samples = 50;
+  Model<double> model2 = p.full;
+  const auto r2 = fu::FisherRemoval<fu::WoodburyFisher<double>>(o).unlearn(model2, p.forget(), p.retain(), fisher);
+  CHECK(std::find(o.automatic_damping->grid.begin(), o.automatic_damping->grid.end(), r2.damping) !=
+        o.automatic_damping->grid.end());
+}
