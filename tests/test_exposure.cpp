@@ -1,0 +1,374 @@
+// Exposure: exhaustive, pruned and extrapolated estimators against ranks known by hand, by a closed-form
+// count, and by an independent brute-force scorer over table-driven language models.
+#include <catch2/catch.hpp>
+
+#include "exposure_fixtures.hpp"
+#include "exposure_models.hpp"
+#include "fisher_unlearn/exposure.hpp"
+#include "fisher_unlearn/testing/table_language_model.hpp"
+
+#include <algorithm>
+#include <array>
+#include <limits>
+#include <utility>
+#include <cmath>
+#include <numbers>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace fu = fisher_unlearn;
+using exposure_fixtures::CharTokenizer;
+using exposure_fixtures::MergingDigitTokenizer;
+using fu::testing::TableContext;
+using fu::testing::TableLanguageModel;
+using exposure_models::reference_rank;
+using exposure_models::reference_score;
+using exposure_models::reference_scores;
+
+namespace {
+
+/// A byte-level table model whose row at each position is given by (symbol, probability) pairs; the
+/// remaining mass is spread evenly over the other bytes.
+void set_byte_row(TableLanguageModel<double>& m, std::size_t position, const std::vector<std::pair<char, double>>& probs) {
+  std::vector<double> row(256);
+  double used = 0.0;
+  for (const auto& [c, p] : probs) used += p;
+  const double rest = (1.0 - used) / static_cast<double>(256 - probs.size());
+  for (auto& v : row) v = std::log(rest);
+  for (const auto& [c, p] : probs) row[static_cast<unsigned char>(c)] = std::log(p);
+  m.set_row(m.row_index(position, -1), row);
+}
+
+/// Wraps a model, hiding its incremental decoding: exercises the next_token_log_probs path.
+template <class Inner>
+struct PlainLanguageModel {
+  using Scalar = typename Inner::Scalar;
+  using Sample = typename Inner::Sample;
+  Inner* inner;
+  std::size_t num_parameters() const { return inner->num_parameters(); }
+  std::span<Scalar> parameters() { return inner->parameters(); }
+  std::span<const Scalar> parameters() const { return std::as_const(*inner).parameters(); }
+  Scalar loss(const Sample& s) const { return inner->loss(s); }
+  std::size_t vocab_size() const { return inner->vocab_size(); }
+  void next_token_log_probs(std::span<const fu::Token> context, std::span<Scalar> out) const {
+    inner->next_token_log_probs(context, out);
+  }
+};
+
+struct NotAMetric {
+  std::string name() const { return "nothing"; }
+};
+
+}  // namespace
+
+static_assert(fu::LanguageModel<PlainLanguageModel<TableLanguageModel<double>>>);
+static_assert(!fu::IncrementalLanguageModel<PlainLanguageModel<TableLanguageModel<double>>>);
+static_assert(fu::ExposureMetric<fu::ExhaustiveExposure, TableLanguageModel<double>>);
+static_assert(fu::ExposureMetric<fu::PrunedExposure, TableLanguageModel<float>>);
+static_assert(fu::ExposureMetric<fu::ExtrapolatedExposure, PlainLanguageModel<TableLanguageModel<double>>>);
+static_assert(!fu::ExposureMetric<NotAMetric, TableLanguageModel<double>>);
+static_assert(!fu::ExposureMetric<fu::PrunedExposure, int>);
+
+TEST_CASE("Exposure: exact estimators reproduce ranks counted by hand, ties included") {
+  // P(first) = .45/.27/.18 for a/b/c, P(second) = .18/.18/.54: products in order
+  //   ac .243 (1), bc .1458 (2), cc .0972 (3), aa = ab .081 (4, tied), ba = bb .0486 (6), ca = cb .0324 (8).
+  TableLanguageModel<double> m(256, 3, TableContext::position);
+  set_byte_row(m, 1, {{'a', .45}, {'b', .27}, {'c', .18}});
+  set_byte_row(m, 2, {{'a', .18}, {'b', .18}, {'c', .54}});
+  const fu::CanaryFormat f("x", {fu::CanarySlot::from_chars("abc"), fu::CanarySlot::from_chars("abc")});
+  const fu::CanarySpace space(f, fu::ByteTokenizer{});
+  const std::vector<std::tuple<std::string, std::uint64_t, std::uint64_t>> expected = {
+      {"ac", 1, 0}, {"bc", 2, 0}, {"cc", 3, 0}, {"aa", 4, 1}, {"ab", 4, 1},
+      {"ba", 6, 1}, {"bb", 6, 1}, {"ca", 8, 1}, {"cb", 8, 1}};
+  for (const auto& [secret, rank, ties] : expected) {
+    const auto c = f.parse_secret(secret);
+    for (const fu::ExposureResult& r : {fu::ExhaustiveExposure{}.measure(m, space, c), fu::PrunedExposure{}.measure(m, space, c)}) {
+      INFO(r);
+      CHECK(r.exact);
+      CHECK(r.rank == rank);
+      CHECK(r.ties == ties);
+      CHECK(r.exposure_bits == Approx(std::log2(9.0) - std::log2(static_cast<double>(rank))).epsilon(1e-14));
+      CHECK(r.log_perplexity_bits == Approx(-std::log2(std::exp(reference_score(m, space, c)))).epsilon(1e-12));
+      CHECK(r.space_size == 9u);
+    }
+  }
+  // For "ac", the partial "c" (.18) is already below .243: one of the three first-slot rows is skipped.
+  m.reset_evaluations();
+  const auto ex = fu::ExhaustiveExposure{}.measure(m, space, f.parse_secret("ac"));
+  CHECK(ex.evaluations == m.evaluations());
+  CHECK(ex.evaluations == 4);  // the prefix row and one row per first symbol
+  m.reset_evaluations();
+  const auto pr = fu::PrunedExposure{}.measure(m, space, f.parse_secret("ac"));
+  CHECK(pr.evaluations == m.evaluations());
+  CHECK(pr.evaluations == 3);
+  CHECK(pr.candidates_scored == 6);
+}
+
+TEST_CASE("Exposure: all three estimators agree with ranks known by construction on 10^5 candidates") {
+  exposure_models::check_ranks_known_by_construction(5);
+}
+
+TEST_CASE("Exposure: extrapolation is within 1 bit of exact for ranks between 10 and |R|/10 on 10^5 bell-shaped scores") {
+  exposure_models::check_extrapolation_within_one_bit(5);
+}
+
+TEST_CASE("Exposure: pruned equals exhaustive on 240 random models and canaries, with fewer evaluations in the top 1%") {
+  std::mt19937_64 rng(20240611);
+  const std::string letters = "abcdefghij", digits = "0123456789";
+  std::size_t top_percent_cases = 0, multi_token_cases = 0;
+  for (int trial = 0; trial < 240; ++trial) {
+    const int k = 2 + static_cast<int>(rng() % 3);
+    std::vector<fu::CanarySlot> slots;
+    for (int s = 0; s < k; ++s) {
+      const std::size_t size = 2 + rng() % 7;
+      fu::CanarySlot slot;
+      const std::string& pool = (rng() % 2) ? letters : digits;
+      if (rng() % 4 == 0) {  // two-character symbols: two tokens each
+        for (std::size_t a = 0; a < size; ++a) slot.symbols.push_back(std::string{pool[a], digits[(a * 3 + 1) % 10]});
+      } else {
+        for (std::size_t a = 0; a < size; ++a) slot.symbols.emplace_back(1, pool[(a + trial) % 10]);
+      }
+      if (rng() % 5 == 0) slot.before = "-";
+      slots.push_back(slot);
+    }
+    const fu::CanaryFormat f("ab:", slots);
+    const fu::CanarySpace space(f, CharTokenizer{});
+    REQUIRE(space.tokens_extend());
+    if (space.max_secret_tokens() > static_cast<std::size_t>(k)) ++multi_token_cases;
+    const double temperature = std::array{0.3, 0.7, 1.5}[trial % 3];
+    auto m = TableLanguageModel<double>::random(CharTokenizer{}.vocab_size(), 4 + space.max_secret_tokens(),
+                                                TableContext::position_and_previous, rng(), temperature);
+    const auto scores = reference_scores(m, space);
+    const std::uint64_t n = f.space_size();
+    fu::Canary canary;
+    if (trial % 2 == 0 && n >= 100) {  // a canary among the most likely 1%
+      std::vector<std::uint64_t> order(n);
+      for (std::uint64_t i = 0; i < n; ++i) order[i] = i;
+      std::sort(order.begin(), order.end(), [&](auto a, auto b) { return scores[a] > scores[b]; });
+      canary = f.canary_at(order[rng() % (n / 100)]);
+    } else {
+      canary = f.generate(rng);
+    }
+    const auto ref = reference_rank(scores, reference_score(m, space, canary));
+    m.reset_evaluations();
+    const auto ex = fu::ExhaustiveExposure{}.measure(m, space, canary);
+    CHECK(ex.evaluations == m.evaluations());
+    m.reset_evaluations();
+    const auto pr = fu::PrunedExposure{}.measure(m, space, canary);
+    CHECK(pr.evaluations == m.evaluations());
+    INFO("trial " << trial << " |R| = " << n << "\n" << ex << "\n" << pr);
+    CHECK(ex.rank == ref.rank);
+    CHECK(ex.ties == ref.ties);
+    CHECK(pr.rank == ex.rank);
+    CHECK(pr.ties == ex.ties);
+    CHECK(pr.exposure_bits == ex.exposure_bits);
+    CHECK(pr.log_perplexity_bits == ex.log_perplexity_bits);
+    CHECK(ex.candidates_scored == n);
+    CHECK_FALSE(pr.fell_back_to_exhaustive);
+    if (n >= 100 && ex.rank <= n / 100) {
+      ++top_percent_cases;
+      CHECK(pr.evaluations < ex.evaluations);
+    }
+  }
+  CHECK(top_percent_cases >= 40);
+  CHECK(multi_token_cases >= 30);
+}
+
+TEST_CASE("Exposure: a model without incremental decoding gives the same ranks and evaluation counts") {
+  auto m = TableLanguageModel<double>::random(CharTokenizer{}.vocab_size(), 8, TableContext::position_and_previous, 5);
+  PlainLanguageModel<TableLanguageModel<double>> plain{&m};
+  const fu::CanaryFormat f("ab", {fu::CanarySlot::from_chars("abcdef"), fu::CanarySlot{{"0a", "1b", "2c"}, "-"},
+                                  fu::CanarySlot::digits()});
+  const fu::CanarySpace space(f, CharTokenizer{});
+  for (const auto& c : f.generate(9, 6)) {
+    const auto a = fu::PrunedExposure{}.measure(m, space, c);
+    const auto b = fu::PrunedExposure{}.measure(plain, space, c);
+    const auto e = fu::ExhaustiveExposure{}.measure(plain, space, c);
+    CHECK(a.rank == b.rank);
+    CHECK(a.evaluations == b.evaluations);
+    CHECK(e.rank == b.rank);
+    CHECK(a.log_perplexity_bits == b.log_perplexity_bits);
+  }
+}
+
+TEST_CASE("Exposure: float models are scored in double and both exact estimators agree with the reference") {
+  std::mt19937_64 rng(77);
+  for (int trial = 0; trial < 20; ++trial) {
+    auto m = TableLanguageModel<float>::random(CharTokenizer{}.vocab_size(), 8, TableContext::position_and_previous, rng(), 0.5);
+    const fu::CanaryFormat f("a:", {fu::CanarySlot::from_chars("abcdefgh"), fu::CanarySlot::digits(),
+                                    fu::CanarySlot::from_chars("0123")});
+    const fu::CanarySpace space(f, CharTokenizer{});
+    const auto scores = reference_scores(m, space);
+    const auto c = f.generate(rng);
+    const auto ref = reference_rank(scores, reference_score(m, space, c));
+    const auto ex = fu::ExhaustiveExposure{}.measure(m, space, c);
+    const auto pr = fu::PrunedExposure{}.measure(m, space, c);
+    CHECK(ex.rank == ref.rank);
+    CHECK(pr.rank == ref.rank);
+    CHECK(pr.ties == ref.ties);
+  }
+}
+
+TEST_CASE("Exposure: scores that round differently are ordered by their doubles, identically in both walks") {
+  // (−0.1 + −0.2) + −0.35 = −0.65 but (−0.1 + −0.35) + −0.2 = −0.6499999999999999: "abb" is strictly
+  // more likely than "aaa" by one rounding; "aac" ties "aaa" bitwise.
+  const double p = -0.1, q = -0.2, r = -0.35;
+  REQUIRE((p + q) + r != (p + r) + q);
+  TableLanguageModel<double> m(CharTokenizer{}.vocab_size(), 3, TableContext::position);
+  const CharTokenizer tok;
+  auto row = [&](std::size_t pos, std::vector<std::pair<char, double>> entries) {
+    std::vector<double> v(tok.vocab_size(), -50.0);
+    for (auto [c, lp] : entries) v[static_cast<std::size_t>(tok.encode(std::string(1, c))[0])] = lp;
+    m.set_row(m.row_index(pos, -1), v);
+  };
+  row(0, {{'a', p}, {'b', -5.0}});
+  row(1, {{'a', q}, {'b', r}, {'c', -4.0}});
+  row(2, {{'a', r}, {'b', q}, {'c', r}});
+  const fu::CanaryFormat f("", std::vector<fu::CanarySlot>(3, fu::CanarySlot::from_chars("abc")));
+  const fu::CanarySpace space(f, tok);
+  const auto aaa = f.parse_secret("aaa");
+  for (const auto& res : {fu::ExhaustiveExposure{}.measure(m, space, aaa), fu::PrunedExposure{}.measure(m, space, aaa)}) {
+    INFO(res);
+    CHECK(res.rank == 3);  // aab (−0.5) and abb (−0.6499999999999999) are strictly more likely
+    CHECK(res.ties == 1);  // aac
+  }
+  const auto abb = fu::PrunedExposure{}.measure(m, space, f.parse_secret("abb"));
+  CHECK(abb.rank == 2);
+  CHECK(abb.ties == 0);
+}
+
+TEST_CASE("Exposure: a candidate whose partial score equals the canary's is expanded, so ties at the bound count") {
+  // Canary "aa": −0.5 + −0.5 = −1 exactly. Candidate "b?": partial −1 exactly, then a log-probability of 0
+  // (after clamping a slightly positive value), so "ba" ties the canary; "bb" is below.
+  const CharTokenizer tok;
+  TableLanguageModel<double> m(tok.vocab_size(), 3, TableContext::position_and_previous);
+  auto id = [&](char c) { return static_cast<std::size_t>(tok.encode(std::string(1, c))[0]); };
+  std::vector<double> r0(tok.vocab_size(), -60.0), ra(tok.vocab_size(), -60.0), rb(tok.vocab_size(), -60.0);
+  r0[id('a')] = -0.5;
+  r0[id('b')] = -1.0;
+  ra[id('a')] = -0.5;
+  ra[id('b')] = -2.0;
+  rb[id('a')] = 1e-9;  // slightly positive: a rounding artefact, clamped to 0
+  rb[id('b')] = -3.0;
+  m.set_row(m.row_index(0, -1), r0);
+  m.set_row(m.row_index(1, static_cast<fu::Token>(id('a'))), ra);
+  m.set_row(m.row_index(1, static_cast<fu::Token>(id('b'))), rb);
+  const fu::CanaryFormat f("", std::vector<fu::CanarySlot>(2, fu::CanarySlot::from_chars("ab")));
+  const fu::CanarySpace space(f, tok);
+  const auto ex = fu::ExhaustiveExposure{}.measure(m, space, f.parse_secret("aa"));
+  const auto pr = fu::PrunedExposure{}.measure(m, space, f.parse_secret("aa"));
+  CHECK(ex.rank == 1);
+  CHECK(ex.ties == 1);
+  CHECK(pr.rank == 1);
+  CHECK(pr.ties == 1);
+  // The clamp is part of the definition: "ba" scores exactly −1, i.e. 1/ln 2 bits of log-perplexity.
+  CHECK(fu::canary_log_perplexity_bits(m, space, f.parse_secret("ba")) == 1.0 / std::numbers::ln2);
+  const auto ba = fu::PrunedExposure{}.measure(m, space, f.parse_secret("ba"));
+  CHECK(ba.rank == 1);
+  CHECK(ba.ties == 1);
+}
+
+TEST_CASE("Exposure: a tokenizer that merges digits makes the pruned search fall back to the exhaustive walk") {
+  const MergingDigitTokenizer tok;
+  auto m = TableLanguageModel<double>::random(tok.vocab_size(), 12, TableContext::position, 31, 0.5);
+  const auto f = fu::CanaryFormat::digits("pin ", 3);
+  const fu::CanarySpace space(f, tok);
+  REQUIRE_FALSE(space.tokens_extend());
+  const auto scores = reference_scores(m, space);
+  for (const auto& c : f.generate(4, 5)) {
+    const auto ref = reference_rank(scores, reference_score(m, space, c));
+    const auto ex = fu::ExhaustiveExposure{}.measure(m, space, c);
+    m.reset_evaluations();
+    const auto pr = fu::PrunedExposure{}.measure(m, space, c);
+    INFO(pr);
+    CHECK(pr.fell_back_to_exhaustive);
+    CHECK_THAT(pr.notes, Catch::Contains("token-extension"));
+    CHECK(pr.rank == ref.rank);
+    CHECK(ex.rank == ref.rank);
+    CHECK(pr.ties == ref.ties);
+    CHECK(pr.evaluations == ex.evaluations);
+    CHECK(pr.evaluations == m.evaluations());
+    CHECK(pr.candidates_scored == 1000u);
+  }
+}
+
+TEST_CASE("SkewNormal: the CDF matches closed forms far into both tails") {
+  using fu::detail::SkewNormal;
+  for (double z : {-30.0, -8.0, -2.5, -0.3, 0.0, 0.7, 3.0, 9.0}) {
+    const double phi = 0.5 * std::erfc(-z / std::numbers::sqrt2);
+    // α = 0: the normal; α = 1: Φ(z)²; α = −1: 1 − Φ(−z)².
+    CHECK(SkewNormal{0, 1, 0}.log_cdf(z) == Approx(fu::detail::log_normal_cdf(z)).epsilon(1e-9));
+    CHECK(SkewNormal{0, 1, 1}.log_cdf(z) == Approx(2.0 * fu::detail::log_normal_cdf(z)).epsilon(1e-9));
+    // 1 − Φ(−z)² = Φ(z)(2 − Φ(z)), in logs so that the far left tail is compared too.
+    CHECK(SkewNormal{0, 1, -1}.log_cdf(z) ==
+          Approx(fu::detail::log_normal_cdf(z) + std::log(2.0 - phi)).epsilon(1e-9).margin(1e-15));
+  }
+  for (double a : {-20.0, -3.0, -0.5, 0.5, 2.0, 10.0, 45.0})  // F(ξ) = 1/2 − atan(α)/π
+    CHECK(SkewNormal{1.5, 2.0, a}.cdf(1.5) == Approx(0.5 - std::atan(a) / std::numbers::pi).epsilon(1e-9));
+  // Scale and location: F(x; ξ, ω, α) = F((x − ξ)/ω; 0, 1, α).
+  CHECK(SkewNormal{3.0, 0.5, 4.0}.log_cdf(2.2) == Approx(SkewNormal{0, 1, 4.0}.log_cdf(-1.6)).epsilon(1e-12));
+  CHECK(fu::detail::log_normal_cdf(-40.0) == Approx(-804.6084420137538).epsilon(1e-12));
+}
+
+TEST_CASE("SkewNormal: maximum likelihood recovers the parameters of a large sample") {
+  std::mt19937_64 rng(3);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  for (double alpha : {-4.0, 0.0, 2.0}) {
+    const double delta = alpha / std::sqrt(1.0 + alpha * alpha);
+    std::vector<double> x(20000);
+    for (auto& v : x) v = 10.0 + 3.0 * (delta * std::abs(normal(rng)) + std::sqrt(1.0 - delta * delta) * normal(rng));
+    double mean = 0, var = 0;
+    for (double v : x) mean += v;
+    mean /= x.size();
+    for (double v : x) var += (v - mean) * (v - mean);
+    const double sd = std::sqrt(var / x.size());
+    for (auto& v : x) v = (v - mean) / sd;
+    const auto fit = fu::detail::fit_skew_normal_standardised(x);
+    const double loc = mean + sd * fit.location, scale = sd * fit.scale;
+    INFO("alpha " << alpha << ": fitted " << loc << " " << scale << " " << fit.shape);
+    if (alpha != 0.0) {
+      CHECK(std::abs(loc - 10.0) < 0.15);
+      CHECK(std::abs(scale - 3.0) < 0.15);
+      CHECK(std::abs(fit.shape - alpha) < 0.25 * std::abs(alpha) + 0.3);
+    } else {
+      CHECK(std::abs(fit.shape) < 0.8);  // the shape is weakly identified at 0
+    }
+    // The fitted NLL is no worse than at the true parameters (a local search would also find them).
+    const double truth = fu::detail::skew_normal_nll(x, {(10.0 - mean) / sd, std::log(3.0 / sd), alpha});
+    CHECK(fu::detail::skew_normal_nll(x, {fit.location, std::log(fit.scale), fit.shape}) <= truth + 1e-9);
+  }
+}
+
+TEST_CASE("Exposure: bad input throws typed errors") {
+  auto m = TableLanguageModel<double>::random(256, 12, TableContext::position, 1);
+  const auto f = fu::CanaryFormat::digits("pin ", 3);
+  const fu::CanarySpace space(f, fu::ByteTokenizer{});
+  const fu::Canary outside{{1, 2, 11}};
+  CHECK_THROWS_AS(fu::ExhaustiveExposure{}.measure(m, space, outside), fu::InvalidArgument);
+  CHECK_THROWS_AS(fu::PrunedExposure{}.measure(m, space, outside), fu::InvalidArgument);
+  CHECK_THROWS_AS(fu::ExtrapolatedExposure{}.measure(m, space, outside), fu::InvalidArgument);
+  CHECK_THROWS_AS(fu::PrunedExposure{}.measure(m, space, fu::Canary{{1, 2}}), fu::InvalidArgument);
+
+  // Tokens outside the model's vocabulary: a byte tokenizer against a 23-token model.
+  auto small = TableLanguageModel<double>::random(23, 12, TableContext::position, 1);
+  CHECK_THROWS_AS(fu::PrunedExposure{}.measure(small, space, f.canary_at(5)), fu::InvalidArgument);
+
+  // NaN in the model.
+  auto nan_model = m;
+  nan_model.parameters()[m.row_index(5, -1) * 256 + '3'] = std::numeric_limits<double>::quiet_NaN();
+  CHECK_THROWS_AS(fu::ExhaustiveExposure{}.measure(nan_model, space, f.canary_at(5)), fu::NonFiniteError);
+
+  fu::ExtrapolationOptions few;
+  few.samples = 8;
+  CHECK_THROWS_AS(fu::ExtrapolatedExposure(few), fu::InvalidArgument);
+  fu::ExtrapolationOptions bad_conf;
+  bad_conf.confidence = 1.0;
+  CHECK_THROWS_AS(fu::ExtrapolatedExposure(bad_conf), fu::InvalidArgument);
+  // A model under which every candidate is equally likely leaves nothing to fit.
+  TableLanguageModel<double> uniform(256, 12, TableContext::position);
+  CHECK_THROWS_AS(fu::ExtrapolatedExposure{}.fit(uniform, space), fu::NumericalError);
+  CHECK_THROWS_AS(fu::exposure_from_rank(0, 10), fu::InvalidArgument);
+  CHECK_THROWS_AS(fu::exposure_from_rank(11, 10), fu::InvalidArgument);
+  CHECK(fu::exposure_from_rank(1, 1024) == 10.0);
+}
