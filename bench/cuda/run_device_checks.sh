@@ -41,7 +41,8 @@ if [ -d "$root/.devdeps" ]; then
                -Dbenchmark_DIR="$deps/lib/x86_64-linux-gnu/cmake/benchmark")
   export LD_LIBRARY_PATH="$deps/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
-command -v ninja >/dev/null && cmake_args+=(-G Ninja)
+# Ninja where present, unless the build folder was configured before (its generator is fixed).
+command -v ninja >/dev/null && [ ! -f "$build/CMakeCache.txt" ] && cmake_args+=(-G Ninja)
 
 if step configure cmake -S "$root" -B "$build" "${cmake_args[@]}" &&
    step build cmake --build "$build" -j "$jobs" --target fisher_unlearn_cuda test_cuda_routines test_cuda_estimators \
