@@ -106,11 +106,14 @@ void check_protocol_and_bad_input(Make make) {
   CHECK(relative_error(out, before) < 8 * std::numeric_limits<Scalar>::epsilon());
 }
 
-/// Adding a batch equals adding its columns one at a time.
-template <class Estimator>
-double batch_versus_single_error(Estimator batch, Estimator single, Eigen::Index d, Eigen::Index m, double power) {
+/// Adding a batch equals adding its columns one at a time: the relative difference of F^p v, with the
+/// damping of test_damping (`make(d, damping)` builds the estimator).
+template <class Estimator, class Make>
+double batch_versus_single_error(Make make, Eigen::Index d, Eigen::Index m, double power) {
   using Scalar = typename Estimator::Scalar;
   const fisher_unlearn::Matrix<Scalar> g = random_gradients<Scalar>(d, m, 77);
+  const auto damping = static_cast<Scalar>(test_damping<Scalar>(empirical_second_moment(g)));
+  Estimator batch = make(d, damping), single = make(d, damping);
   batch.add_gradients(g);
   for (Eigen::Index j = 0; j < m; ++j) single.add_gradient(g.col(j));
   batch.finalize();
