@@ -5,6 +5,7 @@
 //   a dense d×d solve (form F, Cholesky, solve: O(d²m + d³)) as the naive baseline of the Woodbury solve.
 // Counters: bytes_per_s / flop_per_s, and of_ceiling / of_gemm = achieved rate ÷ ceiling rate.
 #include "ceilings.hpp"
+#include "export.hpp"
 
 #include <fisher_unlearn/fisher/diagonal.hpp>
 #include <fisher_unlearn/fisher/woodbury.hpp>
@@ -12,6 +13,8 @@
 #include <Eigen/Cholesky>
 
 #include <cstddef>
+#include <filesystem>
+#include <iostream>
 #include <string>
 
 namespace fu = fisher_unlearn;
@@ -165,9 +168,54 @@ void BM_woodbury_setup_solve(benchmark::State& state) {
   }
 }
 
+// The peer's inputs (bench/peers/torch_peer.py) at the sizes of the benchmarks it is compared with,
+// and our answers for its agreement check. Gradients are written as rows: a d×m column-major matrix
+// is an m×d array in C order.
+void export_for_peer(const std::string& dir) {
+  {
+    const Eigen::Index d = 1 << 20, m = 8;
+    ExportDirectory out(std::filesystem::path(dir) / "fisher_diagonal");
+    const Mat<float> g = random_matrix<float>(d, m, 11);
+    const Vec<float> v = random_vector<float>(d, 13);
+    fu::DiagonalFisher<float> fisher{std::size_t(d), float(kDamping)};
+    fisher.add_gradients(g);
+    fisher.finalize();
+    Vec<float> result(d);
+    fisher.apply_power(-1.0, v, result);
+    const Vec<float> diagonal = fisher.diagonal();
+    out.value("damping", kDamping);
+    out.array("gradients", g.data(), {std::size_t(m), std::size_t(d)});
+    out.array("v", v.data(), {std::size_t(d)});
+    out.array("ours_diagonal", diagonal.data(), {std::size_t(d)});
+    out.array("ours_apply_inverse", result.data(), {std::size_t(d)});
+    out.finish();
+  }
+  {
+    const Eigen::Index d = 1 << 17, m = 64;
+    ExportDirectory out(std::filesystem::path(dir) / "fisher_woodbury");
+    const Mat<double> g = random_matrix<double>(d, m, 21);
+    const Vec<double> v = random_vector<double>(d, 32);
+    fu::WoodburyFisher<double> fisher{std::size_t(d), kDamping};
+    fisher.add_gradients(g);
+    fisher.finalize();
+    Vec<double> result(d);
+    fisher.apply_power(-1.0, v, result);
+    out.value("damping", kDamping);
+    out.array("gradients", g.data(), {std::size_t(m), std::size_t(d)});
+    out.array("v", v.data(), {std::size_t(d)});
+    out.array("ours_inverse_product", result.data(), {std::size_t(d)});
+    out.finish();
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  const std::string export_dir = take_export_dir(argc, argv);
+  if (!export_dir.empty()) {
+    export_for_peer(export_dir);
+    std::cerr << "exported the Fisher inputs and results to " << export_dir << "\n";
+  }
   // Wall-clock time everywhere: the ceilings and the Python peers are wall-clock too.
   const auto reg = [](const std::string& name, auto&&... fn_and_args) {
     return benchmark::RegisterBenchmark(name.c_str(), fn_and_args...)->UseRealTime()->Unit(benchmark::kMillisecond);
@@ -184,7 +232,7 @@ int main(int argc, char** argv) {
       ->Args({10'000'000, 8})
       ->Args({1 << 20, 8});
   reg("diagonal/accumulate<double>", BM_diagonal_accumulate<double>)->Args({10'000'000, 8});
-  reg("diagonal/apply_inverse<float>", BM_diagonal_apply<float>, -1.0)->Arg(10'000'000);
+  reg("diagonal/apply_inverse<float>", BM_diagonal_apply<float>, -1.0)->Arg(10'000'000)->Arg(1 << 20);
   reg("diagonal/apply_inverse<double>", BM_diagonal_apply<double>, -1.0)->Arg(10'000'000);
   reg("diagonal/apply_quarter<float>", BM_diagonal_apply<float>, -0.25)->Arg(10'000'000);
 
@@ -199,7 +247,9 @@ int main(int argc, char** argv) {
 
   // Products out of cache (G = 256 MiB in float): the streaming-speed goal ...
   reg("woodbury/inverse_product<float>", BM_woodbury_product<float>, -1.0)->Args({1 << 20, 64, 1});
-  reg("woodbury/inverse_product<double>", BM_woodbury_product<double>, -1.0)->Args({1 << 20, 64, 1});
+  reg("woodbury/inverse_product<double>", BM_woodbury_product<double>, -1.0)
+      ->Args({1 << 20, 64, 1})
+      ->Args({1 << 17, 64, 1});
   reg("woodbury/power_quarter<float>", BM_woodbury_product<float>, -0.25)->Args({1 << 20, 64, 1});
   // ... and O(md) per product: over d at m = 32, over m at d = 2^18.
   reg("woodbury/inverse_product<float>/over_d", BM_woodbury_product<float>, -1.0)

@@ -1,0 +1,202 @@
+// End to end: one full FisherRemoval (retain-set gradients, estimator set-up, automatic damping search,
+// the removal step, the report's losses) on the demo transformer, against training that model from
+// scratch (what retraining without the forgotten data costs), in the same binary.
+//   Model and training: the demo's (2 layers, width 64, 4 heads, context 64; 1200 AdamW steps of 32
+//   windows, lr 3e-3, warm-up 50, weight decay 0.01), on the demo corpus with a canary line inserted
+//   10 times. FisherRemoval as the demo runs it: m = 256 retain gradients, damping searched over
+//   log_grid(1e-6, 1, 7) scored on 128 retain windows, 512 retain windows, the 10 canary windows forgotten.
+// Everything single-threaded. $FISHER_UNLEARN_BENCH_TRAIN_STEPS overrides the 1200 steps (quick runs only:
+// the speed-up is then against a shorter training, and the counters say so).
+#include "ceilings.hpp"
+#include "corpus.hpp"
+
+#include <fisher_unlearn/damping.hpp>
+#include <fisher_unlearn/fisher/diagonal.hpp>
+#include <fisher_unlearn/fisher/woodbury.hpp>
+#include <fisher_unlearn/models/transformer.hpp>
+#include <fisher_unlearn/models/transformer_training.hpp>
+#include <fisher_unlearn/removal.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace fu = fisher_unlearn;
+using namespace fisher_unlearn::bench;
+using Model = fu::models::Transformer<float>;
+using Sample = Model::Sample;
+using fisher_unlearn::Token;
+
+namespace {
+
+constexpr std::size_t kCanaryCopies = 10;
+const std::string kCanary = "my PIN is 382915";
+
+std::size_t training_steps() {
+  if (const char* env = std::getenv("FISHER_UNLEARN_BENCH_TRAIN_STEPS")) return std::stoul(env);
+  return 1200;
+}
+
+fu::models::TransformerConfig demo_config() {
+  fu::models::TransformerConfig c;
+  c.num_layers = 2;
+  c.width = 64;
+  c.num_heads = 4;
+  c.context_length = 64;
+  c.seed = 1;
+  return c;
+}
+
+fu::TrainingOptions demo_training() {
+  fu::TrainingOptions o;
+  o.steps = training_steps();
+  o.batch_size = 32;
+  o.learning_rate = 3e-3;
+  o.min_learning_rate = 3e-4;
+  o.warmup_steps = std::min<std::size_t>(50, o.steps);
+  o.adamw.weight_decay = 0.01;
+  o.seed = 1;
+  o.progress_interval_seconds = 60;
+  o.label = "bench train";
+  return o;
+}
+
+// The training stream with the canary line inserted between lines at seeded positions, the windows
+// that contain a copy (the forget set) and a seeded sample of the other windows (the retain set).
+struct Data {
+  std::vector<Token> stream;
+  std::vector<Sample> forget, retain;
+  std::string source;
+};
+
+Data make_data() {
+  const Corpus corpus = demo_corpus(400'000);
+  std::vector<std::string> lines;
+  for (std::size_t at = 0; at < corpus.text.size();) {
+    const auto nl = corpus.text.find('\n', at);
+    const auto end = nl == std::string::npos ? corpus.text.size() : nl + 1;
+    lines.push_back(corpus.text.substr(at, end - at));
+    at = end;
+  }
+  std::mt19937_64 rng(5);
+  std::vector<std::size_t> positions;
+  for (std::size_t i = 0; i < kCanaryCopies; ++i) positions.push_back(std::uniform_int_distribution<std::size_t>(1, lines.size() - 1)(rng));
+  std::sort(positions.begin(), positions.end());
+  std::string text;
+  std::vector<std::size_t> canary_offsets;
+  for (std::size_t l = 0, p = 0; l < lines.size(); ++l) {
+    while (p < positions.size() && positions[p] == l) {
+      canary_offsets.push_back(text.size());
+      text += kCanary + "\n";
+      ++p;
+    }
+    text += lines[l];
+  }
+  Data data;
+  data.source = corpus.source;
+  data.stream = fu::ByteTokenizer{}.encode(text);
+  const std::size_t window = demo_config().context_length + 1;
+  // Each forget window ends just after its canary copy, so the secret digits are predicted from the prefix.
+  for (std::size_t o : canary_offsets) {
+    const std::size_t end = o + kCanary.size() + 1;
+    const std::size_t begin = end >= window ? end - window : 0;
+    data.forget.push_back({std::vector<Token>(data.stream.begin() + std::ptrdiff_t(begin), data.stream.begin() + std::ptrdiff_t(begin + window))});
+  }
+  std::uniform_int_distribution<std::size_t> offset(0, data.stream.size() - window);
+  while (data.retain.size() < 512) {
+    const std::size_t b = offset(rng);
+    bool overlaps = false;
+    for (std::size_t o : canary_offsets) overlaps |= b < o + kCanary.size() + 1 && o < b + window;
+    if (!overlaps)
+      data.retain.push_back({std::vector<Token>(data.stream.begin() + std::ptrdiff_t(b), data.stream.begin() + std::ptrdiff_t(b + window))});
+  }
+  return data;
+}
+
+Data& data() {
+  static Data d = make_data();
+  return d;
+}
+
+Model fresh_model() {
+  Model m(demo_config());
+  m.set_execution({.num_threads = 1, .sequences_per_chunk = 8});
+  return m;
+}
+
+// The model trained (once, by BM_train_from_scratch) on the stream with the canaries: the starting
+// point of every removal.
+std::optional<Model>& trained_model() {
+  static std::optional<Model> m;
+  return m;
+}
+
+// Training the demo model from scratch: the cost of retraining without the forgotten data (the same
+// steps on batches of the same size; only the stream differs by the canary lines).
+void BM_train_from_scratch(benchmark::State& state) {
+  Data& d = data();
+  for (auto _ : state) {
+    Model m = fresh_model();
+    fu::train_language_model(m, std::span<const Token>(d.stream), demo_training());
+    trained_model() = std::move(m);
+  }
+  state.counters["steps"] = benchmark::Counter(double(training_steps()));
+  state.counters["batch"] = benchmark::Counter(32.0);
+  state.SetLabel(d.source);
+}
+
+template <class Estimator>
+void BM_fisher_removal(benchmark::State& state) {
+  Data& d = data();
+  if (!trained_model()) {
+    state.SkipWithError("run unlearning/train_from_scratch first (it trains the starting model)");
+    return;
+  }
+  fu::FisherRemovalOptions o;
+  o.fisher_samples = 256;
+  fu::DampingSearch search;
+  search.grid = fu::log_grid(1e-6, 1.0, 7);
+  search.score_samples = 128;
+  o.automatic_damping = search;
+  fu::UnlearningReport report;
+  for (auto _ : state) {
+    Model m = *trained_model();
+    report = fu::FisherRemoval<Estimator>(o).unlearn(m, std::span<const Sample>(d.forget), std::span<const Sample>(d.retain));
+    benchmark::DoNotOptimize(m.parameters().data());
+  }
+  state.counters["forget_loss_before"] = benchmark::Counter(report.forget_loss_before);
+  state.counters["forget_loss_after"] = benchmark::Counter(report.forget_loss_after);
+  state.counters["retain_loss_before"] = benchmark::Counter(report.retain_loss_before);
+  state.counters["retain_loss_after"] = benchmark::Counter(report.retain_loss_after);
+  state.counters["damping"] = benchmark::Counter(report.damping);
+  state.counters["fisher_gradients"] = benchmark::Counter(double(report.fisher_gradients));
+  std::cerr << "[bench] " << report << "\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::RegisterBenchmark("unlearning/train_from_scratch", BM_train_from_scratch)
+      ->Iterations(1)
+      ->UseRealTime()
+      ->Unit(benchmark::kSecond);
+  benchmark::RegisterBenchmark("unlearning/fisher_removal<woodbury>", BM_fisher_removal<fu::WoodburyFisher<float>>)
+      ->Iterations(3)
+      ->UseRealTime()
+      ->Unit(benchmark::kSecond);
+  benchmark::RegisterBenchmark("unlearning/fisher_removal<diagonal>", BM_fisher_removal<fu::DiagonalFisher<float>>)
+      ->Iterations(3)
+      ->UseRealTime()
+      ->Unit(benchmark::kSecond);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
