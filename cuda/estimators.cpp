@@ -468,9 +468,131 @@ void WoodburyFisherGpu<ScalarT>::clear() {
   finalized_ = false;
 }
 
+// ================================================================================================
+// BlockDiagonalFisherGpu
+// ================================================================================================
+template <SupportedScalar ScalarT>
+BlockDiagonalFisherGpu<ScalarT>::BlockDiagonalFisherGpu(std::size_t dimension, Scalar damping, std::size_t block_size,
+                                                        void* stream)
+    : dimension_(checked_dimension("BlockDiagonalFisherGpu", dimension)),
+      damping_(checked_damping("BlockDiagonalFisherGpu", damping)),
+      block_size_(block_size == 0 || block_size >= dimension ? dimension : block_size),
+      context_(std::make_shared<Context>(stream)),
+      sums_(block_count(dimension_, block_size_) * block_size_ * block_size_) {
+  sums_.set_zero(context_->stream());
+}
+
+template <SupportedScalar ScalarT>
+void BlockDiagonalFisherGpu<ScalarT>::add_gradient(Eigen::Ref<const Vector<Scalar>> gradient) {
+  check_gradients("BlockDiagonalFisherGpu::add_gradient", gradient, dimension_);
+  ensure_size(staging_, dimension_);
+  staging_.copy_from_host(std::span<const Scalar>(gradient.data(), dimension_), context_->stream());
+  accumulate_block_outer_products<Scalar>(*context_, staging_.data(), dimension_, 1, block_size_, Scalar(1),
+                                          sums_.data());
+  ++num_gradients_;
+  finalized_ = false;
+}
+
+template <SupportedScalar ScalarT>
+void BlockDiagonalFisherGpu<ScalarT>::add_gradients(Eigen::Ref<const Matrix<Scalar>> gradients) {
+  check_gradients("BlockDiagonalFisherGpu::add_gradients", gradients, dimension_);
+  const auto k = static_cast<std::size_t>(gradients.cols());
+  if (k == 0) return;
+  const std::size_t chunk = std::max<std::size_t>(1, kStagingElements / dimension_);
+  ensure_size(staging_, std::min(k, chunk) * dimension_);
+  for (std::size_t first = 0; first < k; first += chunk) {
+    const std::size_t count = std::min(chunk, k - first);
+    upload_columns<Scalar>(gradients.middleCols(static_cast<Eigen::Index>(first), static_cast<Eigen::Index>(count)),
+                           staging_.data(), context_->stream());
+    accumulate_block_outer_products<Scalar>(*context_, staging_.data(), dimension_, count, block_size_, Scalar(1),
+                                            sums_.data());
+  }
+  num_gradients_ += k;
+  finalized_ = false;
+}
+
+template <SupportedScalar ScalarT>
+void BlockDiagonalFisherGpu<ScalarT>::add_gradients_device(const Scalar* gradients, std::size_t count) {
+  if (count == 0) return;
+  accumulate_block_outer_products<Scalar>(*context_, gradients, dimension_, count, block_size_, Scalar(1),
+                                          sums_.data());
+  num_gradients_ += count;
+  finalized_ = false;
+}
+
+template <SupportedScalar ScalarT>
+void BlockDiagonalFisherGpu<ScalarT>::finalize() {
+  if (num_gradients_ == 0)
+    throw InvalidArgument("BlockDiagonalFisherGpu::finalize: no gradients were added (m = 0); add at least one");
+  finalized_ = false;
+  ensure_size(eigenvectors_, sums_.size());
+  ensure_size(eigenvalues_, dimension_);
+  detail::copy_device_to_device(eigenvectors_.data(), sums_.data(), sums_.bytes(), context_->stream());
+  block_eigendecomposition<Scalar>(*context_, eigenvectors_.data(), dimension_, block_size_, eigenvalues_.data());
+  finalized_ = true;
+}
+
+template <SupportedScalar ScalarT>
+bool BlockDiagonalFisherGpu<ScalarT>::supports_power(double power) const {
+  return std::isfinite(power);
+}
+
+template <SupportedScalar ScalarT>
+void BlockDiagonalFisherGpu<ScalarT>::apply_power(double power, Eigen::Ref<const Vector<Scalar>> v,
+                                                  Eigen::Ref<Vector<Scalar>> out) const {
+  check_power("BlockDiagonalFisherGpu::apply_power", power);
+  check_apply("BlockDiagonalFisherGpu::apply_power", finalized_, dimension_, v, out);
+  ensure_size(scratch_, 3 * dimension_);
+  void* stream = context_->stream();
+  scratch_.copy_from_host(std::span<const Scalar>(v.data(), dimension_), stream);
+  apply_power_device(power, scratch_.data(), scratch_.data() + dimension_);
+  detail::copy_device_to_host(out.data(), scratch_.data() + dimension_, dimension_ * sizeof(Scalar), stream);
+  synchronize(stream);
+}
+
+template <SupportedScalar ScalarT>
+void BlockDiagonalFisherGpu<ScalarT>::apply_power_device(double power, const Scalar* v, Scalar* out) const {
+  check_power("BlockDiagonalFisherGpu::apply_power_device", power);
+  check_ready("BlockDiagonalFisherGpu::apply_power_device", finalized_);
+  if (v == out)
+    throw InvalidArgument("BlockDiagonalFisherGpu::apply_power_device: out aliases v; pass separate vectors");
+  ensure_size(scratch_, 3 * dimension_);
+  block_power_product<Scalar>(*context_, eigenvectors_.data(), eigenvalues_.data(), dimension_, block_size_, power,
+                              1.0 / static_cast<double>(num_gradients_), static_cast<double>(damping_), v, out,
+                              scratch_.data() + 2 * dimension_);
+}
+
+template <SupportedScalar ScalarT>
+Vector<ScalarT> BlockDiagonalFisherGpu<ScalarT>::eigenvalues() const {
+  check_ready("BlockDiagonalFisherGpu::eigenvalues", finalized_);
+  Vector<Scalar> host(static_cast<Eigen::Index>(dimension_));
+  eigenvalues_.copy_to_host(std::span<Scalar>(host.data(), dimension_), context_->stream());
+  synchronize(context_->stream());
+  return host / static_cast<Scalar>(num_gradients_);
+}
+
+template <SupportedScalar ScalarT>
+void BlockDiagonalFisherGpu<ScalarT>::set_damping(Scalar damping) {
+  damping_ = checked_damping("BlockDiagonalFisherGpu::set_damping", damping);
+}
+
+template <SupportedScalar ScalarT>
+std::size_t BlockDiagonalFisherGpu<ScalarT>::memory_bytes() const {
+  return sums_.bytes() + eigenvectors_.bytes() + eigenvalues_.bytes() + staging_.bytes() + scratch_.bytes();
+}
+
+template <SupportedScalar ScalarT>
+void BlockDiagonalFisherGpu<ScalarT>::clear() {
+  sums_.set_zero(context_->stream());
+  num_gradients_ = 0;
+  finalized_ = false;
+}
+
 template class DiagonalFisherGpu<float>;
 template class DiagonalFisherGpu<double>;
 template class WoodburyFisherGpu<float>;
 template class WoodburyFisherGpu<double>;
+template class BlockDiagonalFisherGpu<float>;
+template class BlockDiagonalFisherGpu<double>;
 
 }  // namespace fisher_unlearn::cuda

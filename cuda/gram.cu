@@ -9,6 +9,7 @@
 #include <climits>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace fisher_unlearn::cuda {
 namespace {
@@ -92,6 +93,13 @@ __global__ void add_to_diagonal_kernel(Scalar* a, int n, Scalar value) {
     a[i + static_cast<long long>(i) * n] += value;
 }
 
+template <class Scalar>
+__global__ void clamp_nonnegative_kernel(Scalar* x, long long n) {
+  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<long long>(gridDim.x) * blockDim.x)
+    x[i] = x[i] > Scalar(0) ? x[i] : Scalar(0);
+}
+
 int grid_for(long long items) {
   const long long blocks = (items + 255) / 256;
   return static_cast<int>(blocks < 4096 ? (blocks < 1 ? 1 : blocks) : 4096);
@@ -148,6 +156,100 @@ void accumulate_block_outer_products(Context& context, const Scalar* gradients, 
     const Scalar* a = gradients + full * block_size;
     gemm<Scalar>(blas(context), CUBLAS_OP_N, CUBLAS_OP_T, r, r, mi, alpha, a, di, a, di, Scalar(1),
                  blocks + full * block_elems, r);
+  }
+}
+
+template <class Scalar>
+void block_eigendecomposition(Context& context, Scalar* blocks, std::size_t d, std::size_t block_size,
+                              Scalar* eigenvalues) {
+  if (block_size == 0) throw InvalidArgument("block_eigendecomposition: block_size must be at least 1");
+  if (d == 0) return;
+  if (blocks == nullptr || eigenvalues == nullptr) throw InvalidArgument("block_eigendecomposition: null pointer");
+  const cudaDataType type = std::is_same_v<Scalar, float> ? CUDA_R_32F : CUDA_R_64F;
+  const cudaStream_t s = stream_of(context);
+  const std::size_t full = d / block_size;
+  const std::size_t rest = d - full * block_size;
+  const std::size_t block_elems = block_size * block_size;
+  cusolverDnParams_t params = nullptr;
+  FISHER_UNLEARN_CUSOLVER_CHECK(cusolverDnCreateParams(&params));
+  struct ParamsGuard {
+    cusolverDnParams_t p;
+    ~ParamsGuard() { cusolverDnDestroyParams(p); }
+  } guard{params};
+  std::vector<int> info_host;
+  // Solves `batch` matrices of order n stored contiguously at a (leading dimension n).
+  auto solve = [&](Scalar* a, std::size_t n, Scalar* w, std::size_t batch) {
+    std::size_t device_bytes = 0, host_bytes = 0;
+    FISHER_UNLEARN_CUSOLVER_CHECK(cusolverDnXsyevBatched_bufferSize(
+        solver(context), params, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, static_cast<int64_t>(n), type, a,
+        static_cast<int64_t>(n), type, w, type, &device_bytes, &host_bytes, static_cast<int64_t>(batch)));
+    // Workspace first, then batch status ints, 256-byte aligned.
+    const std::size_t info_offset = (device_bytes + 255) / 256 * 256;
+    auto* base = static_cast<char*>(context.workspace(info_offset + batch * sizeof(int)));
+    int* info = reinterpret_cast<int*>(base + info_offset);
+    std::vector<char> host_work(host_bytes > 0 ? host_bytes : 1);
+    FISHER_UNLEARN_CUSOLVER_CHECK(cusolverDnXsyevBatched(
+        solver(context), params, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, static_cast<int64_t>(n), type, a,
+        static_cast<int64_t>(n), type, w, type, base, device_bytes, host_work.data(), host_bytes, info,
+        static_cast<int64_t>(batch)));
+    info_host.assign(batch, 0);
+    FISHER_UNLEARN_CUDA_CHECK(cudaMemcpyAsync(info_host.data(), info, batch * sizeof(int), cudaMemcpyDeviceToHost, s));
+    FISHER_UNLEARN_CUDA_CHECK(cudaStreamSynchronize(s));
+    for (std::size_t k = 0; k < batch; ++k)
+      if (info_host[k] != 0)
+        throw NumericalError("block_eigendecomposition: the eigensolver failed on a block of order " +
+                             std::to_string(n) + " (status " + std::to_string(info_host[k]) +
+                             "); check the gradients for NaN, Inf or extreme scales");
+  };
+  if (full > 0) solve(blocks, block_size, eigenvalues, full);
+  if (rest > 0) solve(blocks + full * block_elems, rest, eigenvalues + full * block_size, 1);
+  clamp_nonnegative_kernel<Scalar><<<grid_for(static_cast<long long>(d)), 256, 0, s>>>(eigenvalues,
+                                                                                        static_cast<long long>(d));
+  FISHER_UNLEARN_CUDA_CHECK_LAUNCH();
+}
+
+template <class Scalar>
+void block_power_product(Context& context, const Scalar* eigenvectors, const Scalar* eigenvalues, std::size_t d,
+                         std::size_t block_size, double power, double eigenvalue_scale, double damping,
+                         const Scalar* v, Scalar* out, Scalar* work) {
+  if (block_size == 0) throw InvalidArgument("block_power_product: block_size must be at least 1");
+  if (d == 0) return;
+  if (eigenvectors == nullptr || eigenvalues == nullptr || v == nullptr || out == nullptr || work == nullptr)
+    throw InvalidArgument("block_power_product: null pointer");
+  const std::size_t full = d / block_size;
+  const std::size_t rest = d - full * block_size;
+  const long long b = static_cast<long long>(block_size);
+  const int bi = as_int(full > 0 ? block_size : rest, "block_power_product", "block_size");
+  constexpr std::size_t kMaxBatch = 65535;
+  // work_k = V_kᵀ v_k
+  for (std::size_t first = 0; first < full; first += kMaxBatch) {
+    const std::size_t count = full - first < kMaxBatch ? full - first : kMaxBatch;
+    gemm_strided_batched<Scalar>(blas(context), CUBLAS_OP_T, CUBLAS_OP_N, bi, 1, bi, Scalar(1),
+                                 eigenvectors + first * b * b, bi, b * b, v + first * block_size, bi, b, Scalar(0),
+                                 work + first * block_size, bi, b, static_cast<int>(count));
+  }
+  if (rest > 0) {
+    const int r = static_cast<int>(rest);
+    gemm<Scalar>(blas(context), CUBLAS_OP_T, CUBLAS_OP_N, r, 1, r, Scalar(1), eigenvectors + full * b * b, r,
+                 v + full * block_size, r, Scalar(0), work + full * block_size, r);
+  }
+  // work ← (λ + s·σ)^p ⊙ work, in place.
+  DiagonalStep step;
+  step.power = power;
+  step.diagonal_scale = eigenvalue_scale;
+  step.damping = damping;
+  apply_diagonal_power<Scalar>(eigenvalues, work, d, step, work, nullptr, context.stream());
+  // out_k = V_k work_k
+  for (std::size_t first = 0; first < full; first += kMaxBatch) {
+    const std::size_t count = full - first < kMaxBatch ? full - first : kMaxBatch;
+    gemm_strided_batched<Scalar>(blas(context), CUBLAS_OP_N, CUBLAS_OP_N, bi, 1, bi, Scalar(1),
+                                 eigenvectors + first * b * b, bi, b * b, work + first * block_size, bi, b, Scalar(0),
+                                 out + first * block_size, bi, b, static_cast<int>(count));
+  }
+  if (rest > 0) {
+    const int r = static_cast<int>(rest);
+    gemm<Scalar>(blas(context), CUBLAS_OP_N, CUBLAS_OP_N, r, 1, r, Scalar(1), eigenvectors + full * b * b, r,
+                 work + full * block_size, r, Scalar(0), out + full * block_size, r);
   }
 }
 
@@ -271,6 +373,9 @@ void woodbury_inverse_product(Context& context, const Scalar* gradients, std::si
                                     GramAlgorithm);                                                                \
   template void accumulate_block_outer_products<Scalar>(Context&, const Scalar*, std::size_t, std::size_t,        \
                                                         std::size_t, Scalar, Scalar*);                             \
+  template void block_eigendecomposition<Scalar>(Context&, Scalar*, std::size_t, std::size_t, Scalar*);         \
+  template void block_power_product<Scalar>(Context&, const Scalar*, const Scalar*, std::size_t, std::size_t,     \
+                                            double, double, double, const Scalar*, Scalar*, Scalar*);             \
   template void cholesky_factor<Scalar>(Context&, const Scalar*, std::size_t, Scalar, Scalar*);                    \
   template void low_rank_product<Scalar>(Context&, const Scalar*, std::size_t, std::size_t, const Scalar*, Scalar, \
                                          Scalar, Scalar*, Scalar*);                                                \

@@ -7,6 +7,7 @@
 
 #include "fisher_unlearn/concepts.hpp"
 #include "fisher_unlearn/cuda/estimators.hpp"
+#include "fisher_unlearn/fisher/block_diagonal.hpp"
 #include "fisher_unlearn/fisher/diagonal.hpp"
 #include "fisher_unlearn/fisher/woodbury.hpp"
 
@@ -24,6 +25,8 @@ static_assert(fisher_unlearn::FisherEstimator<fc::DiagonalFisherGpu<float>>);
 static_assert(fisher_unlearn::FisherEstimator<fc::DiagonalFisherGpu<double>>);
 static_assert(fisher_unlearn::FisherEstimator<fc::WoodburyFisherGpu<float>>);
 static_assert(fisher_unlearn::FisherEstimator<fc::WoodburyFisherGpu<double>>);
+static_assert(fisher_unlearn::FisherEstimator<fc::BlockDiagonalFisherGpu<float>>);
+static_assert(fisher_unlearn::FisherEstimator<fc::BlockDiagonalFisherGpu<double>>);
 
 namespace {
 
@@ -203,4 +206,41 @@ TEMPLATE_TEST_CASE("WoodburyFisherGpu: protocol errors match the CPU estimator",
   gpu.apply_power(-1.0, v, out);
   const double expected_scale = 1.0 / (0.2 + static_cast<double>(v.squaredNorm()));
   CHECK(relative_error(out, (v.template cast<double>() * expected_scale).eval()) < tolerance<Scalar>(6.0));
+}
+
+TEMPLATE_TEST_CASE("BlockDiagonalFisherGpu: apply_power equals BlockDiagonalFisher for every power", "[cuda][estimators]",
+                   float, double) {
+  using Scalar = TestType;
+  // (d, block size, m): one dense block (0), blocks that divide d, a smaller last block, b > d.
+  const std::tuple<Eigen::Index, std::size_t, Eigen::Index> cases[] = {
+      {1, 0, 1}, {50, 0, 7}, {64, 16, 5}, {1001, 64, 33}, {30, 100, 3}, {5003, 256, 128}};
+  std::uint64_t seed = 120;
+  for (const auto& [d, block, m] : cases) {
+    CAPTURE(d, block, m);
+    const Scalar lambda = Scalar(0.3);
+    const Matrix<Scalar> g = random_matrix<Scalar>(d + 3, m, ++seed, 1.0 / std::sqrt(static_cast<double>(std::max<std::size_t>(block, 1))));
+    fisher_unlearn::BlockDiagonalFisher<Scalar> cpu(static_cast<std::size_t>(d), lambda, block);
+    fc::BlockDiagonalFisherGpu<Scalar> gpu(static_cast<std::size_t>(d), lambda, block);
+    CHECK(gpu.num_blocks() == cpu.num_blocks());
+    feed(cpu, gpu, g, d, m);
+    cpu.finalize();
+    gpu.finalize();
+    const Vector<Scalar> v = random_matrix<Scalar>(d, 1, ++seed);
+    Vector<Scalar> out_cpu(d), out_gpu(d);
+    const double tol = tolerance<Scalar>(static_cast<double>(std::max<Eigen::Index>(d, m))) * 50.0;
+    for (const double p : {-1.0, 1.0, -0.5, 0.5}) {
+      CAPTURE(p);
+      cpu.apply_power(p, v, out_cpu);
+      gpu.apply_power(p, v, out_gpu);
+      CHECK(relative_error(out_gpu, out_cpu) < tol);
+    }
+    cpu.set_damping(Scalar(1.0));
+    gpu.set_damping(Scalar(1.0));
+    cpu.apply_power(-1.0, v, out_cpu);
+    gpu.apply_power(-1.0, v, out_gpu);
+    CHECK(relative_error(out_gpu, out_cpu) < tol);
+    gpu.clear();
+    CHECK_THROWS_AS(gpu.apply_power(-1.0, v, out_gpu), fisher_unlearn::StateError);
+    CHECK_THROWS_AS(gpu.finalize(), fisher_unlearn::InvalidArgument);
+  }
 }

@@ -52,6 +52,23 @@ template <class Scalar>
 void accumulate_block_outer_products(Context& context, const Scalar* gradients, std::size_t d, std::size_t m,
                                      std::size_t block_size, Scalar alpha, Scalar* blocks);
 
+/// In place on the layout of accumulate_block_outer_products: every symmetric block becomes its
+/// eigenvectors (columns), and eigenvalues[k·b + i] receives block k's i-th eigenvalue (ascending),
+/// clamped at 0 (the blocks are sums of outer products: negative values are rounding). One cuSOLVER
+/// XsyevBatched call for the full blocks and one for a smaller last block; O(d·b²) flops.
+/// Synchronises to read the status; throws NumericalError when an eigensolver fails.
+template <class Scalar>
+void block_eigendecomposition(Context& context, Scalar* blocks, std::size_t d, std::size_t block_size,
+                              Scalar* eigenvalues);
+
+/// For every block k: out_k = V_k · diag((damping + eigenvalue_scale·σ_k)^power) · V_kᵀ v_k, with V and σ
+/// from block_eigendecomposition. Two strided-batched GEMMs over the eigenvectors (2·d·b elements read)
+/// and the fused diagonal pass in between. `work` holds d elements; out must not alias v.
+template <class Scalar>
+void block_power_product(Context& context, const Scalar* eigenvectors, const Scalar* eigenvalues, std::size_t d,
+                         std::size_t block_size, double power, double eigenvalue_scale, double damping,
+                         const Scalar* v, Scalar* out, Scalar* work);
+
 /// Parameters of the fused diagonal pass, with F = diagonal_scale·diag + damping (elementwise):
 ///   step = scale·F^power ⊙ v + noise_std·F^{-1/4} ⊙ ε,   ε ~ N(0, I) from cuRAND Philox4x32-10.
 /// The noise for element j comes from the Philox stream (seed, subsequence j/4, offset 8·noise_counter),
