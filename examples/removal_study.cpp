@@ -7,6 +7,7 @@
 #include <fisher_unlearn/baselines.hpp>
 #include <fisher_unlearn/damping.hpp>
 #include <fisher_unlearn/fisher/block_diagonal.hpp>
+#include <fisher_unlearn/fisher/dense.hpp>
 #include <fisher_unlearn/fisher/diagonal.hpp>
 #include <fisher_unlearn/fisher/woodbury.hpp>
 #include <fisher_unlearn/models/logistic_regression.hpp>
@@ -123,6 +124,9 @@ static void study(const Problem& p) {
   }, all_retain, 16, grid);
   fisher_rows<fu::BlockDiagonalFisher<double>>(c, "block_diagonal (one)", [](std::size_t d, double l) {
     return fu::BlockDiagonalFisher<double>(d, l);
+  }, all_retain, 16, grid);
+  fisher_rows<fu::DenseFisher<double>>(c, "dense", [](std::size_t d, double l) {
+    return fu::DenseFisher<double>(d, l);
   }, all_retain, 16, grid);
   fisher_rows<fu::WoodburyFisher<double>>(c, "woodbury (m=" + std::to_string(p.d) + ")", [](std::size_t d, double l) {
     return fu::WoodburyFisher<double>(d, l);

@@ -32,16 +32,22 @@ struct Problem {
   std::span<const Sample<Scalar>> retain() const { return std::span<const Sample<Scalar>>(data).subspan(k); }
 };
 
+/// Trains `full` on every sample and `retrained` on all but the first k.
 template <class Scalar>
-Problem<Scalar> make_problem(std::size_t n, std::size_t d, std::size_t k, double l2, std::uint64_t seed,
-                             double signal = 3.0) {
-  Problem<Scalar> p{fu::models::make_logistic_problem<Scalar>(n, d, seed, signal), k, Model<Scalar>(d, Scalar(l2)),
-                    Model<Scalar>(d, Scalar(l2))};
+Problem<Scalar> make_problem_from(std::vector<Sample<Scalar>> data, std::size_t k, double l2) {
+  const std::size_t d = static_cast<std::size_t>(data.front().x.size());
+  Problem<Scalar> p{std::move(data), k, Model<Scalar>(d, Scalar(l2)), Model<Scalar>(d, Scalar(l2))};
   fu::NewtonTrainingOptions o;
   o.gradient_tolerance = sizeof(Scalar) == sizeof(double) ? 1e-13 : 1e-6;
   fu::train_newton(p.full, std::span<const Sample<Scalar>>(p.data), o);
   fu::train_newton(p.retrained, p.retain(), o);
   return p;
+}
+
+template <class Scalar>
+Problem<Scalar> make_problem(std::size_t n, std::size_t d, std::size_t k, double l2, std::uint64_t seed,
+                             double signal = 3.0) {
+  return make_problem_from<Scalar>(fu::models::make_logistic_problem<Scalar>(n, d, seed, signal), k, l2);
 }
 
 template <class Scalar>
