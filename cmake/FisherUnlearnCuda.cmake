@@ -7,6 +7,9 @@
 #   CMAKE_CUDA_ARCHITECTURES     default "90-real;90-virtual" (Hopper machine code + compute_90 PTX,
 #                                which newer GPUs JIT-compile); set it (or CUDAARCHS) to override.
 
+if(DEFINED FISHER_UNLEARN_ENABLE_CUDA AND NOT FISHER_UNLEARN_ENABLE_CUDA)
+  return()  # switched off by the user: do not even look for nvcc
+endif()
 include(CheckLanguage)
 check_language(CUDA)
 if(CMAKE_CUDA_COMPILER)
