@@ -26,3 +26,7 @@ ensure_packages() {
 
 # The build toolchain and the libraries every build needs.
 fu_core_packages=(cmake g++ make libeigen3-dev catch2)
+
+# What scripts/demo.sh and the experiment driver (examples/unlearn_lm) need on top of the core set:
+# CLI11 and nlohmann/json (driver), gnuplot (plots), python3 (corpus extraction, scripts/prepare_data.py).
+fu_demo_packages=(libcli11-dev nlohmann-json3-dev gnuplot-nox python3)
