@@ -293,6 +293,55 @@ TEST_CASE("Exposure: a tokenizer that merges digits makes the pruned search fall
   }
 }
 
+namespace {
+
+/// Adds `noise`·(call count mod 7) to every log-probability: a model whose results depend on the call path.
+struct NoisyModel {
+  using Scalar = double;
+  using Sample = std::vector<fu::Token>;
+  using DecodeState = TableLanguageModel<double>::DecodeState;
+  TableLanguageModel<double>* inner;
+  double noise;
+  mutable std::uint64_t calls = 0;
+  std::size_t vocab_size() const { return inner->vocab_size(); }
+  std::size_t num_parameters() const { return inner->num_parameters(); }
+  std::span<double> parameters() { return inner->parameters(); }
+  std::span<const double> parameters() const { return std::as_const(*inner).parameters(); }
+  double loss(const Sample& s) const { return inner->loss(s); }
+  void next_token_log_probs(std::span<const fu::Token> c, std::span<double> out) const {
+    inner->next_token_log_probs(c, out);
+    perturb(out);
+  }
+  DecodeState begin_decode(std::span<const fu::Token> c) const { return inner->begin_decode(c); }
+  void advance(DecodeState& st, fu::Token t) const { inner->advance(st, t); }
+  void log_probs(const DecodeState& st, std::span<double> out) const {
+    inner->log_probs(st, out);
+    perturb(out);
+  }
+  void perturb(std::span<double> out) const {
+    const double d = noise * static_cast<double>(calls++ % 7);
+    for (auto& v : out) v -= d;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("Exposure: call-path noise in the last bits is tolerated, a model that is not deterministic throws") {
+  auto m = TableLanguageModel<double>::random(CharTokenizer{}.vocab_size(), 8, TableContext::position_and_previous, 3);
+  const fu::CanaryFormat f("ab", {fu::CanarySlot::from_chars("abcdef"), fu::CanarySlot::digits(),
+                                  fu::CanarySlot::from_chars("0123")});
+  const fu::CanarySpace space(f, CharTokenizer{});
+  const auto c = f.generate(1, 1)[0];
+  const auto exact = fu::PrunedExposure{}.measure(m, space, c);
+  NoisyModel last_bits{&m, 1e-15};
+  const auto r = fu::PrunedExposure{}.measure(last_bits, space, c);
+  CHECK(r.rank >= exact.rank - std::min<std::uint64_t>(exact.rank - 1, 2));
+  CHECK(r.rank <= exact.rank + 2);
+  NoisyModel broken{&m, 1e-3};
+  CHECK_THROWS_AS(fu::PrunedExposure{}.measure(broken, space, c), fu::NumericalError);
+  CHECK_THROWS_AS(fu::ExhaustiveExposure{}.measure(broken, space, c), fu::NumericalError);
+}
+
 TEST_CASE("SkewNormal: the CDF matches closed forms far into both tails") {
   using fu::detail::SkewNormal;
   for (double z : {-30.0, -8.0, -2.5, -0.3, 0.0, 0.7, 3.0, 9.0}) {

@@ -224,24 +224,48 @@ class CandidateScorer {
   std::uint64_t evaluations_ = 0;
 };
 
-struct WalkCounts {
-  std::uint64_t greater = 0;  // candidates with ℓ > target
-  std::uint64_t equal = 0;    // candidates with ℓ == target (the canary included)
+/// Counts candidates against the canary's score. The walk's thresholds come from the canary scored
+/// first (T₀) widened by a tolerance: scores above T₀ + tol are counted, scores in [T₀ − tol, T₀ + tol]
+/// kept, lower ones (and pruned subtrees) dropped. The rank is then taken against the canary's score
+/// as met during the walk (T₁), so it is consistent with the scores the walk computed even for a model
+/// whose last bits depend on the call path (alignment-dependent SIMD sums); for a deterministic model
+/// T₁ == T₀ and the tolerance only makes pruning a little more conservative.
+struct WalkCounter {
+  double lo = 0.0, hi = 0.0;  // the band [T₀ − tol, T₀ + tol]
+  std::uint64_t above = 0;    // scores > hi
   std::uint64_t scored = 0;
+  std::vector<double> band;
+  bool canary_seen = false;
+  double canary_score = 0.0;
+
+  void add(double score) {
+    ++scored;
+    if (score > hi)
+      ++above;
+    else if (score >= lo)
+      band.push_back(score);
+  }
+  void add(double score, bool is_canary) {
+    add(score);
+    if (is_canary) {
+      canary_seen = true;
+      canary_score = score;
+    }
+  }
 };
 
 /// Depth-first walk over the secret slots under the token-extension property. With `prune`, a subtree
-/// whose partial score is already below `target` is skipped: scores never increase along a path (the
+/// whose partial score is already below the band is skipped: scores never increase along a path (the
 /// clamp guarantees it in floating point too, since adding a non-positive double never rounds upward),
 /// so no candidate in it can be strictly more likely than, or tie with, the canary.
 template <LanguageModel M>
 class SlotWalk {
  public:
-  SlotWalk(CandidateScorer<M>& scorer, const CanarySpace& space, double target, bool prune)
-      : scorer_(scorer), space_(space), target_(target), prune_(prune) {
+  SlotWalk(CandidateScorer<M>& scorer, const CanarySpace& space, const Canary& canary, WalkCounter& counter,
+           bool prune)
+      : scorer_(scorer), space_(space), canary_(canary), counter_(counter), prune_(prune) {
     const auto& fmt = space.format();
     const std::size_t k = fmt.num_slots();
-    single_token_last_ = true;
     for (std::size_t s = 0; s < k; ++s)
       for (std::size_t a = 0; a < fmt.alphabet_size(s); ++a)
         for (Token t : space.symbol_tokens(s, a)) scorer.check_token(t, "canary symbol");
@@ -249,30 +273,21 @@ class SlotWalk {
       if (space.symbol_tokens(k - 1, a).size() != 1) single_token_last_ = false;
   }
 
-  WalkCounts run() {
-    visit(0, 0);
-    return counts_;
-  }
+  void run() { visit(0, 0, true); }
 
  private:
-  void count(double score) {
-    ++counts_.scored;
-    if (score > target_)
-      ++counts_.greater;
-    else if (score == target_)
-      ++counts_.equal;
-  }
-
-  void visit(std::size_t slot, std::size_t pos) {
+  void visit(std::size_t slot, std::size_t pos, bool on_canary_path) {
     const auto& fmt = space_.format();
     const std::size_t k = fmt.num_slots();
     const std::size_t n = fmt.alphabet_size(slot);
+    const std::size_t canary_symbol = canary_.choices[slot];
     if (slot + 1 == k && single_token_last_) {
       // One distribution scores the whole last alphabet: no evaluation per leaf.
       const auto* row = scorer_.row(pos);
       const double base = scorer_.log_prob(pos);
       for (std::size_t a = 0; a < n; ++a)
-        count(base + CandidateScorer<M>::clamped(row[space_.symbol_tokens(slot, a)[0]]));
+        counter_.add(base + CandidateScorer<M>::clamped(row[space_.symbol_tokens(slot, a)[0]]),
+                     on_canary_path && a == canary_symbol);
       return;
     }
     for (std::size_t a = 0; a < n; ++a) {
@@ -280,43 +295,38 @@ class SlotWalk {
       scorer_.set_tokens(toks, pos);
       bool alive = true;
       for (std::size_t j = 1; j <= toks.size() && alive; ++j)
-        if (prune_ && scorer_.log_prob(pos + j) < target_) alive = false;
+        if (prune_ && scorer_.log_prob(pos + j) < counter_.lo) alive = false;
       if (!alive) continue;
+      const bool on_path = on_canary_path && a == canary_symbol;
       if (slot + 1 == k)
-        count(scorer_.log_prob(pos + toks.size()));
+        counter_.add(scorer_.log_prob(pos + toks.size()), on_path);
       else
-        visit(slot + 1, pos + toks.size());
+        visit(slot + 1, pos + toks.size(), on_path);
     }
   }
 
   CandidateScorer<M>& scorer_;
   const CanarySpace& space_;
-  double target_;
+  const Canary& canary_;
+  WalkCounter& counter_;
   bool prune_;
   bool single_token_last_ = true;
-  WalkCounts counts_;
 };
 
 /// Every candidate in lexicographic order, each encoded whole (no token-extension property needed);
 /// consecutive candidates still share the scorer's rows up to their common token prefix.
 template <LanguageModel M>
-WalkCounts walk_encoded(CandidateScorer<M>& scorer, const CanarySpace& space, double target) {
+void walk_encoded(CandidateScorer<M>& scorer, const CanarySpace& space, const Canary& canary, WalkCounter& counter) {
   const auto& fmt = space.format();
   Canary c;
   c.choices.assign(fmt.num_slots(), 0);
-  WalkCounts counts;
   std::string secret;
   for (;;) {
     secret.clear();
     fmt.append_secret(c, secret);
     const std::vector<Token> toks = space.encode(secret);
     scorer.set_tokens(toks);
-    const double score = scorer.log_prob(toks.size());
-    ++counts.scored;
-    if (score > target)
-      ++counts.greater;
-    else if (score == target)
-      ++counts.equal;
+    counter.add(scorer.log_prob(toks.size()), c == canary);
     std::size_t i = fmt.num_slots();
     for (; i-- > 0;) {
       if (++c.choices[i] < fmt.alphabet_size(i)) break;
@@ -324,7 +334,6 @@ WalkCounts walk_encoded(CandidateScorer<M>& scorer, const CanarySpace& space, do
     }
     if (i == static_cast<std::size_t>(-1)) break;
   }
-  return counts;
 }
 
 template <LanguageModel M>
@@ -351,26 +360,41 @@ ExposureResult exact_exposure(const M& model, const CanarySpace& space, const Ca
   r.log2_space_size = fmt.log2_space_size();
   CandidateScorer<M> scorer(model, space.prefix_tokens(), space.max_secret_tokens() + 1);
   const double target = score_canary(scorer, space, canary);
-  r.log_perplexity_bits = -target / std::numbers::ln2;
-  WalkCounts counts;
+  WalkCounter counter;
+  // √ε of the model's Scalar, relative: far above call-path noise in the last bits, far below the
+  // spread of candidates' scores, so pruning loses almost nothing.
+  const double tol = std::isfinite(target)
+                         ? std::sqrt(static_cast<double>(std::numeric_limits<typename M::Scalar>::epsilon())) *
+                               (1.0 + std::abs(target))
+                         : 0.0;
+  counter.lo = target - tol;
+  counter.hi = target + tol;
   if (space.tokens_extend()) {
-    counts = SlotWalk<M>(scorer, space, target, prune).run();
+    SlotWalk<M>(scorer, space, canary, counter, prune).run();
   } else {
-    counts = walk_encoded(scorer, space, target);
+    walk_encoded(scorer, space, canary, counter);
     if (prune) {
       r.fell_back_to_exhaustive = true;
       r.notes = "pruning needs the token-extension property, which this tokenizer breaks (" +
                 space.extension_check() + "); every candidate was scored";
     }
   }
-  if (counts.equal == 0)
-    throw NumericalError("the canary's own score was not reproduced during the walk: the model returns different "
-                         "log-probabilities for the same tokens depending on the call path (it must be deterministic)");
-  r.rank = 1 + counts.greater;
-  r.ties = counts.equal - 1;
+  const double walked = counter.canary_score;
+  if (!counter.canary_seen || walked < counter.lo || walked > counter.hi)
+    throw NumericalError("the canary's own score changed between two evaluations of the same tokens by more than "
+                         "the tolerance: the model must return the same log-probabilities for the same tokens "
+                         "whatever the path of calls (begin_decode/advance/copies)");
+  std::uint64_t greater = counter.above, equal = 0;
+  for (double v : counter.band) {
+    if (v > walked) ++greater;
+    if (v == walked) ++equal;
+  }
+  r.log_perplexity_bits = -walked / std::numbers::ln2;
+  r.rank = 1 + greater;
+  r.ties = equal - 1;
   r.exposure_bits = r.log2_space_size - std::log2(static_cast<double>(r.rank));
   r.exposure_low = r.exposure_high = r.exposure_bits;
-  r.candidates_scored = counts.scored;
+  r.candidates_scored = counter.scored;
   r.evaluations = scorer.evaluations();
   if (!space.tokens_extend() && !prune) r.notes = space.extension_check();
   r.seconds = seconds_since(t0);
