@@ -10,6 +10,12 @@
 #include "fisher_unlearn/fisher/block_diagonal.hpp"
 #include "fisher_unlearn/fisher/diagonal.hpp"
 #include "fisher_unlearn/fisher/woodbury.hpp"
+#include "fisher_unlearn/models/logistic_regression.hpp"
+#include "fisher_unlearn/removal.hpp"
+#include "fisher_unlearn/report.hpp"
+
+#include <span>
+#include <tuple>
 
 #include <cmath>
 #include <limits>
@@ -243,4 +249,50 @@ TEMPLATE_TEST_CASE("BlockDiagonalFisherGpu: apply_power equals BlockDiagonalFish
     CHECK_THROWS_AS(gpu.apply_power(-1.0, v, out_gpu), fisher_unlearn::StateError);
     CHECK_THROWS_AS(gpu.finalize(), fisher_unlearn::InvalidArgument);
   }
+}
+
+namespace {
+using Logistic = fisher_unlearn::models::LogisticRegression<double>;
+
+Logistic starting_model() {
+  Logistic model(6, 0.01);
+  std::mt19937_64 rng(3);
+  std::normal_distribution<double> dist(0.0, 0.5);
+  for (double& x : model.parameters()) x = dist(rng);
+  return model;
+}
+
+// Runs FisherRemoval with estimator type E on the starting model; returns θ after.
+template <class E>
+Vector<double> removal_result(const std::vector<Logistic::Sample>& data) {
+  using Model = Logistic;
+  Model model = starting_model();
+  const std::span<const Model::Sample> all(data);
+  fisher_unlearn::FisherRemovalOptions options;
+  options.damping = 0.05;
+  fisher_unlearn::FisherRemoval<E> removal(options);
+  const auto report = removal.unlearn(model, all.first(10), all.subspan(10));
+  (void)report;
+  const auto theta = model.parameters();
+  return Eigen::Map<const Vector<double>>(theta.data(), static_cast<Eigen::Index>(theta.size()));
+}
+}  // namespace
+
+TEST_CASE("FisherRemoval: the GPU estimators give the same unlearned model as the CPU ones", "[cuda][estimators]") {
+  const auto data = fisher_unlearn::models::make_logistic_problem<double>(300, 6, 9);
+  const Vector<double> cpu_diagonal = removal_result<fisher_unlearn::DiagonalFisher<double>>(data);
+  const Vector<double> gpu_diagonal = removal_result<fc::DiagonalFisherGpu<double>>(data);
+  CHECK(relative_error(gpu_diagonal, cpu_diagonal) < 1e-10);
+  const Vector<double> cpu_woodbury = removal_result<fisher_unlearn::WoodburyFisher<double>>(data);
+  const Vector<double> gpu_woodbury = removal_result<fc::WoodburyFisherGpu<double>>(data);
+  CHECK(relative_error(gpu_woodbury, cpu_woodbury) < 1e-10);
+  const Vector<double> cpu_block = removal_result<fisher_unlearn::BlockDiagonalFisher<double>>(data);
+  const Vector<double> gpu_block = removal_result<fc::BlockDiagonalFisherGpu<double>>(data);
+  CHECK(relative_error(gpu_block, cpu_block) < 1e-10);
+  // The removal moved the model, so the comparisons above are between updated parameters.
+  const Logistic start = starting_model();
+  const Vector<double> theta0 =
+      Eigen::Map<const Vector<double>>(start.parameters().data(), static_cast<Eigen::Index>(start.num_parameters()));
+  CHECK(relative_error(cpu_diagonal, theta0) > 1e-3);
+  CHECK(relative_error(cpu_woodbury, theta0) > 1e-3);
 }
