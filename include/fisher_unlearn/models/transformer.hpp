@@ -458,7 +458,7 @@ class Transformer {
 
   // Activations of one chunk, one column per position (all sequences of the chunk side by side).
   struct LayerCache {
-    Mat ln1_xhat, ln1_out, qkv, probs, attn, ln2_xhat, ln2_out, fc_pre, fc_act;
+    Mat ln1_xhat, ln1_out, qkv, probs, attn, ln2_xhat, ln2_out, fc_pre, fc_tanh, fc_act;
     RowVec ln1_rstd, ln2_rstd;
   };
   struct Workspace {
@@ -588,6 +588,7 @@ class Transformer {
       lc.ln2_xhat.resize(C, cap);
       lc.ln2_out.resize(C, cap);
       lc.fc_pre.resize(F, cap);
+      lc.fc_tanh.resize(F, cap);
       lc.fc_act.resize(F, cap);
       lc.ln1_rstd.resize(cap);
       lc.ln2_rstd.resize(cap);
@@ -639,14 +640,22 @@ class Transformer {
     }
   }
 
-  static Scalar gelu(Scalar x) {
-    constexpr Scalar k = Scalar(0.7978845608028654), c = Scalar(0.044715);
-    return Scalar(0.5) * x * (Scalar(1) + std::tanh(k * (x + c * x * x * x)));
+  // GELU, tanh form (GPT-2): gelu(x) = ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³). Whole-matrix array
+  // expressions so that Eigen's vectorised tanh is used; tanh u is kept for the backward pass.
+  static constexpr Scalar kGeluScale = Scalar(0.7978845608028654), kGeluCubic = Scalar(0.044715);
+  template <class Pre, class Tanh, class Act>
+  static void gelu(const Pre& pre, Tanh&& tanh_u, Act&& act) {
+    const auto x = pre.array();
+    tanh_u.array() = (kGeluScale * (x + kGeluCubic * x.cube())).tanh();
+    act.array() = Scalar(0.5) * x * (Scalar(1) + tanh_u.array());
   }
-  static Scalar gelu_derivative(Scalar x) {
-    constexpr Scalar k = Scalar(0.7978845608028654), c = Scalar(0.044715);
-    const Scalar t = std::tanh(k * (x + c * x * x * x));
-    return Scalar(0.5) * (Scalar(1) + t) + Scalar(0.5) * x * (Scalar(1) - t * t) * k * (Scalar(1) + Scalar(3) * c * x * x);
+  // d gelu/dx = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²), t = tanh u; multiplies d in place.
+  template <class Pre, class Tanh, class D>
+  static void gelu_backward(const Pre& pre, const Tanh& tanh_u, D&& d) {
+    const auto x = pre.array();
+    const auto t = tanh_u.array();
+    d.array() *= Scalar(0.5) * (Scalar(1) + t) +
+                 (Scalar(0.5) * kGeluScale) * x * (Scalar(1) - t.square()) * (Scalar(1) + (Scalar(3) * kGeluCubic) * x.square());
   }
 
   // Forward (and backward when g != nullptr) over a chunk of sequences. With g, *overwrites* g with
@@ -713,7 +722,7 @@ class Transformer {
       auto fc_pre = lc.fc_pre.leftCols(n);
       fc_pre.noalias() = param(b.fc_weight, F, C) * lc.ln2_out.leftCols(n);
       fc_pre.colwise() += param(b.fc_bias, F, 1).col(0);
-      lc.fc_act.leftCols(n) = fc_pre.unaryExpr([](Scalar v) { return gelu(v); });
+      gelu(fc_pre, lc.fc_tanh.leftCols(n), lc.fc_act.leftCols(n));
       x.noalias() += param(b.proj_weight, C, F) * lc.fc_act.leftCols(n);
       x.colwise() += param(b.proj_bias, C, 1).col(0);
     }
@@ -780,7 +789,7 @@ class Transformer {
       grad(g, b.proj_bias, C, 1).col(0).noalias() += dx.rowwise().sum();
       auto dfc = ws.dfc.leftCols(n);
       dfc.noalias() = param(b.proj_weight, C, F).transpose() * dx;
-      dfc.array() *= lc.fc_pre.leftCols(n).unaryExpr([](Scalar v) { return gelu_derivative(v); }).array();
+      gelu_backward(lc.fc_pre.leftCols(n), lc.fc_tanh.leftCols(n), dfc);
       grad(g, b.fc_weight, F, C).noalias() += dfc * lc.ln2_out.leftCols(n).transpose();
       grad(g, b.fc_bias, F, 1).col(0).noalias() += dfc.rowwise().sum();
       dln.noalias() = param(b.fc_weight, F, C).transpose() * dfc;
@@ -856,7 +865,7 @@ class Transformer {
     Vec x = wte.col(token) + param(layout_.position_embedding, C, config_.context_length).col(static_cast<Eigen::Index>(pos));
     Mat xhat(Ci, 1), y(Ci, 1);
     RowVec rstd(1);
-    Vec qkv(3 * Ci), attn(Ci), hidden(static_cast<Eigen::Index>(F)), scores;
+    Vec qkv(3 * Ci), attn(Ci), hidden(static_cast<Eigen::Index>(F)), hidden_tanh(static_cast<Eigen::Index>(F)), scores;
     const auto npos = static_cast<Eigen::Index>(pos + 1);
     for (std::size_t l = 0; l < config_.num_layers; ++l) {
       const auto& b = layout_.blocks[l];
@@ -881,7 +890,7 @@ class Transformer {
       layer_norm(x, param(b.ln2_gain, C, 1), param(b.ln2_bias, C, 1), xhat, rstd, y);
       hidden.noalias() = param(b.fc_weight, F, C) * y.col(0);
       hidden += param(b.fc_bias, F, 1).col(0);
-      hidden = hidden.unaryExpr([](Scalar v) { return gelu(v); });
+      gelu(Vec(hidden), hidden_tanh, hidden);
       x.noalias() += param(b.proj_weight, C, F) * hidden;
       x += param(b.proj_bias, C, 1).col(0);
     }

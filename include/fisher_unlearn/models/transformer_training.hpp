@@ -24,6 +24,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace fisher_unlearn {
