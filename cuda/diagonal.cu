@@ -121,10 +121,11 @@ __device__ __forceinline__ void normals4(unsigned long long seed, std::size_t t,
   }
 }
 
+// v is not __restrict__: out may alias it (each element is read and then written by one thread).
 // Thread t handles elements 4t..4t+3. Aligned == true: every pointer is 16-byte aligned, so the
 // groups of four load as one (float) or two (double) 16-byte vectors; the tail group is scalar.
 template <class Scalar, bool Noise, bool Aligned>
-__global__ void apply_diagonal_power_kernel(const Scalar* __restrict__ diagonal, const Scalar* __restrict__ v,
+__global__ void apply_diagonal_power_kernel(const Scalar* __restrict__ diagonal, const Scalar* v,
                                             std::size_t d, StepArguments a, Scalar* out, Scalar* theta) {
   const Scalar power = static_cast<Scalar>(a.power);
   const Scalar scale = static_cast<Scalar>(a.scale);

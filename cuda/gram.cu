@@ -6,6 +6,7 @@
 #include "fisher_unlearn/cuda/routines.hpp"
 #include "fisher_unlearn/errors.hpp"
 
+#include <algorithm>
 #include <climits>
 #include <string>
 #include <type_traits>
@@ -201,7 +202,12 @@ void block_eigendecomposition(Context& context, Scalar* blocks, std::size_t d, s
                              std::to_string(n) + " (status " + std::to_string(info_host[k]) +
                              "); check the gradients for NaN, Inf or extreme scales");
   };
-  if (full > 0) solve(blocks, block_size, eigenvalues, full);
+  // cuSOLVER limits one batched call to n·lda·batch ≤ INT32_MAX elements: chunk the full blocks.
+  const std::size_t per_call = std::max<std::size_t>(1, static_cast<std::size_t>(INT_MAX) / block_elems);
+  for (std::size_t first = 0; first < full; first += per_call) {
+    const std::size_t count = std::min(per_call, full - first);
+    solve(blocks + first * block_elems, block_size, eigenvalues + first * block_size, count);
+  }
   if (rest > 0) solve(blocks + full * block_elems, rest, eigenvalues + full * block_size, 1);
   clamp_nonnegative_kernel<Scalar><<<grid_for(static_cast<long long>(d)), 256, 0, s>>>(eigenvalues,
                                                                                         static_cast<long long>(d));
