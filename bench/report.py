@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""Turns one run of bench/run_all.sh into the Markdown table of bench/README.md.
+
+Reads RESULTS_DIR/{bench_fisher,bench_per_sample,bench_unlearning,bench_exposure}.json (Google
+Benchmark JSON; the median of the repetitions where there are several), RESULTS_DIR/peer.json
+(bench/peers/torch_peer.py) and RESULTS_DIR/meta.json (the command, the commit, the machine), and prints
+the goals of issue 6 (each measured value, its target, met or missed), ours / ceiling and ours / peer.
+Every ratio is between numbers measured in that one run. Usage: report.py RESULTS_DIR
+"""
+import json
+import os
+import sys
+
+UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+class Results:
+    def __init__(self, path):
+        self.runs, self.bigo, self.rms = {}, {}, {}
+        self.present = os.path.exists(path)
+        if not self.present:
+            return
+        with open(path) as f:
+            data = json.load(f)
+        for b in data.get("benchmarks", []):
+            key = b["run_name"].removesuffix("/real_time")
+            kind = b.get("aggregate_name")
+            if b.get("error_occurred"):
+                continue
+            if kind == "BigO":
+                self.bigo[key] = b["big_o"]
+            elif kind == "RMS":
+                self.rms[key] = b["rms"]
+            elif kind == "median" or (b["run_type"] == "iteration" and key not in self.runs):
+                self.runs[key] = b
+
+    def get(self, name):
+        return self.runs.get(name)
+
+    def seconds(self, name):
+        b = self.runs.get(name)
+        return None if b is None else b["real_time"] * UNIT[b["time_unit"]]
+
+    def counter(self, name, counter):
+        b = self.runs.get(name)
+        return None if b is None else b.get(counter)
+
+
+def fmt_seconds(s):
+    if s is None:
+        return "—"
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e6:.1f} µs"
+
+
+def fmt(x, digits=2):
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def verdict(value, target, higher_is_better=True):
+    if value is None:
+        return "not measured"
+    ok = value >= target if higher_is_better else value <= target
+    return "**met**" if ok else "**missed**"
+
+
+def main():
+    if len(sys.argv) != 2:
+        raise SystemExit(__doc__)
+    root = sys.argv[1]
+    fisher = Results(os.path.join(root, "bench_fisher.json"))
+    per_sample = Results(os.path.join(root, "bench_per_sample.json"))
+    unlearning = Results(os.path.join(root, "bench_unlearning.json"))
+    exposure = Results(os.path.join(root, "bench_exposure.json"))
+    peer = {}
+    if os.path.exists(os.path.join(root, "peer.json")):
+        with open(os.path.join(root, "peer.json")) as f:
+            peer = json.load(f)
+    meta = {}
+    if os.path.exists(os.path.join(root, "meta.json")):
+        with open(os.path.join(root, "meta.json")) as f:
+            meta = json.load(f)
+
+    out = []
+    p = out.append
+    if meta:
+        p(f"Measured {meta.get('date', '?')} on {meta.get('machine', '?')}, commit {meta.get('commit', '?')}, "
+          f"load average at start {meta.get('load_at_start', '?')}; command: `{meta.get('command', '?')}`.")
+        p("")
+
+    # ---- ceilings --------------------------------------------------------------------------------
+    p("### Ceilings measured in the same run (one core)")
+    p("")
+    p("| ceiling | rate |")
+    p("|---|---|")
+    for k in ("read", "copy", "triad"):
+        v = fisher.counter(f"ceiling/stream_{k}/10000000", "bytes_per_s")
+        p(f"| stream {k}, 10⁷ floats (STREAM byte counting) | {fmt(v and v / 1e9)} GB/s |")
+    for t in ("double", "float"):
+        v = fisher.counter(f"ceiling/gemm<{t}>/1024/1024/1024", "flop_per_s")
+        p(f"| Eigen GEMM {t}, 1024³ | {fmt(v and v / 1e9)} GFLOP/s |")
+    v = fisher.counter("ceiling/gemm_gram_shape<double>/64/131072/64", "flop_per_s")
+    p(f"| Eigen GEMM double, Gram shape 64×2¹⁷·2¹⁷×64 (reference) | {fmt(v and v / 1e9)} GFLOP/s |")
+    p("")
+
+    # ---- goals -----------------------------------------------------------------------------------
+    goals = []
+
+    def goal(what, value, target_text, target, higher=True, digits=2, note=""):
+        goals.append((what, fmt(value, digits) + note, target_text, verdict(value, target, higher)))
+
+    for t in ("float", "double"):
+        goal(f"Diagonal accumulation, d = 10⁷, m = 8, {t}: fraction of streaming ceiling",
+             fisher.counter(f"diagonal/accumulate<{t}>/10000000/8", "of_ceiling"), "≥ 0.70", 0.70)
+    for t in ("float", "double"):
+        goal(f"Inverse-diagonal application F⁻¹v, d = 10⁷, {t}: fraction of streaming (triad) ceiling",
+             fisher.counter(f"diagonal/apply_inverse<{t}>/10000000", "of_ceiling"), "≥ 0.70", 0.70)
+    for m in (64, 256):
+        goal(f"Woodbury set-up, d = 2¹⁷, m = {m}, double: fraction of the GEMM rate (2m²d FLOP)",
+             fisher.counter(f"woodbury/setup<double>/over_m/131072/{m}/1", "of_gemm"), "≥ 0.50", 0.50)
+    goal("Woodbury set-up, d = 2¹⁷, m = 64, float gradients (Gram in double): fraction of the double GEMM rate",
+         fisher.counter("woodbury/setup<float>/131072/64/1", "of_gemm"), "≥ 0.50", 0.50)
+    for t in ("float", "double"):
+        goal(f"Woodbury product F⁻¹v, d = 2²⁰, m = 64, {t}: fraction of streaming ceiling",
+             fisher.counter(f"woodbury/inverse_product<{t}>/1048576/64/1", "of_ceiling"),
+             "≥ 0.70 (\"streaming speed\")", 0.70)
+    for fam, expect in (("woodbury/setup<double>/over_m", "N^2"), ("woodbury/setup<double>/over_d", "N"),
+                        ("woodbury/inverse_product<float>/over_d", "N"),
+                        ("woodbury/inverse_product<float>/over_m", "N")):
+        rms = fisher.rms.get(fam)
+        goals.append((f"Complexity {fam}: fit O({fisher.bigo.get(fam, '?')}) (expected O({expect})), RMS of the fit",
+                      "—" if rms is None else f"{100 * rms:.0f} %", "≤ 10 %",
+                      verdict(rms, 0.10, higher_is_better=False)))
+    ps = per_sample.seconds("per_sample/gradients/demo")
+    batched = per_sample.seconds("per_sample/batched_gradient/demo")
+    goal("Per-sample gradients / batched gradient of the same batch (demo transformer, 32 sequences)",
+         ratio(ps, batched), "≤ 1.5", 1.5, higher=False)
+    torch_vmap = peer.get("per_sample", {}).get("demo", {}).get("seconds_per_batch", {}).get("vmap_grad")
+    goal("Per-sample gradients, ours / PyTorch vmap(grad) (demo transformer, same weights and batch)",
+         ratio(ps, torch_vmap), "< 1", 1.0 - 1e-12, higher=False)
+    for model in ("table", "head"):
+        goal(f"Pruned exact exposure, memorised canary, |R| = 10⁶ ({model} model): exhaustive ÷ pruned evaluations",
+             exposure.counter(f"BM_pruned_{model}/memorised", "eval_ratio"), "≥ 20", 20.0, digits=0)
+    train = unlearning.seconds("unlearning/train_from_scratch/iterations:1")
+    steps = unlearning.counter("unlearning/train_from_scratch/iterations:1", "steps")
+    note = "" if steps in (None, 1200) else f" (training shortened to {steps:.0f} steps: not the goal's measurement)"
+    for est in ("woodbury", "diagonal"):
+        goal(f"Full FisherRemoval ({est}) vs training the demo model from scratch: speed-up",
+             ratio(train, unlearning.seconds(f"unlearning/fisher_removal<{est}>/iterations:3")), "≥ 20", 20.0,
+             digits=1, note=note)
+    p("### Goals (issue 6)")
+    p("")
+    p("| goal | measured | target | verdict |")
+    p("|---|---|---|---|")
+    for g in goals:
+        p("| " + " | ".join(g) + " |")
+    p("")
+
+    # ---- ours / ceiling --------------------------------------------------------------------------
+    p("### Ours / ceiling")
+    p("")
+    p("| routine | time | rate | ceiling | ours / ceiling |")
+    p("|---|---|---|---|---|")
+    rows = [
+        ("diagonal/accumulate<float>/10000000/8", "bytes_per_s", "of_ceiling", "stream read + copy"),
+        ("diagonal/accumulate<float>/1048576/8", "bytes_per_s", "of_ceiling", "stream read + copy"),
+        ("diagonal/accumulate<double>/10000000/8", "bytes_per_s", "of_ceiling", "stream read + copy"),
+        ("diagonal/apply_inverse<float>/10000000", "bytes_per_s", "of_ceiling", "stream triad"),
+        ("diagonal/apply_inverse<double>/10000000", "bytes_per_s", "of_ceiling", "stream triad"),
+        ("diagonal/apply_quarter<float>/10000000", "bytes_per_s", "of_ceiling", "stream triad"),
+        ("woodbury/setup<double>/over_m/131072/16/1", "flop_per_s", "of_gemm", "GEMM double"),
+        ("woodbury/setup<double>/over_m/131072/64/1", "flop_per_s", "of_gemm", "GEMM double"),
+        ("woodbury/setup<double>/over_m/131072/256/1", "flop_per_s", "of_gemm", "GEMM double"),
+        ("woodbury/setup<float>/131072/64/1", "flop_per_s", "of_gemm", "GEMM double"),
+        ("woodbury/inverse_product<float>/1048576/64/1", "bytes_per_s", "of_ceiling", "stream read + triad"),
+        ("woodbury/inverse_product<double>/1048576/64/1", "bytes_per_s", "of_ceiling", "stream read + triad"),
+        ("woodbury/power_quarter<float>/1048576/64/1", "bytes_per_s", "of_ceiling", "stream read + triad"),
+    ]
+    for name, rate, frac, ceiling in rows:
+        r = fisher.counter(name, rate)
+        unit = "GB/s" if rate == "bytes_per_s" else "GFLOP/s"
+        p(f"| `{name}` | {fmt_seconds(fisher.seconds(name))} | {fmt(r and r / 1e9)} {unit} | {ceiling} | "
+          f"{fmt(fisher.counter(name, frac))} |")
+    p("")
+
+    # ---- baselines in the same binaries --------------------------------------------------------
+    p("### Ours / baseline (same binary)")
+    p("")
+    p("| ours | baseline | ours | baseline | ours / baseline |")
+    p("|---|---|---|---|---|")
+    pairs = [
+        (fisher, "woodbury/setup_and_solve<double>/1024/64", "dense/naive_solve<double>/1024/64"),
+        (fisher, "woodbury/setup_and_solve<double>/4096/64", "dense/naive_solve<double>/4096/64"),
+        (per_sample, "per_sample/gradients/demo", "per_sample/batched_gradient/demo"),
+        (per_sample, "per_sample/collect_gradients/demo", "per_sample/batched_gradient/demo"),
+        (per_sample, "per_sample/gradients/wide", "per_sample/batched_gradient/wide"),
+        (exposure, "BM_pruned_table/memorised", "BM_exhaustive_table/memorised"),
+        (exposure, "BM_pruned_table/unmemorised", "BM_exhaustive_table/unmemorised"),
+        (exposure, "BM_pruned_head/memorised", "BM_exhaustive_head/memorised/iterations:2"),
+        (exposure, "BM_pruned_head/unmemorised/iterations:2", "BM_exhaustive_head/unmemorised/iterations:2"),
+        (unlearning, "unlearning/fisher_removal<woodbury>/iterations:3", "unlearning/train_from_scratch/iterations:1"),
+        (unlearning, "unlearning/fisher_removal<diagonal>/iterations:3", "unlearning/train_from_scratch/iterations:1"),
+    ]
+    for res, ours, base in pairs:
+        a, b = res.seconds(ours), res.seconds(base)
+        p(f"| `{ours}` | `{base}` | {fmt_seconds(a)} | {fmt_seconds(b)} | {fmt(ratio(a, b), 3)} |")
+    err = fisher.counter("dense/naive_solve<double>/1024/64", "rel_err_vs_woodbury")
+    if err is not None:
+        p("")
+        p(f"Woodbury F⁻¹v vs the dense solve, relative difference: {err:.1e} (d = 1024), "
+          f"{fisher.counter('dense/naive_solve<double>/4096/64', 'rel_err_vs_woodbury') or float('nan'):.1e} (d = 4096).")
+    for est in ("woodbury", "diagonal"):
+        b = unlearning.get(f"unlearning/fisher_removal<{est}>/iterations:3")
+        if b:
+            p(f"FisherRemoval<{est}>: forget loss {b['forget_loss_before']:.3f} → {b['forget_loss_after']:.3f}, "
+              f"retain loss {b['retain_loss_before']:.3f} → {b['retain_loss_after']:.3f}, chosen damping "
+              f"{b['damping']:g}, m = {b['fisher_gradients']:.0f}.")
+    p("")
+
+    # ---- ours / peer -----------------------------------------------------------------------------
+    p("### Ours / PyTorch peer (same data, same run)")
+    p("")
+    if not peer:
+        p("The peer did not run (see the log).")
+    else:
+        p(f"PyTorch {peer.get('torch_version')} on {peer.get('threads')} thread(s); the library on one thread.")
+        p("")
+        p("| operation | ours | PyTorch | ours / PyTorch | relative error ours vs PyTorch |")
+        p("|---|---|---|---|---|")
+        for model, r in peer.get("per_sample", {}).items():
+            t = r["seconds_per_batch"]
+            e = r["rel_err"]
+            rows = [
+                (f"per-sample gradients, {model} (d = {r['d']}, B = {r['batch']}) vs vmap(grad)",
+                 per_sample.seconds(f"per_sample/gradients/{model}"), t["vmap_grad"], e["per_sample_gradients"]),
+                (f"per-sample gradients, {model} vs an autograd loop",
+                 per_sample.seconds(f"per_sample/gradients/{model}"), t["autograd_loop"], e["per_sample_gradients"]),
+                (f"batched gradient, {model} vs autograd",
+                 per_sample.seconds(f"per_sample/batched_gradient/{model}"), t["batched_gradient"],
+                 e["batched_gradient"]),
+            ]
+            for what, a, b, err in rows:
+                p(f"| {what} | {fmt_seconds(a)} | {fmt_seconds(b)} | {fmt(ratio(a, b), 3)} | {err:.1e} |")
+        f = peer.get("fisher", {})
+        if "diagonal" in f:
+            r = f["diagonal"]
+            for what, ours, key, ek in (
+                    ("Σ g² accumulation, d = 2²⁰, m = 8, float", "diagonal/accumulate<float>/1048576/8",
+                     "accumulate", "diagonal"),
+                    ("(diag + λ)⁻¹ v, d = 2²⁰, float", "diagonal/apply_inverse<float>/1048576", "apply_inverse",
+                     "apply_inverse")):
+                a = fisher.seconds(ours)
+                p(f"| {what} | {fmt_seconds(a)} | {fmt_seconds(r['seconds'][key])} | "
+                  f"{fmt(ratio(a, r['seconds'][key]), 3)} | {r['rel_err'][ek]:.1e} |")
+        if "woodbury" in f:
+            r = f["woodbury"]
+            for what, ours, key in (
+                    ("Woodbury set-up (GᵀG, eigh, Cholesky), d = 2¹⁷, m = 64, double",
+                     "woodbury/setup<double>/over_m/131072/64/1", "setup"),
+                    ("Woodbury F⁻¹v, d = 2¹⁷, m = 64, double", "woodbury/inverse_product<double>/131072/64/1",
+                     "inverse_product")):
+                a = fisher.seconds(ours)
+                err = r["rel_err"]["inverse_product"] if key == "inverse_product" else None
+                p(f"| {what} | {fmt_seconds(a)} | {fmt_seconds(r['seconds'][key])} | "
+                  f"{fmt(ratio(a, r['seconds'][key]), 3)} | {'—' if err is None else f'{err:.1e}'} |")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
