@@ -40,9 +40,16 @@ fi
 say "configuring and building $build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DFISHER_UNLEARN_BUILD_BENCH=ON \
   -DFISHER_UNLEARN_ENABLE_CUDA=OFF -DFISHER_UNLEARN_BUILD_TESTS=OFF -DFISHER_UNLEARN_BUILD_EXAMPLES=OFF >>"$log" 2>&1
-binaries=(bench_fisher bench_per_sample bench_exposure bench_unlearning)
-cmake --build "$build" -j"$fu_jobs" --target "${binaries[@]}" >>"$log" 2>&1 ||
-  { tail -30 "$log" >&2; echo "[bench] build failed (log: $log)" >&2; exit 1; }
+# Each binary on its own, so that one that does not build leaves the others' rows in the table.
+built=()
+for name in bench_fisher bench_per_sample bench_exposure bench_unlearning; do
+  if cmake --build "$build" -j"$fu_jobs" --target "$name" >>"$log" 2>&1; then
+    built+=("$name")
+  else
+    say "$name did not build (see $log); its rows will read 'not measured'"
+  fi
+done
+[ ${#built[@]} -gt 0 ] || { echo "[bench] nothing built (log: $log)" >&2; exit 1; }
 
 load_at_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$results/meta.json" "$load_at_start" "$*" <<'EOF'
@@ -75,8 +82,11 @@ fi
 run() {  # run NAME [extra flags...]
   local name="$1"
   shift
+  [[ " ${built[*]} " == *" $name "* ]] || return 0
+  rm -f "$results/$name.json"
   say "running $name"
-  "$build/bench/$name" "${common[@]}" --benchmark_out="$results/$name.json" "$@" 2>&1 | tee -a "$log"
+  "$build/bench/$name" "${common[@]}" --benchmark_out="$results/$name.json" "$@" 2>&1 | tee -a "$log" ||
+    say "$name failed (see $log); its rows will read 'not measured'"
 }
 
 rm -rf "$export_dir"
