@@ -161,7 +161,13 @@ void apply_fisher_removal(M& model, std::span<const typename M::Sample> forget,
     const auto result = search_damping(fisher, search, [&](double) {
       removal_step(fisher, g, o.step_scale * k / n_retain, o.max_step_norm, step);
       subset.scatter_add(sub_span(step), Scalar(1), std::span<Scalar>(model.parameters()));
-      const double score = objective(model, score_set);
+      double score = 0.0;
+      try {  // search_damping may skip this candidate and carry on: θ must be back at θ₀ either way
+        score = objective(model, score_set);
+      } catch (...) {
+        theta = theta0;
+        throw;
+      }
       theta = theta0;
       return score;
     });
