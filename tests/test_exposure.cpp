@@ -342,6 +342,52 @@ TEST_CASE("Exposure: call-path noise in the last bits is tolerated, a model that
   CHECK_THROWS_AS(fu::ExhaustiveExposure{}.measure(broken, space, c), fu::NumericalError);
 }
 
+TEST_CASE("Exposure: a memorised canary among 10^9 candidates gets its exact rank from a few dozen evaluations") {
+  const auto f = fu::CanaryFormat::digits("card ", 9);
+  const fu::CanarySpace space(f, fu::ByteTokenizer{});
+  CHECK_FALSE(space.extension_checked_exhaustively());  // 10^9 > the exhaustive-check limit: sampled check
+  CHECK(space.tokens_extend());
+  auto m = TableLanguageModel<double>::random(256, 5 + 9 + 1, TableContext::position_and_previous, 21);
+  const auto canary = f.parse_secret("314159265");
+  const auto toks = space.tokens(canary);
+  // Plant it: +14 on each secret token's logit given its predecessor, so every deviation from the
+  // canary's path costs more than the whole canary does and its rank is 1.
+  for (std::size_t j = 5; j < toks.size(); ++j) {
+    const auto r = m.row_index(j, toks[j - 1]);
+    std::vector<double> logits(m.row(r).begin(), m.row(r).end());
+    logits[static_cast<std::size_t>(toks[j])] += 14.0;
+    m.set_row_logits(r, logits);
+  }
+  m.reset_evaluations();
+  const auto r = fu::PrunedExposure{}.measure(m, space, canary);
+  INFO(r);
+  CHECK(r.rank == 1);
+  CHECK(r.exposure_bits == Approx(std::log2(1e9)).epsilon(1e-15));
+  CHECK(r.evaluations == m.evaluations());
+  CHECK(r.evaluations <= 20);
+  CHECK(r.candidates_scored <= 100);
+}
+
+TEST_CASE("ExtrapolationFit: the sample rank interpolates the empirical CDF between order statistics") {
+  std::vector<double> samples(32);
+  for (std::size_t i = 0; i < samples.size(); ++i) samples[i] = 10.0 + static_cast<double>(i) + 0.01 * static_cast<double>(i * i);
+  fu::ExtrapolationOptions opt;
+  opt.bootstrap = 5;
+  const fu::ExtrapolationFit fit(samples, 1000001, std::log2(1000001.0), opt, 0);
+  CHECK(fit.sample_rank(5.0) == 1.0);                      // more likely than every sample
+  CHECK(fit.sample_rank(100.0) == 1000001.0);              // less likely than every sample
+  CHECK(fit.sample_rank(samples[3]) == Approx(1.0 + 3.5 / 32.0 * 1e6));  // (i − ½)/N at the 4th sample
+  const double mid = 0.5 * (samples[3] + samples[4]);
+  CHECK(fit.sample_rank(mid) == Approx(1.0 + 4.0 / 32.0 * 1e6));
+  const auto r = fit.evaluate(5.0);
+  CHECK_THAT(r.notes, Catch::Contains("more likely than every sample"));
+  CHECK(r.exposure_low <= r.exposure_high);
+  CHECK(fit.bootstrap_fits().size() == 5);
+  std::vector<double> with_inf = samples;
+  with_inf[7] = std::numeric_limits<double>::infinity();
+  CHECK_THROWS_AS(fu::ExtrapolationFit(with_inf, 100, std::log2(100.0), opt, 0), fu::NonFiniteError);
+}
+
 TEST_CASE("SkewNormal: the CDF matches closed forms far into both tails") {
   using fu::detail::SkewNormal;
   for (double z : {-30.0, -8.0, -2.5, -0.3, 0.0, 0.7, 3.0, 9.0}) {
