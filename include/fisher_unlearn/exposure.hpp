@@ -43,9 +43,10 @@ namespace fisher_unlearn {
 //    fraction of R at least as likely as x, i.e. rank/|R|. May exceed log₂|R| for a canary far more
 //    likely than the fitted distribution predicts.
 //
-// Determinism: the model must return the same log-probabilities for the same tokens whatever the path
+// Determinism: a model should return the same log-probabilities for the same tokens whatever the path
 // of calls that produced the state (begin_decode/advance copies); both exact estimators then see
-// bitwise identical scores and agree exactly.
+// bitwise identical scores and agree exactly. Noise in the last bits is tolerated (WalkCounter); more
+// than √ε(Scalar) relative throws NumericalError.
 // ================================================================================================
 
 struct ExposureResult {
