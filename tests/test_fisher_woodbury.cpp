@@ -91,26 +91,37 @@ TEST_CASE("WoodburyFisher: float gradients give the double answer because the m�
   }
 }
 
-TEST_CASE("WoodburyFisher: the Woodbury solve and the spectral formula agree on an ill-conditioned inverse",
+TEST_CASE("WoodburyFisher: the Woodbury solve and the spectral formula agree on ill-conditioned problems",
           "[fisher][woodbury]") {
-  const fu::Matrix<double> g = random_gradients<double>(50, 20, 12);
-  const Eigen::MatrixXd moment = empirical_second_moment(g);
-  for (double relative_damping : {1e-2, 1e-5, 1e-8}) {
-    const double damping = relative_damping * largest_eigenvalue(moment);
-    fu::WoodburyFisher<double> fisher(50, damping);
-    fisher.add_gradients(g);
-    fisher.finalize();
-    // v with most of its mass in the span of the gradients: the hard case (v/λ and Gc nearly cancel).
-    const fu::Vector<double> v = g * random_vector<double>(20, 5) + 1e-3 * random_vector<double>(50, 6);
-    const Eigen::VectorXd ref = dense_power(moment, damping, -1.0) * v;
-    fu::Vector<double> woodbury(50), spectral(50);
-    fisher.inverse_product(v, woodbury);
-    fisher.spectral_power(-1.0, v, spectral);
-    const double condition = (damping + largest_eigenvalue(moment)) / damping;
-    INFO("relative damping " << relative_damping << ": woodbury " << relative_error(woodbury, ref) << ", spectral "
-                             << relative_error(spectral, ref));
-    CHECK(relative_error(woodbury, ref) < 1e-13 * condition);
-    CHECK(relative_error(spectral, ref) < 1e-13 * condition);
+  struct Shape { Eigen::Index d, m; };
+  for (const Shape shape : {Shape{50, 20}, Shape{10, 30}}) {  // m > d: K has a null space of dimension m − d
+    const fu::Matrix<double> g = random_gradients<double>(shape.d, shape.m, 12);
+    const Eigen::MatrixXd moment = empirical_second_moment(g);
+    for (double relative_damping : {1e-2, 1e-5, 1e-8}) {
+      const double damping = relative_damping * largest_eigenvalue(moment);
+      fu::WoodburyFisher<double> fisher(static_cast<std::size_t>(shape.d), damping);
+      fisher.add_gradients(g);
+      fisher.finalize();
+      CHECK(fisher.spectrum().size() == std::min(shape.d, shape.m));
+      // v mostly in the span of the gradients: the hard case (v/λ and Gc nearly cancel).
+      const fu::Vector<double> v =
+          g * random_vector<double>(shape.m, 5) + 1e-3 * random_vector<double>(shape.d, 6);
+      const double condition = (damping + largest_eigenvalue(moment)) / damping;
+      for (double p : test_powers()) {
+        const Eigen::VectorXd ref = dense_power(moment, damping, p) * v;
+        fu::Vector<double> spectral(shape.d);
+        fisher.spectral_power(p, v, spectral);
+        INFO("d = " << shape.d << ", m = " << shape.m << ", relative damping " << relative_damping << ", p = " << p
+                    << ": spectral " << relative_error(spectral, ref));
+        CHECK(relative_error(spectral, ref) < 1e-13 * condition);
+        if (p == -1.0) {
+          fu::Vector<double> woodbury(shape.d);
+          fisher.inverse_product(v, woodbury);
+          INFO("woodbury " << relative_error(woodbury, ref));
+          CHECK(relative_error(woodbury, ref) < 1e-13 * condition);
+        }
+      }
+    }
   }
 }
 
@@ -245,4 +256,42 @@ TEMPLATE_TEST_CASE("WoodburyFisher: memory is m·d Scalars plus O(m²) doubles",
   const std::size_t gradients = 8 * 100 * sizeof(Scalar);
   CHECK(fisher.memory_bytes() >= gradients);
   CHECK(fisher.memory_bytes() <= gradients + 4 * 8 * 8 * sizeof(double) + 8 * sizeof(double) + 8 * 8);
+}
+
+TEMPLATE_TEST_CASE("WoodburyFisher: zero gradients give F = λI and clear() releases the storage", "[fisher][woodbury]",
+                   float, double) {
+  using Scalar = TestType;
+  fu::WoodburyFisher<Scalar> fisher(12, Scalar(0.5));
+  fisher.add_gradients(fu::Matrix<Scalar>::Zero(12, 4));
+  fisher.finalize();
+  CHECK(fisher.spectrum().size() == 0);
+  const fu::Vector<Scalar> v = random_vector<Scalar>(12, 91);
+  for (double p : test_powers()) {
+    fu::Vector<Scalar> spectral(12);
+    fisher.spectral_power(p, v, spectral);
+    const Eigen::VectorXd ref = std::pow(0.5, p) * v.template cast<double>();
+    CHECK(relative_error(product(fisher, p, v), ref) < tolerance<Scalar>());
+    CHECK(relative_error(spectral, ref) < tolerance<Scalar>());
+  }
+  fisher.clear();
+  CHECK(fisher.memory_bytes() == 0);
+  fisher.add_gradient(random_vector<Scalar>(12, 92));
+  fisher.finalize();
+  CHECK(fisher.spectrum().size() == 1);
+}
+
+TEMPLATE_TEST_CASE("WoodburyFisher: copies and moves, finalized or not, behave like the original", "[fisher][woodbury]",
+                   float, double) {
+  using Scalar = TestType;
+  fu::WoodburyFisher<Scalar> empty(10, Scalar(0.5), 6);
+  fu::WoodburyFisher<Scalar> copy_of_empty = empty;
+  fu::WoodburyFisher<Scalar> moved_empty = std::move(copy_of_empty);
+  CHECK(moved_empty.num_gradients() == 0);
+  const fu::Matrix<Scalar> g = random_gradients<Scalar>(10, 8, 95);
+  moved_empty.add_gradients(g);
+  moved_empty.finalize();
+  const fu::WoodburyFisher<Scalar> copy = moved_empty;
+  const fu::Vector<Scalar> v = random_vector<Scalar>(10, 96);
+  CHECK(product(copy, -1.0, v) == product(moved_empty, -1.0, v));
+  CHECK(copy.num_gradients() == 6);
 }

@@ -1,6 +1,7 @@
 // WoodburyFisher: exact F = λI + (1/m)GGᵀ (G = [g₁ … g_m], d×m) kept in low-rank form. With
 // K = (1/m)GᵀG = UΣUᵀ, F^p v = λ^p v + Σⱼ ((λ+σⱼ)^p − λ^p) wⱼ(wⱼᵀv), wⱼ = G uⱼ/√(mσⱼ), for ANY real p.
 // Cost: add O(md) (one Gram row), finalize O(m³), product O(md + m²); memory m·d·sizeof(Scalar) + O(m²) doubles.
+// (Applied as λ^p v + G·U·diag(φ(σ))·Uᵀ·Gᵀv with φ(σ) = ((λ+σ)^p − λ^p)/(mσ), so W is never formed.)
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
@@ -22,10 +23,11 @@ namespace fisher_unlearn {
 
 /// Exact low-rank-plus-damping Fisher (the structure behind WoodFisher / "Woodbury" Newton steps).
 ///
-/// What is exact: every product F^p v is exact up to rounding for every finite real p, except that
-/// eigenvalues σⱼ of K = (1/m)GᵀG with σⱼ ≤ m·ε_double·σ_max are treated as zero. Those directions are
-/// numerical null space (linearly dependent gradients, m > d); dropping one changes F^p v by at most
-/// |p|·λ^(p−1)·σⱼ·‖v‖, far below rounding unless λ < 1e-13·σ_max.
+/// What is exact: every product F^p v is exact up to rounding for every finite real p. Eigenvalues σⱼ
+/// of K = (1/m)GᵀG with σⱼ ≤ m·ε_double·σ_max (round-off, including the negative ones) are treated as
+/// exactly zero: the numerical null space of K (linearly dependent gradients, m > d). For those, φ takes
+/// its limit φ(0) = p·λ^(p−1)/m, so no 1/σ blows up and nothing is dropped; as G·uⱼ ≈ 0 there, their
+/// contribution is at the level of rounding. spectrum() reports the σⱼ above the threshold.
 ///
 /// Precision: G is stored in Scalar; the Gram matrix GᵀG, its eigendecomposition and both O(md)
 /// products of apply_power are accumulated in double (float inputs converted in row blocks), so a float
@@ -86,16 +88,15 @@ class WoodburyFisher {
     if (solver.info() != Eigen::Success)
       throw NumericalError("WoodburyFisher::finalize: the eigensolver of the m×m Gram matrix did not converge; "
                            "check the gradients for extreme scales");
-    const Eigen::VectorXd& sigma = solver.eigenvalues();  // ascending
-    const double sigma_max = std::max(sigma[m - 1], 0.0);
+    eigenvalues_ = solver.eigenvalues();  // ascending
+    const double sigma_max = std::max(eigenvalues_[m - 1], 0.0);
     const double threshold = static_cast<double>(m_) * std::numeric_limits<double>::epsilon() * sigma_max;
-    Eigen::Index first = 0;
-    while (first < m && !(sigma[first] > threshold)) ++first;
-    const Eigen::Index rank = m - first;
-    spectrum_ = sigma.tail(rank);
-    // wⱼ = G uⱼ / √(mσⱼ): store the m×r matrix U·diag(1/√(mσ)) so that W = G·scaled_basis_.
-    scaled_basis_ = solver.eigenvectors().rightCols(rank) *
-                    (spectrum_ * static_cast<double>(m_)).cwiseSqrt().cwiseInverse().asDiagonal();
+    rank_ = 0;
+    for (Eigen::Index j = 0; j < m; ++j) {
+      if (eigenvalues_[j] > threshold) ++rank_;
+      else eigenvalues_[j] = 0.0;
+    }
+    eigenvectors_ = solver.eigenvectors();
     finalized_ = true;
     factor_woodbury();
   }
@@ -103,7 +104,7 @@ class WoodburyFisher {
   /// Every finite real p.
   bool supports_power(double power) const { return std::isfinite(power); }
 
-  /// out = F^p v, O(md + m·r). p = −1 uses the Woodbury solve (see inverse_product), other p the
+  /// out = F^p v, O(md + m²). p = −1 uses the Woodbury solve (see inverse_product), other p the
   /// spectral formula. out must have size d and not alias v.
   void apply_power(double power, Eigen::Ref<const Vector<Scalar>> v, Eigen::Ref<Vector<Scalar>> out) const {
     detail::check_power_supported("WoodburyFisher::apply_power", supports_power(power), power);
@@ -132,11 +133,14 @@ class WoodburyFisher {
     const auto m = static_cast<Eigen::Index>(m_);
     const double lambda = static_cast<double>(damping_);
     const auto g = G_.leftCols(m);
-    // Wᵀv = scaled_basisᵀ (Gᵀv); scale by the shifted powers; map back with W = G·scaled_basis.
-    Eigen::VectorXd coefficients = scaled_basis_.transpose() * detail::transpose_product_in_double(g, v);
-    for (Eigen::Index j = 0; j < coefficients.size(); ++j)
-      coefficients[j] *= detail::shifted_power_minus_base(lambda, spectrum_[j], power);
-    const Eigen::VectorXd y = scaled_basis_ * coefficients;
+    Eigen::VectorXd coefficients = eigenvectors_.transpose() * detail::transpose_product_in_double(g, v);
+    const double m_double = static_cast<double>(m_);
+    for (Eigen::Index j = 0; j < coefficients.size(); ++j) {
+      const double sigma = eigenvalues_[j];
+      coefficients[j] *= sigma > 0.0 ? detail::shifted_power_minus_base(lambda, sigma, power) / (m_double * sigma)
+                                     : power * std::pow(lambda, power - 1.0) / m_double;
+    }
+    const Eigen::VectorXd y = eigenvectors_ * coefficients;
     detail::scaled_plus_product_in_double(std::pow(lambda, power), v, g, y, out);
   }
 
@@ -151,9 +155,9 @@ class WoodburyFisher {
 
   /// The nonzero eigenvalues σⱼ of (1/m)GGᵀ kept by finalize() (ascending); F's eigenvalues are λ + σⱼ
   /// on their span and λ elsewhere.
-  const Eigen::VectorXd& spectrum() const {
+  Eigen::VectorXd spectrum() const {
     if (!finalized_) throw StateError("WoodburyFisher::spectrum: call finalize() first");
-    return spectrum_;
+    return eigenvalues_.tail(rank_);
   }
 
   /// The stored gradients as the columns of a d×m matrix, in slot order (not arrival order).
@@ -161,7 +165,7 @@ class WoodburyFisher {
 
   std::size_t memory_bytes() const {
     return static_cast<std::size_t>(G_.size()) * sizeof(Scalar) +
-           static_cast<std::size_t>(gram_.size() + scaled_basis_.size() + spectrum_.size()) * sizeof(double) +
+           static_cast<std::size_t>(gram_.size() + eigenvectors_.size() + eigenvalues_.size()) * sizeof(double) +
            static_cast<std::size_t>(woodbury_factor_.matrixLLT().size()) * sizeof(double) +
            stamps_.capacity() * sizeof(std::uint64_t);
   }
@@ -172,9 +176,10 @@ class WoodburyFisher {
     gram_.resize(0, 0);
     stamps_.clear();
     stamps_.shrink_to_fit();
-    spectrum_.resize(0);
-    scaled_basis_.resize(0, 0);
-    woodbury_factor_ = Eigen::LLT<Eigen::MatrixXd>();
+    eigenvalues_.resize(0);
+    eigenvectors_.resize(0, 0);
+    rank_ = 0;
+    woodbury_factor_.compute(Eigen::MatrixXd(0, 0));  // releases the m×m factor
     woodbury_factor_ok_ = false;
     m_ = 0;
     next_stamp_ = 0;
@@ -274,9 +279,12 @@ class WoodburyFisher {
   Eigen::MatrixXd gram_;               // capacity × capacity; top-left m×m is GᵀG (unnormalised)
   std::vector<std::uint64_t> stamps_;  // arrival number of each slot: the oldest has the smallest
   std::uint64_t next_stamp_ = 0;
-  Eigen::VectorXd spectrum_;           // kept σⱼ, ascending
-  Eigen::MatrixXd scaled_basis_;       // m × r: uⱼ/√(mσⱼ)
-  Eigen::LLT<Eigen::MatrixXd> woodbury_factor_;
+  Eigen::VectorXd eigenvalues_;        // σⱼ of K, ascending, round-off ones set to 0
+  Eigen::MatrixXd eigenvectors_;       // U, m × m
+  Eigen::Index rank_ = 0;              // how many σⱼ are above the threshold
+  // Built from an empty matrix: a default-constructed Eigen::LLT leaves members uninitialised, which
+  // copying or moving the estimator would read.
+  Eigen::LLT<Eigen::MatrixXd> woodbury_factor_{Eigen::MatrixXd(0, 0)};
   bool woodbury_factor_ok_ = false;
   bool finalized_ = false;
 };
