@@ -34,7 +34,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --f
 nvcc --version 2>&1 | tail -1 || true
 
 cmake_args=(-DCMAKE_BUILD_TYPE=Release -DFISHER_UNLEARN_ENABLE_CUDA=ON -DFISHER_UNLEARN_BUILD_TESTS=ON
-            -DFISHER_UNLEARN_BUILD_BENCH=ON -DFISHER_UNLEARN_BUILD_EXAMPLES=OFF -DFISHER_UNLEARN_INSTALL=OFF)
+            -DFISHER_UNLEARN_BUILD_BENCH=ON -DFISHER_UNLEARN_BUILD_EXAMPLES=OFF -DFISHER_UNLEARN_INSTALL=OFF
+            -DCMAKE_POLICY_VERSION_MINIMUM=3.5)  # CMake 4 still reads the staged Debian package files
 if [ -d "$root/.devdeps" ]; then
   deps="$root/.devdeps"
   cmake_args+=(-DCMAKE_PREFIX_PATH="$deps" -DEigen3_DIR="$deps/share/eigen3/cmake" -DCatch2_DIR="$deps/lib/cmake/Catch2"
