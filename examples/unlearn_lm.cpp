@@ -61,12 +61,12 @@ struct Options {
   std::string results_dir = "results";
   std::string cache_dir = ".cache/unlearn_lm";
   std::string run_name;                 // default: derived from the configuration
-  std::size_t train_bytes = 400000;     // per corpus, cut at a line boundary; 0 = all
+  std::size_t train_bytes = 120000;     // per corpus, cut at a line boundary; 0 = all
   std::size_t valid_bytes = 60000;      // per corpus; 0 = all
   // model
   std::size_t layers = 2, width = 64, heads = 4, context = 64;
   // training
-  std::size_t steps = 1200, batch = 32;
+  std::size_t steps = 700, batch = 32;
   double learning_rate = 3e-3, weight_decay = 0.01;
   std::size_t warmup = 50;
   // canaries
@@ -77,10 +77,13 @@ struct Options {
   std::size_t retain_samples = 512;     // retain set given to every method (a seeded sample)
   std::size_t fisher_samples = 256;     // m: retain gradients that build F
   std::size_t grid_points = 4;          // G: the equal-effort grid size for every method
-  double exposure_target = 3.0;         // bits: the selection rule's target
+  double exposure_target = 2.5;         // bits: the rule's bound on the MEAN sampled exposure over canaries
+  double exposure_ceiling = 7.0;        // bits: the rule's bound on the LARGEST sampled exposure
   std::size_t selection_candidates = 1000;  // sampled candidates per canary for the selection score
   std::size_t first_order_steps = 30, first_order_batch = 16;
   std::size_t histogram_candidates = 4000;
+  std::size_t estimate_candidates = 2000;  // sampled estimate of each reported exposure
+  double exact_above = 4.0;             // bits: exact pruned rank where the estimate is at least this
   bool retrain = true, plots = true;
   std::size_t threads = 2;
   std::uint64_t seed = 1;
@@ -359,7 +362,7 @@ TrainingResult train_or_load(Model& model, const std::vector<Sample>& windows, c
 // ================================================================================================
 struct CanaryMeasurement {
   double log_perplexity = 0;     // bits
-  double exposure = 0;           // bits, exact (pruned count, exposure.hpp)
+  double exposure = 0;           // bits: exact (pruned count) or sampled estimate
   bool exact = false;
   double rank = 0;               // exact rank where available
   std::uint64_t evaluations = 0; // next-token distributions the pruned count needed
@@ -386,38 +389,55 @@ Evaluation evaluate(const Model& model, const Context& ctx, const std::string& w
   const auto lm = fu::evaluate_language_model(model, std::span<const Token>(ctx.valid));
   e.valid_loss = lm.mean_loss;
   e.valid_perplexity = lm.perplexity;
-  // Exact exposure by the pruned count (exposure.hpp), one canary per thread.
-  std::vector<fu::ExposureResult> results(ctx.canaries.size());
-  Model serial = model;  // the canaries' threads each run single-threaded model calls
+  // Exposure: first a sampled estimate (--estimate-candidates random candidates); where it is at least
+  // --exact-above bits, the exact rank by the pruned count of exposure.hpp. The pruned count evaluates
+  // every prefix more likely than the canary, so for a forgotten canary (rank ~ |R|/2) it would walk
+  // most of R (~10^5 model calls per canary); there the sampled estimate is as informative and ~10x cheaper.
+  e.canaries.resize(ctx.canaries.size());
+  Model serial = model;  // one canary per thread, each running single-threaded model calls
   serial.set_execution({1, 8});
   parallel_for(ctx.canaries.size(), ctx.opt.threads, [&](std::size_t i) {
-    results[i] = fu::PrunedExposure{}.measure(serial, *ctx.canaries[i].space, ctx.canaries[i].secret);
+    const PlantedCanary& c = ctx.canaries[i];
+    CanaryMeasurement& m = e.canaries[i];
+    m.log_perplexity = canary_log_perplexity(serial, c);
+    const auto sample = sampled_candidate_log_perplexities(serial, c, ctx.opt.estimate_candidates,
+                                                           ctx.opt.seed * 7919 + i, 1);
+    m.exposure = sampled_exposure(m.log_perplexity, sample);
+    if (m.exposure >= ctx.opt.exact_above) {
+      const fu::ExposureResult r = fu::PrunedExposure{}.measure(serial, *c.space, c.secret);
+      m.exposure = r.exposure_bits;
+      m.exact = r.exact;
+      m.rank = static_cast<double>(r.rank);
+      m.evaluations = r.evaluations;
+    }
   });
-  for (const auto& r : results) {
-    CanaryMeasurement m;
-    m.log_perplexity = r.log_perplexity_bits;
-    m.exposure = r.exposure_bits;
-    m.exact = r.exact;
-    m.rank = static_cast<double>(r.rank);
-    m.evaluations = r.evaluations;
-    e.canaries.push_back(m);
-  }
   std::cout << "[eval] " << what << ": validation perplexity " << fmt(e.valid_perplexity) << ", exposure";
   for (std::size_t i = 0; i < e.canaries.size(); ++i)
-    std::cout << " " << ctx.canaries[i].label() << "=" << fmt(e.canaries[i].exposure, 1);
-  std::cout << " bits (" << fmt(now_seconds() - t0, 1) << " s)\n";
+    std::cout << " " << ctx.canaries[i].label() << "=" << fmt(e.canaries[i].exposure, 1) << (e.canaries[i].exact ? "" : "~");
+  std::cout << " bits (~ sampled; " << fmt(now_seconds() - t0, 1) << " s)\n";
   return e;
 }
 
-/// The selection score of the equal-effort rule: the largest sampled exposure over all canaries.
-double selection_score(const Model& model, const Context& ctx) {
-  double worst = 0;
+/// The selection score of the equal-effort rule: the mean and the largest sampled exposure over all
+/// canaries (the same seeded candidates for every method).
+struct SelectionScore {
+  double mean = 0, max = 0;
+};
+
+SelectionScore selection_score(const Model& model, const Context& ctx) {
+  SelectionScore s;
   for (std::size_t i = 0; i < ctx.canaries.size(); ++i) {
     const auto sample = sampled_candidate_log_perplexities(model, ctx.canaries[i], ctx.opt.selection_candidates,
                                                            ctx.opt.seed * 104729 + i, ctx.opt.threads);
-    worst = std::max(worst, sampled_exposure(canary_log_perplexity(model, ctx.canaries[i]), sample));
+    const double e = sampled_exposure(canary_log_perplexity(model, ctx.canaries[i]), sample);
+    s.mean += e / static_cast<double>(ctx.canaries.size());
+    s.max = std::max(s.max, e);
   }
-  return worst;
+  return s;
+}
+
+bool forgotten(const SelectionScore& s, const Options& o) {
+  return s.mean <= o.exposure_target && s.max <= o.exposure_ceiling;
 }
 
 // ================================================================================================
@@ -426,8 +446,12 @@ double selection_score(const Model& model, const Context& ctx) {
 // Every method has ONE strength knob and gets the same number G of grid points (--grid-points),
 // log-spaced over a range fixed here for the method (not per run). The points are tried from the
 // weakest up, each from the same starting checkpoint; the method's result is the FIRST (weakest) point
-// whose sampled exposure of every canary is at most --exposure-target bits. If no point reaches the
-// target, the point with the lowest score is used and the table says "target not reached".
+// that forgets: the mean sampled exposure over the canaries is at most --exposure-target (2.5 bits) and
+// the largest at most --exposure-ceiling (7 bits). Why two bounds: a secret the model never saw has
+// exposure -log2 U, U uniform (mean 1.44 bits); the mean of 6 such exceeds 2.5 bits, or their maximum
+// exceeds 7 bits, only about 5 % of the time each, so retraining itself passes about 90 % of the time,
+// while a per-canary bound of a few bits would fail it half the time. If no point forgets, the point
+// with the least mean score is used and the table says "not reached".
 //   fisher_removal/*     knob: step scale η (η = 1 is the Newton removal step, k/(n−k)·F⁻¹∇J_F),
 //                        grid 1 … 1000; damping chosen automatically (damping.hpp, 7 values 1e-6 … 1)
 //   fisher_forgetting/*  knob: noise level μσ², grid 1e-16 … 1e-8, with the η = 1 removal term
@@ -448,7 +472,7 @@ struct Method {
 
 struct GridPoint {
   double strength = 0;
-  double score = 0;          // max sampled exposure over canaries (bits)
+  SelectionScore score;      // sampled exposure over the canaries (bits)
   double probe_perplexity = 0;
   double seconds = 0;
   std::string notes;
@@ -482,7 +506,7 @@ double retain_scale(const Context& ctx) {
 fu::DampingSearch damping_search(const Context& ctx) {
   fu::DampingSearch s;
   s.grid = fu::log_grid(1e-6, 1.0, 7);
-  s.score_samples = std::min<std::size_t>(128, ctx.retain.size());
+  s.score_samples = std::min<std::size_t>(64, ctx.retain.size());
   s.seed = ctx.opt.seed + 17;
   return s;
 }
@@ -605,6 +629,7 @@ MethodResult run_method(Method& method, const Model& start, const Context& ctx) 
       r.prepare_seconds = method.prepare(start);
       std::cout << " " << fmt(r.prepare_seconds, 1) << " s\n";
     }
+    // Without a point that forgets, the fallback is the point closest to forgetting: least mean score.
     double best = std::numeric_limits<double>::infinity();
     for (std::size_t i = 0; i < method.grid.size(); ++i) {
       set_parameters(model, start_params);
@@ -618,19 +643,19 @@ MethodResult run_method(Method& method, const Model& start, const Context& ctx) 
       g.probe_perplexity = fu::evaluate_language_model(model, std::span<const Token>(ctx.valid), 0, 256).perplexity;
       g.parameters = get_parameters(model);
       std::cout << "[unlearn] " << method.name << " " << method.knob << "=" << std::setprecision(3) << g.strength
-                << " (" << i + 1 << "/" << method.grid.size() << "): max sampled exposure " << fmt(g.score, 2)
-                << " bits, probe perplexity " << fmt(g.probe_perplexity) << ", " << fmt(g.seconds, 1) << " s\n";
+                << " (" << i + 1 << "/" << method.grid.size() << "): sampled exposure mean " << fmt(g.score.mean, 2)
+                << " max " << fmt(g.score.max, 2) << " bits, probe perplexity " << fmt(g.probe_perplexity) << ", "
+                << fmt(g.seconds, 1) << " s\n";
+      const bool done = forgotten(g.score, ctx.opt);
       r.grid.push_back(std::move(g));
-      if (r.grid.back().score < best) {
-        best = r.grid.back().score;
+      if (r.grid.back().score.mean < best || done) {
+        best = r.grid.back().score.mean;
         r.selected = i;
         r.report = rep;
       }
-      if (r.grid.back().score <= ctx.opt.exposure_target) {
-        r.selected = i;
-        r.report = rep;
+      if (done) {
         r.reached_target = true;
-        break;  // the weakest point that reaches the target: stronger ones are not tried
+        break;  // the weakest point that forgets: stronger ones are not tried
       }
     }
     const GridPoint& chosen = r.grid[r.selected];
@@ -679,6 +704,14 @@ double group_exposure(const Evaluation& e, const Context& ctx, std::size_t k) {
   return n ? sum / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
 }
 
+/// A table cell: the group's mean exposure, marked ~ when any of it is a sampled estimate.
+std::string group_cell(const Evaluation& e, const Context& ctx, std::size_t k) {
+  bool sampled = false;
+  for (std::size_t i = 0; i < ctx.canaries.size(); ++i)
+    if (ctx.canaries[i].repeats == k && !e.canaries[i].exact) sampled = true;
+  return fmt(group_exposure(e, ctx, k), 2) + (sampled ? "~" : "");
+}
+
 struct RunSummary {
   std::string command, run_name;
   Evaluation before;
@@ -701,7 +734,7 @@ std::string markdown_table(const RunSummary& s, const Context& ctx) {
   for (std::size_t i = 0; i < ks.size(); ++i) md << "---|";
   md << "---|---|---|\n";
   md << "| before unlearning | | |";
-  for (auto k : ks) md << " " << fmt(group_exposure(s.before, ctx, k), 2) << " |";
+  for (auto k : ks) md << " " << group_cell(s.before, ctx, k) << " |";
   md << " " << fmt(s.before.valid_perplexity) << " | " << fmt(s.training.seconds, 1) << " (training) | |\n";
   const double retrain_seconds = s.has_retrain ? s.retraining.seconds : std::numeric_limits<double>::quiet_NaN();
   for (const auto& m : s.methods) {
@@ -714,13 +747,13 @@ std::string markdown_table(const RunSummary& s, const Context& ctx) {
     std::ostringstream knob;
     knob << m.knob << " = " << std::setprecision(3) << m.grid[m.selected].strength;
     md << "| " << m.name << " | " << knob.str() << " | " << (m.reached_target ? "reached" : "**not reached**") << " |";
-    for (auto k : ks) md << " " << fmt(group_exposure(m.after, ctx, k), 2) << " |";
+    for (auto k : ks) md << " " << group_cell(m.after, ctx, k) << " |";
     md << " " << fmt(m.after.valid_perplexity) << " | " << fmt(m.seconds, 2) << " | "
        << (s.has_retrain ? fmt(retrain_seconds / m.seconds, 1) + "x" : "n/a") << " |\n";
   }
   if (s.has_retrain) {
     md << "| retrain from scratch (gold standard) | | |";
-    for (auto k : ks) md << " " << fmt(group_exposure(s.retrained, ctx, k), 2) << " |";
+    for (auto k : ks) md << " " << group_cell(s.retrained, ctx, k) << " |";
     md << " " << fmt(s.retrained.valid_perplexity) << " | " << fmt(retrain_seconds, 1) << " | 1.0x |\n";
   }
   return md.str();
@@ -739,23 +772,23 @@ std::string markdown_report(const RunSummary& s, const Context& ctx) {
      << o.steps << " AdamW steps of " << o.batch << " windows.\n\n";
   md << "Forget set: " << ctx.forget.size() << " windows holding canary copies; retain set given to the methods: "
      << ctx.retain.size() << " of " << ctx.retain_total << " other windows.\n\n";
-  md << "Exposure = log2|R| - log2 rank (|R| = 10^6, at most 19.93 bits), exact (pruned count of exposure.hpp). Validation perplexity is per byte. Equal-effort rule: each method "
-        "gets " << o.grid_points << " values of its knob, tried from the weakest; the first whose sampled exposure of "
-        "every canary is <= " << fmt(o.exposure_target, 1) << " bits is taken (\"reached\"), else the best-scoring one "
-        "(\"not reached\"). Time = the selected run (plus building its Fisher); speed-up = retraining time / time.\n\n";
+  md << "Exposure = log2|R| - log2 rank (|R| = 10^6, at most 19.93 bits), exact by the pruned count of exposure.hpp where a sampled estimate (" << o.estimate_candidates << " candidates) is at least " << fmt(o.exact_above, 1) << " bits, else that estimate (marked ~). Validation perplexity is per byte. Equal-effort rule: each method "
+        "gets " << o.grid_points << " values of its knob, tried from the weakest; the first whose sampled exposure "
+        "(over the canaries) has mean <= " << fmt(o.exposure_target, 1) << " bits and maximum <= "
+     << fmt(o.exposure_ceiling, 1) << " bits is taken (\"reached\"), else the one of least mean (\"not reached\"). Time = the selected run (plus building its Fisher); speed-up = retraining time / time.\n\n";
   md << markdown_table(s, ctx) << "\n";
   md << "## Canaries\n\n| canary | secret | k | exposure before | log-ppl before (bits) |\n|---|---|---|---|---|\n";
   for (std::size_t i = 0; i < ctx.canaries.size(); ++i)
     md << "| " << ctx.canaries[i].format_name << " | `" << ctx.canaries[i].text() << "` | " << ctx.canaries[i].repeats
        << " | " << fmt(s.before.canaries[i].exposure, 2) << " | " << fmt(s.before.canaries[i].log_perplexity, 2) << " |\n";
-  md << "\n## Grid of every method\n\n| method | knob value | max sampled exposure | probe ppl | time (s) |\n"
+  md << "\n## Grid of every method\n\n| method | knob value | sampled exposure mean / max | probe ppl | time (s) |\n"
         "|---|---|---|---|---|\n";
   for (const auto& m : s.methods)
     for (std::size_t i = 0; i < m.grid.size(); ++i) {
       std::ostringstream v;
       v << std::setprecision(3) << m.grid[i].strength;
       md << "| " << m.name << (i == m.selected ? " (selected)" : "") << " | " << v.str() << " | "
-         << fmt(m.grid[i].score, 2) << " | " << fmt(m.grid[i].probe_perplexity) << " | " << fmt(m.grid[i].seconds, 2)
+         << fmt(m.grid[i].score.mean, 2) << " / " << fmt(m.grid[i].score.max, 2) << " | " << fmt(m.grid[i].probe_perplexity) << " | " << fmt(m.grid[i].seconds, 2)
          << " |\n";
     }
   md << "\nPlots: `exposure.png`, `histogram_*.png`.\n";
@@ -773,6 +806,7 @@ json results_json(const RunSummary& s, const Context& ctx) {
                  {"learning_rate", o.learning_rate}, {"repeats", o.repeats},     {"formats", o.formats},
                  {"retain_samples", o.retain_samples}, {"fisher_samples", o.fisher_samples},
                  {"grid_points", o.grid_points}, {"exposure_target_bits", o.exposure_target},
+                 {"exposure_ceiling_bits", o.exposure_ceiling},
                  {"first_order_steps", o.first_order_steps}, {"first_order_batch", o.first_order_batch},
                  {"seed", o.seed},             {"threads", o.threads}};
   j["data"] = {{"train_bytes", s.train_bytes}, {"train_windows", s.train_windows}, {"valid_bytes", s.valid_bytes},
@@ -804,7 +838,7 @@ json results_json(const RunSummary& s, const Context& ctx) {
     mj["after"] = evaluation_json(m.after, ctx);
     json g = json::array();
     for (const auto& p : m.grid)
-      g.push_back({{"value", p.strength}, {"max_sampled_exposure_bits", p.score}, {"probe_perplexity", p.probe_perplexity},
+      g.push_back({{"value", p.strength}, {"sampled_exposure_mean_bits", p.score.mean}, {"sampled_exposure_max_bits", p.score.max}, {"probe_perplexity", p.probe_perplexity},
                    {"seconds", p.seconds}, {"notes", p.notes}});
     mj["grid"] = g;
     const auto& r = m.report;
@@ -875,7 +909,7 @@ std::string write_plots(const RunSummary& s, const Context& ctx, const fs::path&
     std::ostringstream gp;
     gp << "set terminal pngcairo size 1400,700 font ',10'\nset output '" << (dir / "exposure.png").string() << "'\n"
        << "set title 'Canary exposure after unlearning (bits; max " << fmt(std::log2(1e6), 2)
-       << "); dashed: target'\nset style data histograms\nset style histogram clustered gap 1\n"
+       << "); dashed: target of the mean'\nset style data histograms\nset style histogram clustered gap 1\n"
        << "set style fill solid 0.8 border -1\nset xtics rotate by -35 scale 0\nset ylabel 'exposure (bits)'\n"
        << "set yrange [0:21]\nset key top right\nset grid ytics\nset bmargin 12\n"
        << "set arrow from graph 0, first " << ctx.opt.exposure_target << " to graph 1, first " << ctx.opt.exposure_target
@@ -1058,6 +1092,7 @@ int run(const Options& opt, const std::string& command) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::cout << std::unitbuf;  // progress lines appear at once even when stdout is a file
   Options opt;
   CLI::App app{"unlearn_lm: insert secret canaries into a real corpus, train a byte-level GPT, then make it forget "
                "them with every unlearning method and compare with retraining (docs/experiment.md)."};
@@ -1084,13 +1119,17 @@ int main(int argc, char** argv) {
   app.add_option("--retain-samples", opt.retain_samples, "retain windows given to every method")->check(CLI::PositiveNumber);
   app.add_option("--fisher-samples", opt.fisher_samples, "m: retain gradients that build each Fisher")->check(CLI::PositiveNumber);
   app.add_option("--grid-points", opt.grid_points, "G: knob values per method (equal-effort rule)")->check(CLI::PositiveNumber);
-  app.add_option("--exposure-target", opt.exposure_target, "bits: the selection target of the equal-effort rule");
+  app.add_option("--exposure-target", opt.exposure_target, "bits: equal-effort rule, bound on the mean sampled exposure");
+  app.add_option("--exposure-ceiling", opt.exposure_ceiling, "bits: equal-effort rule, bound on the largest sampled exposure");
   app.add_option("--selection-candidates", opt.selection_candidates, "sampled candidates per canary when selecting")
       ->check(CLI::PositiveNumber);
   app.add_option("--first-order-steps", opt.first_order_steps, "SGD steps of the first-order baselines")->check(CLI::PositiveNumber);
   app.add_option("--first-order-batch", opt.first_order_batch, "batch of the first-order baselines")->check(CLI::PositiveNumber);
   app.add_option("--histogram-candidates", opt.histogram_candidates, "sampled candidates in the histograms")
       ->check(CLI::PositiveNumber);
+  app.add_option("--estimate-candidates", opt.estimate_candidates, "sampled candidates for each reported exposure")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--exact-above", opt.exact_above, "bits: exact (pruned) exposure where the sampled estimate is at least this");
   app.add_flag("!--no-retrain", opt.retrain, "skip retraining from scratch");
   app.add_flag("!--no-plots", opt.plots, "skip the gnuplot plots");
   app.add_option("--threads", opt.threads, "threads")->check(CLI::PositiveNumber);

@@ -3,7 +3,7 @@
 # experiment driver and runs it: a byte-level GPT is trained on a real corpus with secret canaries
 # inserted 1, 10 and 50 times, then made to forget them with every unlearning method; prints the table.
 #   ./scripts/demo.sh                          default: the KJV Bible, a small model (minutes on 2 cores)
-#   ./scripts/demo.sh --large                  all four corpora and a bigger model (tens of minutes)
+#   ./scripts/demo.sh --large                  all four corpora, 100 kB each, 1000 steps (about twice as long)
 #   ./scripts/demo.sh --corpus jargon --methods gradient_ascent fisher_removal/woodbury/empirical
 # Every other argument is passed to the driver (build/examples/unlearn_lm --help lists them).
 set -euo pipefail
@@ -27,8 +27,7 @@ for a in "$@"; do
 done
 if [ "$large" -eq 1 ]; then
   corpora=(kjv fortunes jargon wordnet)
-  args=(--corpus "${corpora[@]}" --train-bytes 250000 --layers 3 --width 96 --heads 4 --context 64
-        --steps 2000 --batch 32 --retain-samples 768 --fisher-samples 384 "${args[@]}")
+  args=(--corpus "${corpora[@]}" --train-bytes 100000 --valid-bytes 20000 --steps 1000 "${args[@]}")
 fi
 [ ${#corpora[@]} -eq 0 ] && corpora=(kjv)
 
