@@ -5,6 +5,7 @@
 
 #include "fisher_unlearn/concepts.hpp"
 #include "fisher_unlearn/models/transformer.hpp"
+#include "fisher_unlearn/testing/check_gradient.hpp"
 
 #include <cmath>
 #include <random>
@@ -94,6 +95,29 @@ TEST_CASE("Transformer: the gradient equals central finite differences in double
     INFO(group.name);
     CHECK(g.segment(static_cast<Eigen::Index>(group.offset), static_cast<Eigen::Index>(group.size)).norm() > 1e-6);
   }
+}
+
+TEST_CASE("Transformer: the library's gradient checkers accept it in float and double, batch and sampled") {
+  const auto config = tiny_config(11);
+  auto modeld = perturbed_model<double>(config, 0.2, 13);
+  auto modelf = perturbed_model<float>(config, 0.2, 13);
+  std::mt19937_64 rng(6);
+  std::vector<Transformer<double>::Sample> batch;
+  for (int i = 0; i < 3; ++i) batch.push_back({random_tokens(5 + static_cast<std::size_t>(i), config.vocab_size, rng)});
+  fu::testing::GradientCheckOptions subset;
+  subset.max_coordinates = 400;
+  const auto rd = fu::testing::check_gradient(modeld, batch[0], subset);
+  INFO(rd.message);
+  CHECK(rd.passed);
+  const auto rb = fu::testing::check_batch_gradient(modeld, std::span<const Transformer<double>::Sample>(batch), subset);
+  INFO(rb.message);
+  CHECK(rb.passed);
+  const auto rf = fu::testing::check_gradient(modelf, Transformer<float>::Sample{batch[1].tokens}, subset);
+  INFO(rf.message);
+  CHECK(rf.passed);
+  const auto rs = fu::testing::check_sampled_gradient(modelf, Transformer<float>::Sample{batch[2].tokens}, 2000);
+  INFO(rs.message);
+  CHECK(rs.passed);
 }
 
 TEST_CASE("Transformer: a short sequence's gradient matches finite differences (positions < context)") {

@@ -824,6 +824,10 @@ class Transformer {
       }
       grad(g, b.qkv_weight, 3 * C, C).noalias() += dqkv * lc.ln1_out.leftCols(n).transpose();
       grad(g, b.qkv_bias, 3 * C, 1).col(0).noalias() += dqkv.rowwise().sum();
+      // The key bias shifts every score of a query by the same q·b, to which softmax is invariant: its
+      // derivative is exactly 0. Write that 0 instead of the rounding residue of Σ dK (which is not
+      // zero-mean and would bias Fisher estimates on these coordinates).
+      grad(g, b.qkv_bias + C, C, 1).setZero();
       dln.noalias() = param(b.qkv_weight, 3 * C, C).transpose() * dqkv;
       layer_norm_backward(dln, lc.ln1_xhat.leftCols(n), lc.ln1_rstd, param(b.ln1_gain, C, 1), grad(g, b.ln1_gain, C, 1),
                           grad(g, b.ln1_bias, C, 1), dtmp);
