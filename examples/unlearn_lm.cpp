@@ -76,7 +76,7 @@ struct Options {
   std::vector<std::string> methods{"all"};
   std::size_t retain_samples = 512;     // retain set given to every method (a seeded sample)
   std::size_t fisher_samples = 256;     // m: retain gradients that build F
-  std::size_t grid_points = 4;          // G: the equal-effort grid size for every method
+  std::size_t grid_points = 7;          // G: the equal-effort grid size for every method (half decades)
   double exposure_target = 2.5;         // bits: the rule's bound on the MEAN sampled exposure over canaries
   double exposure_ceiling = 7.0;        // bits: the rule's bound on the LARGEST sampled exposure
   std::size_t selection_candidates = 1000;  // sampled candidates per canary for the selection score
@@ -454,7 +454,7 @@ bool forgotten(const SelectionScore& s, const Options& o) {
 // with the least mean score is used and the table says "not reached".
 //   fisher_removal/*     knob: step scale η (η = 1 is the Newton removal step, k/(n−k)·F⁻¹∇J_F),
 //                        grid 1 … 1000; damping chosen automatically (damping.hpp, 7 values 1e-6 … 1)
-//   fisher_forgetting/*  knob: noise level μσ², grid 1e-16 … 1e-8, with the η = 1 removal term
+//   fisher_forgetting/*  knob: noise level μσ², grid 1e-10 … 1e-4, with the η = 1 removal term
 //   gradient_ascent, retain_finetune, gradient_difference
 //                        knob: learning rate, grid 1e-4 … 1e-1, with the same number of steps and batch
 //                        size (--first-order-steps, --first-order-batch)
@@ -547,7 +547,7 @@ Method fisher_forgetting_method(const Context& ctx, const std::string& estimator
   Method m;
   m.name = "fisher_forgetting/" + estimator_name + "/" + fu::to_string(kind);
   m.knob = "noise mu*sigma^2";
-  m.grid = fu::log_grid(1e-16, 1e-8, ctx.opt.grid_points);
+  m.grid = fu::log_grid(1e-10, 1e-4, ctx.opt.grid_points);
   m.run = [&ctx, kind](Model& model, double noise) {
     fu::FisherForgettingOptions o;
     o.removal.automatic_damping = damping_search(ctx);
@@ -636,7 +636,21 @@ MethodResult run_method(Method& method, const Model& start, const Context& ctx) 
       GridPoint g;
       g.strength = method.grid[i];
       const double t0 = now_seconds();
-      const fu::UnlearningReport rep = method.run(model, g.strength);
+      fu::UnlearningReport rep;
+      try {
+        rep = method.run(model, g.strength);
+      } catch (const fu::Error& e) {
+        // A point that diverges (NaN step at a large learning rate, say) is recorded and skipped: the
+        // method's strong guarantee left the parameters at the start.
+        g.seconds = now_seconds() - t0;
+        g.notes = std::string("failed: ") + e.what();
+        g.score = {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity()};
+        g.probe_perplexity = std::numeric_limits<double>::quiet_NaN();
+        std::cout << "[unlearn] " << method.name << " " << method.knob << "=" << std::setprecision(3) << g.strength
+                  << " (" << i + 1 << "/" << method.grid.size() << "): FAILED (" << e.what() << ")\n";
+        r.grid.push_back(std::move(g));
+        continue;
+      }
       g.seconds = now_seconds() - t0;
       g.notes = rep.notes;
       g.score = selection_score(model, ctx);
@@ -658,10 +672,13 @@ MethodResult run_method(Method& method, const Model& start, const Context& ctx) 
         break;  // the weakest point that forgets: stronger ones are not tried
       }
     }
+    if (!std::isfinite(best)) throw fu::NumericalError("every grid point failed: " + r.grid.back().notes);
     const GridPoint& chosen = r.grid[r.selected];
     r.seconds = chosen.seconds + r.prepare_seconds;
     set_parameters(model, chosen.parameters);
-    r.after = evaluate(model, ctx, method.name + " (" + method.knob + "=" + fmt(chosen.strength, 6) + ")");
+    std::ostringstream knob;
+    knob << std::setprecision(3) << chosen.strength;
+    r.after = evaluate(model, ctx, method.name + " (" + method.knob + "=" + knob.str() + ")");
     r.histogram_after = sampled_candidate_log_perplexities(model, ctx.canaries[ctx.histogram_canary],
                                                            ctx.opt.histogram_candidates, ctx.opt.seed * 31337,
                                                            ctx.opt.threads);
@@ -907,7 +924,7 @@ std::string write_plots(const RunSummary& s, const Context& ctx, const fs::path&
     if (s.has_retrain) row("retrain", s.retrained);
     write_atomically(pd / "exposure.dat", dat.str());
     std::ostringstream gp;
-    gp << "set terminal pngcairo size 1400,700 font ',10'\nset output '" << (dir / "exposure.png").string() << "'\n"
+    gp << "set terminal pngcairo noenhanced size 1400,700 font ',10'\nset output '" << (dir / "exposure.png").string() << "'\n"
        << "set title 'Canary exposure after unlearning (bits; max " << fmt(std::log2(1e6), 2)
        << "); dashed: target of the mean'\nset style data histograms\nset style histogram clustered gap 1\n"
        << "set style fill solid 0.8 border -1\nset xtics rotate by -35 scale 0\nset ylabel 'exposure (bits)'\n"
@@ -927,7 +944,7 @@ std::string write_plots(const RunSummary& s, const Context& ctx, const fs::path&
     const std::string base = "histogram_" + safe_name(name);
     write_atomically(pd / (base + ".dat"), histogram_data({s.histogram_before, after}, 60));
     std::ostringstream gp;
-    gp << "set terminal pngcairo size 900,500 font ',10'\nset output '" << (dir / (base + ".png")).string() << "'\n"
+    gp << "set terminal pngcairo noenhanced size 900,500 font ',10'\nset output '" << (dir / (base + ".png")).string() << "'\n"
        << "set title \"" << name << ": log-perplexity of " << after.size() << " random candidates vs the canary ("
        << ctx.canaries[hc].label() << ")\"\nset xlabel 'log-perplexity (bits)'\nset ylabel 'candidates'\n"
        << "set style fill transparent solid 0.45\nset key top left\n"
