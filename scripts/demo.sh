@@ -16,7 +16,7 @@ large=0
 want_corpus=0
 for a in "$@"; do
   if [ "$a" = "-h" ] || [ "$a" = "--help" ]; then
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
   fi
   if [ "$a" = "--large" ]; then large=1; continue; fi
