@@ -25,8 +25,19 @@ ensure_packages() {
 }
 
 # The build toolchain and the libraries every build needs.
-fu_core_packages=(cmake g++ make libeigen3-dev catch2)
+fu_core_packages=(cmake g++ make ninja-build ccache libeigen3-dev catch2)
 
 # What scripts/demo.sh and the experiment driver (examples/unlearn_lm) need on top of the core set:
 # CLI11 and nlohmann/json (driver), gnuplot (plots), python3 (corpus extraction, scripts/prepare_data.py).
 fu_demo_packages=(libcli11-dev nlohmann-json3-dev gnuplot-nox python3)
+
+# configure_build DIR [cmake args...]: configures DIR with Ninja (Makefiles for a directory first
+# configured that way) and ccache, so a rebuild of the same sources, in any clone, reuses objects.
+configure_build() {
+  local dir="$1"; shift
+  local gen=()
+  [ -f "$dir/CMakeCache.txt" ] || gen=(-G Ninja)
+  export CCACHE_BASEDIR="$fu_root" CCACHE_NOHASHDIR=true CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-8G}"
+  cmake -S "$fu_root" -B "$dir" "${gen[@]}" -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
+        -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache "$@" >/dev/null
+}

@@ -35,7 +35,7 @@ ensure_packages "${fu_core_packages[@]}" "${fu_demo_packages[@]}"
 ./scripts/prepare_data.sh "${corpora[@]}"
 
 echo "== building the experiment driver (build/) =="
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+configure_build build -DCMAKE_BUILD_TYPE=Release
 cmake --build build --target unlearn_lm -j "$fu_jobs"
 
 echo "== running: build/examples/unlearn_lm ${args[*]} =="

@@ -13,7 +13,7 @@ fast=0
 ensure_packages "${fu_core_packages[@]}"
 
 echo "== release build (build/) =="
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+configure_build build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j "$fu_jobs"
 echo "== tests (release) =="
 (cd build && ctest --output-on-failure -j "$fu_jobs" --timeout 900)
@@ -21,9 +21,9 @@ echo "== tests (release) =="
 if [ "$fast" -eq 0 ]; then
   echo "== AddressSanitizer + UndefinedBehaviorSanitizer build (build-sanitize/) =="
   san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
-  cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" \
+  configure_build build-sanitize -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" \
         -DCMAKE_CXX_FLAGS="$san" -DCMAKE_EXE_LINKER_FLAGS="$san" \
-        -DFISHER_UNLEARN_ENABLE_CUDA=OFF -DFISHER_UNLEARN_BUILD_EXAMPLES=OFF >/dev/null
+        -DFISHER_UNLEARN_ENABLE_CUDA=OFF -DFISHER_UNLEARN_BUILD_EXAMPLES=OFF
   cmake --build build-sanitize -j "$fu_jobs"
   echo "== tests (sanitizers; consumer and compile-fail tests ran in the release pass) =="
   (cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
