@@ -10,7 +10,8 @@ cd "$fu_root"
 
 fast=0
 [ "${1:-}" = "--fast" ] && fast=1
-ensure_packages "${fu_core_packages[@]}"
+# The demo packages too: the end-to-end driver test needs CLI11, nlohmann/json and gnuplot.
+ensure_packages "${fu_core_packages[@]}" "${fu_demo_packages[@]}"
 
 echo "== release build (build/) =="
 configure_build build -DCMAKE_BUILD_TYPE=Release
