@@ -1,6 +1,7 @@
 // DiagonalFisher: the diagonal of F = λI + (1/m)Σᵢ gᵢgᵢᵀ, i.e. F_kk = λ + (1/m)Σᵢ g_ik², applied as
 // (F^p v)_k = (λ + F̂_kk)^p v_k — exact for every real p for the diagonal matrix (it drops all
-// off-diagonal curvature). Cost: O(d) per gradient, O(d) finalize, O(d) per product; memory 2·d doubles.
+// off-diagonal curvature). Cost: O(d) per gradient, O(d) finalize, O(d) per product; memory 3·d doubles
+// (sum, mean, and a scratch vector for batches).
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
@@ -8,6 +9,7 @@
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/types.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 
@@ -39,14 +41,31 @@ class DiagonalFisher {
   }
 
   /// Adds the columns of a d×k matrix. The whole batch is checked before anything is added.
+  /// Memory traffic: the gradients are read once, row block by row block (the block's partial sums stay
+  /// in cache across the k columns), and the finiteness check is fused into that pass (a NaN/Inf entry
+  /// makes its row's partial sum non-finite); the partial sums go to a scratch vector that is added to
+  /// the accumulator only once the whole batch has passed, so a rejected batch changes nothing.
   void add_gradients(Eigen::Ref<const Matrix<Scalar>> gradients) {
-    detail::check_gradients("DiagonalFisher::add_gradients", gradients, dimension_);
-    for (Eigen::Index j = 0; j < gradients.cols(); ++j)
-      sum_of_squares_ += gradients.col(j).template cast<double>().cwiseAbs2();
-    num_gradients_ += static_cast<std::size_t>(gradients.cols());
-    if (gradients.cols() > 0) finalized_ = false;
+    // Size only (no columns to scan): finiteness is checked inside the accumulation pass below.
+    detail::check_gradients("DiagonalFisher::add_gradients", gradients.leftCols(0), dimension_);
+    const Eigen::Index k = gradients.cols();
+    if (k == 0) return;
+    const Eigen::Index d = gradients.rows();
+    pending_.resize(d);
+    constexpr Eigen::Index block = 2048;
+    for (Eigen::Index r = 0; r < d; r += block) {
+      const Eigen::Index b = std::min(block, d - r);
+      auto partial = pending_.segment(r, b);
+      partial = gradients.col(0).segment(r, b).template cast<double>().cwiseAbs2();
+      for (Eigen::Index j = 1; j < k; ++j) partial += gradients.col(j).segment(r, b).template cast<double>().cwiseAbs2();
+      if (!partial.allFinite())
+        throw NonFiniteError("DiagonalFisher::add_gradients: a gradient contains NaN or Inf (or entries whose "
+                             "squares overflow); nothing was added. Check the model's gradient and the data");
+    }
+    sum_of_squares_ += pending_;
+    num_gradients_ += static_cast<std::size_t>(k);
+    finalized_ = false;
   }
-
   /// Forms (1/m)Σ g². Throws InvalidArgument when no gradient was added.
   void finalize() {
     if (num_gradients_ == 0)
@@ -62,9 +81,21 @@ class DiagonalFisher {
   void apply_power(double power, Eigen::Ref<const Vector<Scalar>> v, Eigen::Ref<Vector<Scalar>> out) const {
     detail::check_power_supported("DiagonalFisher::apply_power", supports_power(power), power);
     detail::check_apply("DiagonalFisher::apply_power", finalized_, dimension_, v, out);
-    const double lambda = static_cast<double>(damping_);
-    for (Eigen::Index k = 0; k < v.size(); ++k)
-      out[k] = static_cast<Scalar>(detail::shifted_power(lambda, mean_of_squares_[k], power) * static_cast<double>(v[k]));
+    // Vectorised: one pass over the diagonal, v and out; the common powers avoid pow().
+    const auto x = mean_of_squares_.array().max(0.0) + static_cast<double>(damping_);
+    const auto vd = v.array().template cast<double>();
+    auto o = out.array();
+    if (power == 1.0) {
+      o = (x * vd).template cast<Scalar>();
+    } else if (power == -1.0) {
+      o = (vd / x).template cast<Scalar>();
+    } else if (power == -0.5) {
+      o = (vd / x.sqrt()).template cast<Scalar>();
+    } else if (power == -0.25) {
+      o = (vd / x.sqrt().sqrt()).template cast<Scalar>();
+    } else {
+      o = (vd * x.pow(power)).template cast<Scalar>();
+    }
   }
 
   /// The diagonal entries λ + (1/m)Σ g² (after finalize()).
@@ -78,7 +109,8 @@ class DiagonalFisher {
   void set_damping(Scalar damping) { damping_ = detail::checked_damping("DiagonalFisher::set_damping", damping); }
 
   std::size_t memory_bytes() const {
-    return static_cast<std::size_t>(sum_of_squares_.size() + mean_of_squares_.size()) * sizeof(double);
+    return static_cast<std::size_t>(sum_of_squares_.size() + mean_of_squares_.size() + pending_.size()) *
+           sizeof(double);
   }
 
   /// Forgets every gradient (dimension and damping are kept); finalize() is needed again.
@@ -94,6 +126,7 @@ class DiagonalFisher {
   Scalar damping_;
   Eigen::VectorXd sum_of_squares_;
   Eigen::VectorXd mean_of_squares_;
+  Eigen::VectorXd pending_;  // add_gradients' partial sums (not state: contents undefined between calls)
   std::size_t num_gradients_ = 0;
   bool finalized_ = false;
 };
