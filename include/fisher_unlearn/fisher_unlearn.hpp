@@ -29,4 +29,6 @@
 #include "fisher_unlearn/models/softmax_regression.hpp"
 #include "fisher_unlearn/models/transformer.hpp"
 #include "fisher_unlearn/models/transformer_training.hpp"
+#include "fisher_unlearn/privacy/dp_sgd.hpp"
+#include "fisher_unlearn/privacy/rdp_accountant.hpp"
 #include "fisher_unlearn/testing/check_gradient.hpp"
