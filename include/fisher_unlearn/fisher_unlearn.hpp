@@ -9,6 +9,7 @@
 #include "fisher_unlearn/canary.hpp"
 #include "fisher_unlearn/exposure.hpp"
 #include "fisher_unlearn/membership.hpp"
+#include "fisher_unlearn/matched_target.hpp"
 #include "fisher_unlearn/baselines.hpp"
 #include "fisher_unlearn/damping.hpp"
 #include "fisher_unlearn/forget_objectives.hpp"
