@@ -268,3 +268,19 @@ TEST_CASE("search_damping: a choice on the grid's edge is flagged in the summary
   s.grid = {0.1};
   CHECK(!fu::search_damping(f, s, [](double) { return 1.0; }).on_grid_edge());
 }
+
+TEST_CASE("WoodburyFisher: undamped_trace is the same in the dual and the primal form") {
+  Eigen::VectorXd sigma(6);
+  sigma << 5.0, 2.0, 1.0, 0.5, 0.1, 0.01;
+  const Eigen::MatrixXd one = gradients_with_spectrum(sigma, 7);
+  Eigen::MatrixXd three(6, 18);
+  three << one, one, one;  // m = 18 > d = 6: the automatic form switches to primal; the same (1/m)GGᵀ
+  fu::WoodburyFisher<double> dual(6, 1.0), primal(6, 1.0);
+  dual.add_gradients(one);
+  dual.finalize();
+  primal.add_gradients(three);
+  primal.finalize();
+  REQUIRE(primal.current_form() == fu::WoodburyForm::primal);
+  CHECK(dual.undamped_trace() == Approx(sigma.sum()).epsilon(1e-12));
+  CHECK(primal.undamped_trace() == Approx(sigma.sum()).epsilon(1e-12));
+}
