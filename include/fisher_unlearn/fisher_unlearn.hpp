@@ -22,6 +22,7 @@
 #include "fisher_unlearn/io/ggml_quants.hpp"
 #include "fisher_unlearn/io/gguf.hpp"
 #include "fisher_unlearn/io/gguf_writer.hpp"
+#include "fisher_unlearn/bpe_tokenizer.hpp"
 #include "fisher_unlearn/detail/model_ops.hpp"
 #include "fisher_unlearn/fisher/collect.hpp"
 #include "fisher_unlearn/fisher/fisher.hpp"
