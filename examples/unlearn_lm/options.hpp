@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -127,8 +128,9 @@ inline void require_range(long long v, long long lo, long long hi, const std::st
 }
 
 inline void require_finite(double v, double lo, double hi, const std::string& name) {
-  require(std::isfinite(v) && v >= lo && v <= hi, name + " must be a finite number in [" + std::to_string(lo) + ", " +
-                                                      std::to_string(hi) + "]; got " + std::to_string(v));
+  std::ostringstream os;
+  os << name << " must be a finite number in [" << lo << ", " << hi << "]; got " << v;
+  require(std::isfinite(v) && v >= lo && v <= hi, os.str());
 }
 
 /// The folder exists or can be created, and a file can be written in it (checked before any training).
