@@ -242,6 +242,10 @@ TEST_CASE("GGUF: Q8_0 quantisation of random data is within half a step and roun
     for (int j = 0; j < 32; ++j)
       REQUIRE(std::fabs(y[32 * b + j] - x[32 * b + j]) <= step * (0.5f + 127.0f * 0x1p-11f) * 1.001f);
   }
+  std::vector<float> zeros(32, 0.0f);
+  std::vector<std::uint8_t> qz(34, 0xAB);
+  quantize(GgmlType::Q8_0, zeros, qz);  // amax = 0: scale 0, every quant 0 (ggml: id = 0)
+  CHECK(std::all_of(qz.begin(), qz.end(), [](std::uint8_t b) { return b == 0; }));
   std::vector<std::uint8_t> q2(q.size());
   quantize(GgmlType::Q8_0, y, q2);  // quantising the dequantised values reproduces the blocks
   std::vector<float> y2(x.size());
