@@ -3,8 +3,9 @@
 // m windows with vᵀFv of the Monte-Carlo and empirical Fishers built by collect_gradients, with and
 // without the 1/√loss_scale scaling (docs/unlearners.md, "The Fisher scale for sequence losses").
 //
-//   ./build/examples/fisher_scale [text file = data/kjv/train.txt] [--steps 700] [--windows 256]
-//                                 [--directions 4] [--draws 4] [--checkpoint path]
+//   ./build/examples/fisher_scale [text file = data/kjv/train.txt] [--bytes 120000] [--steps 700]
+//                                 [--windows 256] [--directions 4] [--draws 4] [--checkpoint path]
+// (the demo driver's model and training settings: the first 120 kB of the corpus, 700 AdamW steps)
 // With --checkpoint, a model is loaded from path when it exists, otherwise trained and saved there.
 #include "fisher_unlearn/checkpoint.hpp"
 #include "fisher_unlearn/fisher/collect.hpp"
@@ -31,7 +32,7 @@ namespace {
 struct Arguments {
   std::string text = "data/kjv/train.txt";
   std::string checkpoint;
-  std::size_t steps = 700, windows = 256, directions = 4, draws = 4;
+  std::size_t bytes = 120000, steps = 700, windows = 256, directions = 4, draws = 4;
 };
 
 Arguments parse(int argc, char** argv) {
@@ -43,6 +44,7 @@ Arguments parse(int argc, char** argv) {
       return argv[++i];
     };
     if (arg == "--steps") a.steps = std::stoul(value());
+    else if (arg == "--bytes") a.bytes = std::stoul(value());
     else if (arg == "--windows") a.windows = std::stoul(value());
     else if (arg == "--directions") a.directions = std::stoul(value());
     else if (arg == "--draws") a.draws = std::stoul(value());
@@ -95,7 +97,9 @@ int main(int argc, char** argv) try {
   }
   std::stringstream buffer;
   buffer << in.rdbuf();
-  const std::vector<fu::Token> stream = fu::ByteTokenizer{}.encode(buffer.str());
+  std::string text = buffer.str();
+  if (args.bytes != 0 && text.size() > args.bytes) text.resize(args.bytes);
+  const std::vector<fu::Token> stream = fu::ByteTokenizer{}.encode(text);
 
   fu::models::TransformerConfig config;  // the demo's model: 2 layers, width 64, 4 heads, context 64
   config.seed = 1;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The end-to-end demo (docs/experiment.md): installs what it needs, prepares the corpus, builds the
 # experiment driver and runs it: a byte-level GPT is trained on a real corpus with secret canaries
-# inserted 1, 10 and 50 times, then made to forget them with every unlearning method; prints the table.
-#   ./scripts/demo.sh                          default: the KJV Bible, a small model (minutes on 2 cores)
-#   ./scripts/demo.sh --large                  all four corpora, 100 kB each, 1000 steps (about twice as long)
+# (tuning and held-out) inserted 1, 10 and 50 times, then made to forget them with each method at
+# matched exposure, over 3 seeds; prints the table (mean ± sd) and writes results/<run>/.
+#   ./scripts/demo.sh                          default: the KJV Bible, 3 seeds, the default methods
+#   ./scripts/demo.sh --full                   all four corpora separately, every method, repeated deletion
 #   ./scripts/demo.sh --corpus jargon --methods gradient_ascent fisher_removal/woodbury/empirical
 # Every other argument is passed to the driver (build/examples/unlearn_lm --help lists them).
 set -euo pipefail
@@ -12,22 +13,22 @@ cd "$fu_root"
 
 args=()
 corpora=()
-large=0
+full=0
 want_corpus=0
 for a in "$@"; do
   if [ "$a" = "-h" ] || [ "$a" = "--help" ]; then
     sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
   fi
-  if [ "$a" = "--large" ]; then large=1; continue; fi
+  if [ "$a" = "--full" ] || [ "$a" = "--large" ]; then full=1; continue; fi
   if [ "$a" = "--corpus" ]; then want_corpus=1; args+=("$a"); continue; fi
   if [ "$want_corpus" -eq 1 ] && [[ "$a" != --* ]]; then corpora+=("$a"); args+=("$a"); continue; fi
   want_corpus=0
   args+=("$a")
 done
-if [ "$large" -eq 1 ]; then
+if [ "$full" -eq 1 ]; then
   corpora=(kjv fortunes jargon wordnet)
-  args=(--corpus "${corpora[@]}" --train-bytes 100000 --valid-bytes 20000 --steps 1000 "${args[@]}")
+  args=(--corpus "${corpora[@]}" --methods all --deletion-rounds 5 "${args[@]}")
 fi
 [ ${#corpora[@]} -eq 0 ] && corpora=(kjv)
 

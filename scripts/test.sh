@@ -13,6 +13,11 @@ fast=0
 # The demo packages too: the end-to-end driver test needs CLI11, nlohmann/json and gnuplot.
 ensure_packages "${fu_core_packages[@]}" "${fu_demo_packages[@]}"
 
+# The real model for the GGUF/Llama tests (cached in .cache/models; offline: those tests skip).
+if ! "$fu_root/scripts/fetch_smollm2.sh" >/dev/null; then
+  echo "[test] SmolLM2-135M GGUF not available: the real-model tests will SKIP (see messages above)"
+fi
+
 echo "== release build (build/) =="
 configure_build build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j "$fu_jobs"

@@ -70,6 +70,25 @@ static_assert(fu::ExposureMetric<fu::ExtrapolatedExposure, PlainLanguageModel<Ta
 static_assert(!fu::ExposureMetric<NotAMetric, TableLanguageModel<double>>);
 static_assert(!fu::ExposureMetric<fu::PrunedExposure, int>);
 
+TEST_CASE("Exposure: a model that gives every candidate the same probability reads as chance, not as maximal exposure") {
+  // Uniform rows: all 1000 candidates tie. Mid-rank (1 + 1000)/2 = 500.5, exposure log2(1000/500.5)
+  // = 0.9986 bits; the interval over tie-breakings is [log2(1000/1000), log2(1000/1)] = [0, 9.97].
+  TableLanguageModel<double> m(256, 4, TableContext::position);
+  const fu::CanaryFormat f = fu::CanaryFormat::digits("x", 3);
+  const fu::CanarySpace space(f, fu::ByteTokenizer{});
+  for (const char* secret : {"000", "517", "999"})
+    for (const fu::ExposureResult& r : {fu::ExhaustiveExposure{}.measure(m, space, f.parse_secret(secret)),
+                                        fu::PrunedExposure{}.measure(m, space, f.parse_secret(secret))}) {
+      INFO(r);
+      CHECK(r.rank == 1);
+      CHECK(r.ties == 999);
+      CHECK(r.mid_rank == 500.5);
+      CHECK(r.exposure_bits == Approx(std::log2(1000.0 / 500.5)).epsilon(1e-14));
+      CHECK(r.exposure_low == Approx(0.0).margin(1e-14));
+      CHECK(r.exposure_high == Approx(std::log2(1000.0)).epsilon(1e-14));
+    }
+}
+
 TEST_CASE("Exposure: exact estimators reproduce ranks counted by hand, ties included") {
   // P(first) = .45/.27/.18 for a/b/c, P(second) = .18/.18/.54: products in order
   //   ac .243 (1), bc .1458 (2), cc .0972 (3), aa = ab .081 (4, tied), ba = bb .0486 (6), ca = cb .0324 (8).
@@ -88,7 +107,12 @@ TEST_CASE("Exposure: exact estimators reproduce ranks counted by hand, ties incl
       CHECK(r.exact);
       CHECK(r.rank == rank);
       CHECK(r.ties == ties);
-      CHECK(r.exposure_bits == Approx(std::log2(9.0) - std::log2(static_cast<double>(rank))).epsilon(1e-14));
+      // mid-rank: the tied pair shares ranks r and r + 1, so each gets r + 1/2
+      const double mid = static_cast<double>(rank) + 0.5 * static_cast<double>(ties);
+      CHECK(r.mid_rank == mid);
+      CHECK(r.exposure_bits == Approx(std::log2(9.0) - std::log2(mid)).epsilon(1e-14));
+      CHECK(r.exposure_high == Approx(std::log2(9.0) - std::log2(static_cast<double>(rank))).epsilon(1e-14));
+      CHECK(r.exposure_low == Approx(std::log2(9.0) - std::log2(static_cast<double>(rank + ties))).epsilon(1e-14));
       CHECK(r.log_perplexity_bits == Approx(-std::log2(std::exp(reference_score(m, space, c)))).epsilon(1e-12));
       CHECK(r.space_size == 9u);
     }

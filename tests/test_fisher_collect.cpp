@@ -274,3 +274,27 @@ TEST_CASE("FisherRemoval on a sequence model: the η = 1 step is the damped Gaus
   // Along the reference, the unscaled Fisher (T times too small on Ḡ's range) over-steps.
   CHECK(unscaled.dot(reference) > 1.5 * scaled.dot(reference));
 }
+
+TEST_CASE("visit_linear_layers: a weighted sample's score vector is its gradient divided by √loss_scale") {
+  // K-FAC's per-sample scores (LinearLayerModel) must scale exactly as collect_gradients does.
+  struct Scores : fu::LinearLayerVisitor<double> {
+    std::vector<Eigen::VectorXd> scores;
+    void on_layer(const fu::LinearLayerBatch<double>&) override {}
+    bool wants_sample_gradients() const override { return true; }
+    void on_sample_gradient(std::size_t, std::span<const double> score) override {
+      scores.push_back(Eigen::Map<const Eigen::VectorXd>(score.data(), static_cast<Eigen::Index>(score.size())));
+    }
+  };
+  const auto model = perturbed_model();
+  const auto samples = test_samples();
+  Scores visitor;
+  std::mt19937_64 rng(1);
+  model.visit_linear_layers(samples, fu::CurvatureTargets::observed, rng, visitor);
+  const Eigen::MatrixXd G = fu::collect_gradients(model, std::span<const Sample>(samples));
+  REQUIRE(visitor.scores.size() == samples.size());
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    INFO("sample " << i);
+    const Eigen::VectorXd col = G.col(static_cast<Eigen::Index>(i));
+    CHECK((visitor.scores[i] - col).norm() <= 1e-13 * col.norm());
+  }
+}

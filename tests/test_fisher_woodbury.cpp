@@ -295,3 +295,94 @@ TEMPLATE_TEST_CASE("WoodburyFisher: copies and moves, finalized or not, behave l
   CHECK(product(copy, -1.0, v) == product(moved_empty, -1.0, v));
   CHECK(copy.num_gradients() == 6);
 }
+
+namespace {
+TEMPLATE_TEST_CASE("WoodburyFisher: the primal and dual forms give the dense answer on both sides of m = d",
+                   "[fisher][woodbury]", float, double) {
+  using Scalar = TestType;
+  const Eigen::Index d = 30;
+  for (const Eigen::Index m : {Eigen::Index{1}, Eigen::Index{29}, Eigen::Index{30}, Eigen::Index{31}, Eigen::Index{75}}) {
+    const fu::Matrix<Scalar> g = random_gradients<Scalar>(d, m, 700 + m);
+    const Eigen::MatrixXd moment = empirical_second_moment(g);
+    const auto damping = static_cast<Scalar>(test_damping<Scalar>(moment));
+    const fu::Vector<Scalar> v = random_vector<Scalar>(d, 701);
+    for (const auto form : {fu::WoodburyForm::automatic, fu::WoodburyForm::dual, fu::WoodburyForm::primal}) {
+      fu::WoodburyFisher<Scalar> fisher(static_cast<std::size_t>(d), damping, 0, form);
+      // Singles then a batch, so the automatic switch happens inside add_gradients when m > d.
+      const Eigen::Index singles = std::min<Eigen::Index>(m, 20);
+      for (Eigen::Index j = 0; j < singles; ++j) fisher.add_gradient(g.col(j));
+      if (m > singles) fisher.add_gradients(g.rightCols(m - singles));
+      fisher.finalize();
+      const bool primal = form == fu::WoodburyForm::primal || (form == fu::WoodburyForm::automatic && m > d);
+      INFO("m = " << m << ", form " << fu::to_string(form));
+      CHECK(fisher.current_form() == (primal ? fu::WoodburyForm::primal : fu::WoodburyForm::dual));
+      CHECK(fisher.spectrum().size() == std::min(d, m));
+      for (double p : test_powers()) {
+        INFO("p = " << p);
+        const Eigen::VectorXd ref = dense_power(moment, static_cast<double>(damping), p) * v.template cast<double>();
+        CHECK(relative_error(product(fisher, p, v), ref) < tolerance<Scalar>());
+      }
+      fu::Vector<Scalar> solved(d);
+      fisher.inverse_product(v, solved);
+      CHECK(relative_error(solved, dense_power(moment, static_cast<double>(damping), -1.0) * v.template cast<double>()) <
+            tolerance<Scalar>());
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("WoodburyFisher: with m ≫ d the primal form holds no m×m matrix", "[fisher][woodbury]", float,
+                   double) {
+  using Scalar = TestType;
+  const std::size_t d = 12, m = 1500;
+  const fu::Matrix<Scalar> g = random_gradients<Scalar>(static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(m), 711);
+  fu::WoodburyFisher<Scalar> fisher(d, Scalar(0.1));
+  for (Eigen::Index j = 0; j < g.cols(); ++j) fisher.add_gradient(g.col(j));
+  fisher.finalize();
+  CHECK(fisher.current_form() == fu::WoodburyForm::primal);
+  // Gradients (with the doubling slack of the slot storage) plus O(d²) doubles, far below m² doubles.
+  CHECK(fisher.memory_bytes() <= 2 * m * d * sizeof(Scalar) + 4 * d * d * sizeof(double) + 8 * m);
+  const fu::Vector<Scalar> v = random_vector<Scalar>(static_cast<Eigen::Index>(d), 712);
+  const Eigen::VectorXd ref = dense_power(empirical_second_moment(g), 0.1, -1.0) * v.template cast<double>();
+  CHECK(relative_error(product(fisher, -1.0, v), ref) < tolerance<Scalar>());
+  fisher.clear();
+  CHECK(fisher.current_form() == fu::WoodburyForm::dual);
+}
+
+TEMPLATE_TEST_CASE("WoodburyFisher: the sliding window and replace_oldest work in the primal form", "[fisher][woodbury]",
+                   float, double) {
+  using Scalar = TestType;
+  const Eigen::Index d = 6;
+  const std::size_t window = 10;
+  const fu::Matrix<Scalar> g = random_gradients<Scalar>(d, 30, 721);
+  const fu::Vector<Scalar> v = random_vector<Scalar>(d, 722);
+  const Scalar damping = static_cast<Scalar>(test_damping<Scalar>(empirical_second_moment(g)));
+  fu::WoodburyFisher<Scalar> sliding(static_cast<std::size_t>(d), damping, window);
+  Eigen::Index added = 0;
+  for (Eigen::Index batch : {1, 4, 3, 1, 12, 2, 7}) {
+    if (batch == 1) sliding.add_gradient(g.col(added));
+    else sliding.add_gradients(g.middleCols(added, batch));
+    added += batch;
+    sliding.finalize();
+    const Eigen::Index kept = std::min<Eigen::Index>(added, static_cast<Eigen::Index>(window));
+    CHECK(sliding.current_form() == (kept > d ? fu::WoodburyForm::primal : fu::WoodburyForm::dual));
+    fu::WoodburyFisher<Scalar> rebuilt(static_cast<std::size_t>(d), damping, 0, fu::WoodburyForm::dual);
+    rebuilt.add_gradients(g.middleCols(added - kept, kept));
+    rebuilt.finalize();
+    INFO("after " << added << " gradients");
+    CHECK(relative_error(product(sliding, -1.0, v), product(rebuilt, -1.0, v)) < tolerance<Scalar>());
+    CHECK(relative_error(product(sliding, -0.25, v), product(rebuilt, -0.25, v)) < tolerance<Scalar>());
+  }
+  REQUIRE(added == 30);
+  // replace_oldest: the window's oldest is column 20; replacing it equals a rebuild from 21..29 + new.
+  const fu::Vector<Scalar> fresh = random_vector<Scalar>(d, 723);
+  sliding.replace_oldest(fresh);
+  sliding.finalize();
+  fu::Matrix<Scalar> expected(d, 10);
+  expected.leftCols(9) = g.middleCols(21, 9);
+  expected.col(9) = fresh;
+  fu::WoodburyFisher<Scalar> rebuilt(static_cast<std::size_t>(d), damping, 0, fu::WoodburyForm::dual);
+  rebuilt.add_gradients(expected);
+  rebuilt.finalize();
+  CHECK(relative_error(product(sliding, -1.0, v), product(rebuilt, -1.0, v)) < tolerance<Scalar>());
+}
+}  // namespace

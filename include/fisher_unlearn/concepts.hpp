@@ -13,6 +13,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace fisher_unlearn {
 
@@ -133,6 +134,94 @@ template <class M>
 concept HasParameterGroups = Model<M> && requires(const M& m) {
   { *std::begin(m.parameter_groups()) } -> std::convertible_to<ParameterGroup>;
 };
+
+// ================================================================================================
+// LinearLayerModel (optional): a model that exposes its linear layers y = W a + b to Kronecker-factored
+// curvature (K-FAC / EK-FAC, fisher/kfac.hpp). docs/model_concept.md#linearlayermodel.
+//
+//   linear_layers() -> std::vector<LinearLayer>: where each layer's W (out×in) and b sit in parameters().
+//   visit_linear_layers(samples, targets, rng, visitor): runs forward + backward over `samples` and hands
+//     the visitor, per layer and per batch of samples, the inputs a_t (in×n, one column per position t,
+//     WITHOUT a constant-1 row: the estimator appends it for a layer with bias) and the output gradients
+//     δ_t (out×n) at those positions; optionally (visitor.wants_sample_gradients()) each sample's whole
+//     score vector g̃ (size num_parameters()), for the parameters outside every linear layer.
+//
+// The scale rule (what makes E[K-FAC] the Gauss–Newton matrix): if loss(s) = Σₜ cₜ ℓₜ with ℓₜ the NLL of
+// target t (cₜ = 1/T for a mean over T tokens; 1 for a single-target classifier), the backward pass is
+// seeded with √cₜ·∂ℓₜ/∂logits, i.e. δ and g̃ are those of Σₜ √cₜ ℓₜ. With targets drawn from the model
+// (CurvatureTargets::sampled, independently per target) the cross terms vanish and
+//   E[g̃ g̃ᵀ] = Σₜ cₜ Fₜ = the Gauss–Newton matrix of loss(s)            (Fₜ: Fisher of target t)
+// exactly, whereas E[∇loss ∇lossᵀ] = Σₜ cₜ² Fₜ would be T times too small for a mean. The layer gradient
+// of g̃ is Σ over the sample's columns of δₜ [aₜ; 1]ᵀ.
+//
+// Rules the compiler cannot check: the layers' parameter ranges do not overlap and lie inside
+// parameters(); linear_layers() is fixed for the object's lifetime; visit_linear_layers is const (it does
+// not change the parameters), visits samples in order, and with `sampled` consumes rng exactly as
+// successive sampled_gradient() calls on the same samples would (same seed ⇒ same targets); the views
+// handed to the visitor are valid only during the call.
+// ================================================================================================
+
+/// Memory order of a layer's weight W (out×in) inside parameters().
+enum class WeightOrder {
+  column_major,  ///< W(o, i) at weight_offset + i·out + o (Eigen's default: the Mlp and Transformer)
+  row_major,     ///< W(o, i) at weight_offset + o·in + i (PyTorch's nn.Linear)
+};
+
+/// One linear layer y = W a + b of a LinearLayerModel.
+struct LinearLayer {
+  std::string name;               ///< "block0.qkv", "layer1", ...
+  std::size_t in_features = 0;    ///< columns of W (the layer's input size)
+  std::size_t out_features = 0;   ///< rows of W
+  std::size_t weight_offset = 0;  ///< first entry of W in parameters()
+  WeightOrder weight_order = WeightOrder::column_major;
+  bool has_bias = false;
+  std::size_t bias_offset = 0;    ///< first entry of b (out_features entries) when has_bias
+};
+
+/// Which targets the backward pass of visit_linear_layers uses.
+enum class CurvatureTargets {
+  observed,  ///< the sample's own targets: the empirical Fisher
+  sampled,   ///< targets drawn from the model's predictive distribution with the caller's rng: the true Fisher
+};
+
+/// What a model hands the visitor for one linear layer over one batch of consecutive samples.
+template <SupportedScalar Scalar>
+struct LinearLayerBatch {
+  using View = Eigen::Map<const Matrix<Scalar>, 0, Eigen::OuterStride<>>;
+  std::size_t layer;                              ///< index into linear_layers()
+  std::size_t first_sample;                       ///< index of the batch's first sample in `samples`
+  std::span<const Eigen::Index> sample_columns;   ///< k+1 offsets: sample first_sample+j owns columns [c_j, c_{j+1})
+  View activations;                               ///< in×n: the layer's inputs aₜ (no bias row)
+  View output_gradients;                          ///< out×n: δₜ, scaled by the rule above
+};
+
+/// Receives the statistics of visit_linear_layers. Override on_layer; override the other two to also
+/// receive each sample's whole (scaled) score vector.
+template <SupportedScalar Scalar>
+class LinearLayerVisitor {
+ public:
+  virtual ~LinearLayerVisitor() = default;
+  virtual void on_layer(const LinearLayerBatch<Scalar>& batch) = 0;
+  /// When true, the model also calls on_sample_gradient once per sample (it may batch less for that).
+  virtual bool wants_sample_gradients() const { return false; }
+  virtual void on_sample_gradient(std::size_t /*sample*/, std::span<const Scalar> /*score*/) {}
+};
+
+template <class M>
+concept HasLinearLayers = requires(const M& m) {
+  { m.linear_layers() } -> std::convertible_to<std::vector<LinearLayer>>;
+};
+
+template <class M>
+concept HasLinearLayerStatistics = HasScalarType<M> && HasSampleType<M> &&
+    requires(const M& m, std::span<const typename M::Sample> samples, CurvatureTargets targets, std::mt19937_64& rng,
+             LinearLayerVisitor<typename M::Scalar>& visitor) {
+      m.visit_linear_layers(samples, targets, rng, visitor);
+    };
+
+/// A differentiable model whose linear layers' inputs and output gradients K-FAC/EK-FAC can read.
+template <class M>
+concept LinearLayerModel = DifferentiableModel<M> && HasLinearLayers<M> && HasLinearLayerStatistics<M>;
 
 // ================================================================================================
 // FisherEstimator: holds (a structured form of) F = damping·I + (1/m) Σᵢ gᵢgᵢᵀ.

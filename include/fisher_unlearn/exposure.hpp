@@ -35,9 +35,14 @@ namespace fisher_unlearn {
 //    makes ℓ non-increasing along every path, which the pruned search relies on exactly. NaN or +Inf
 //    from the model throws NonFiniteError. log-perplexity(c) = −ℓ(c)/ln 2 bits.
 //  * Rank. rank(c) = 1 + #{r ∈ R, r ≠ c : ℓ(r) > ℓ(c)} with ">" the exact comparison of the doubles
-//    above. Ties (ℓ(r) == ℓ(c) bitwise) do NOT raise the rank; they are reported in `ties`. Two scores
-//    that are equal in exact arithmetic but round differently are ordered by their rounded values.
-//  * Exposure. log₂|R| − log₂ rank, in [0, log₂|R|].
+//    above (the optimistic rank: ties do not raise it; they are reported in `ties`). Two scores that
+//    are equal in exact arithmetic but round differently are ordered by their rounded values.
+//  * Mid-rank. mid_rank(c) = rank(c) + ties/2: the mean rank of c when ties are broken at random, so
+//    that a model giving every candidate the same probability reads as chance (mid-rank (|R|+1)/2,
+//    exposure ≈ 1 bit), not as maximal exposure.
+//  * Exposure. log₂|R| − log₂ mid_rank, in [0, log₂|R|]. The exact estimators report the interval over
+//    every tie-breaking as [exposure_low, exposure_high] = log₂|R| − log₂ of [rank + ties, rank]; it is a
+//    single point when there are no ties.
 //  * Extrapolated exposure. −log₂ F(log-perplexity(c)) where F is the CDF of a skew-normal fitted by
 //    maximum likelihood to the log-perplexities of N uniform random candidates: F(x) estimates the
 //    fraction of R at least as likely as x, i.e. rank/|R|. May exceed log₂|R| for a canary far more
@@ -55,12 +60,13 @@ struct ExposureResult {
   std::string method;                   ///< "exhaustive", "pruned", "extrapolated"
   bool exact = false;                   ///< rank is exact (exhaustive, pruned)
   double exposure_bits = not_measured;  ///< log₂|R| − log₂ rank, or −log₂ F(canary) when extrapolated
-  std::uint64_t rank = 0;               ///< exact rank; extrapolated: the interpolated sample rank, rounded
+  std::uint64_t rank = 0;               ///< exact rank (ties not counted); extrapolated: the sample rank, rounded
   std::uint64_t ties = 0;               ///< other candidates with exactly the canary's score (exact methods)
+  double mid_rank = not_measured;       ///< exact: rank + ties/2, the rank exposure_bits is computed from
   std::uint64_t space_size = 0;         ///< |R|
   double log2_space_size = not_measured;
   double log_perplexity_bits = not_measured;  ///< −log₂ P(secret | prefix) of the canary
-  double exposure_low = not_measured;   ///< confidence interval (bootstrap) of exposure_bits; exact: = exposure
+  double exposure_low = not_measured;   ///< extrapolated: bootstrap interval; exact: ties ranked last/first
   double exposure_high = not_measured;
   double sample_rank = not_measured;    ///< extrapolated: rank interpolated among the samples (see ExtrapolationFit)
   double sample_rank_exposure_bits = not_measured;  ///< log₂|R| − log₂ sample_rank
@@ -393,8 +399,10 @@ ExposureResult exact_exposure(const M& model, const CanarySpace& space, const Ca
   r.log_perplexity_bits = -walked / std::numbers::ln2;
   r.rank = 1 + greater;
   r.ties = equal - 1;
-  r.exposure_bits = r.log2_space_size - std::log2(static_cast<double>(r.rank));
-  r.exposure_low = r.exposure_high = r.exposure_bits;
+  r.mid_rank = static_cast<double>(r.rank) + 0.5 * static_cast<double>(r.ties);
+  r.exposure_bits = r.log2_space_size - std::log2(r.mid_rank);
+  r.exposure_low = r.log2_space_size - std::log2(static_cast<double>(r.rank) + static_cast<double>(r.ties));
+  r.exposure_high = r.log2_space_size - std::log2(static_cast<double>(r.rank));
   r.candidates_scored = counter.scored;
   r.evaluations = scorer.evaluations();
   if (!space.tokens_extend() && !prune) r.notes = space.extension_check();

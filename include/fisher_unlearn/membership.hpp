@@ -1,6 +1,8 @@
 // Membership inference and extraction: the loss-threshold attack's AUC, computed exactly as the
 // Mann–Whitney statistic AUC = P(loss_member < loss_nonmember) + ½·P(equal) in O((m + n) log(m + n)),
-// and greedy extraction of a canary's secret from its prefix (L evaluations for L secret tokens).
+// the reference-calibrated attack (score = loss_target − loss_reference), the over-unlearning check
+// (a forgotten canary far less likely than random candidates) and greedy extraction of a canary's secret
+// from its prefix (L evaluations for L secret tokens).
 #pragma once
 
 #include "fisher_unlearn/canary.hpp"
@@ -9,6 +11,7 @@
 #include "fisher_unlearn/exposure.hpp"
 
 #include <algorithm>
+#include <concepts>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -80,6 +83,90 @@ MembershipResult membership_inference_auc(const M& model, std::span<const typena
   for (const auto& s : members) a.push_back(static_cast<double>(model.loss(s)));
   for (const auto& s : nonmembers) b.push_back(static_cast<double>(model.loss(s)));
   return loss_attack_auc(a, b);
+}
+
+/// The reference-calibrated loss attack (Carlini et al. 2022's offline LiRA reduced to its mean; Watson
+/// et al. 2022's "difficulty calibration"): each record is scored by loss_target(x) − loss_reference(x),
+/// so records that are easy for any model (short, common text) no longer look like members; "lower
+/// calibrated loss means member". With the model retrained without the forget set as the reference,
+/// AUC = 0.5 means the unlearned model treats the forgotten records exactly as retraining would.
+/// Each span pairs record i's loss under the target and under the reference (same sizes); then
+/// loss_attack_auc on the differences (MembershipResult's mean losses are the mean differences).
+inline MembershipResult calibrated_loss_attack_auc(std::span<const double> member_target,
+                                                   std::span<const double> member_reference,
+                                                   std::span<const double> nonmember_target,
+                                                   std::span<const double> nonmember_reference) {
+  if (member_target.size() != member_reference.size() || nonmember_target.size() != nonmember_reference.size())
+    throw InvalidArgument("calibrated_loss_attack_auc: each record needs its loss under the target and under the "
+                          "reference model; got " + std::to_string(member_target.size()) + " vs " +
+                          std::to_string(member_reference.size()) + " member and " +
+                          std::to_string(nonmember_target.size()) + " vs " +
+                          std::to_string(nonmember_reference.size()) + " non-member losses");
+  std::vector<double> a(member_target.size()), b(nonmember_target.size());
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = member_target[i] - member_reference[i];
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = nonmember_target[i] - nonmember_reference[i];
+  for (double v : a)
+    if (std::isnan(v))
+      throw NonFiniteError("a calibrated member loss is NaN (NaN loss, or +Inf under both models); check the models");
+  for (double v : b)
+    if (std::isnan(v))
+      throw NonFiniteError("a calibrated non-member loss is NaN (NaN loss, or +Inf under both models); check the models");
+  return loss_attack_auc(a, b);
+}
+
+/// The calibrated attack on two models: loss(s) of each record under `model` and under `reference`.
+template <Model M, Model R>
+  requires std::same_as<typename M::Sample, typename R::Sample>
+MembershipResult reference_calibrated_auc(const M& model, const R& reference, std::span<const typename M::Sample> members,
+                                          std::span<const typename M::Sample> nonmembers) {
+  std::vector<double> mt, mr, nt, nr;
+  for (const auto& s : members) {
+    mt.push_back(static_cast<double>(model.loss(s)));
+    mr.push_back(static_cast<double>(reference.loss(s)));
+  }
+  for (const auto& s : nonmembers) {
+    nt.push_back(static_cast<double>(model.loss(s)));
+    nr.push_back(static_cast<double>(reference.loss(s)));
+  }
+  return calibrated_loss_attack_auc(mt, mr, nt, nr);
+}
+
+struct OverUnlearningResult {
+  bool flagged = false;          ///< the canary is less likely than all but `percentile` of the candidates
+  double fraction_less_likely = 0.0;  ///< candidates with higher log-perplexity than the canary (ties ½), / N
+  double percentile = 0.01;      ///< the threshold used
+  std::size_t candidates = 0;
+};
+
+/// The over-unlearning check: a forgotten secret should look like a never-seen one, i.e. its
+/// log-perplexity should fall inside the candidates' distribution. When fewer than `percentile` (1%) of
+/// N uniformly random candidates are less likely than the canary (higher log-perplexity; ties ½), the
+/// canary sits below the 1st percentile of the candidates' likelihood: the model singles it out by
+/// avoiding it, which itself leaks that it was there ("Streisand effect"). Cost O(N). With N random
+/// candidates, a never-seen secret is flagged with probability ≈ `percentile`, so use N ≥ 10/percentile.
+/// Throws InvalidArgument on no candidates or a percentile outside (0, 1), NonFiniteError on a NaN.
+inline OverUnlearningResult over_unlearning_check(double canary_log_perplexity_bits,
+                                                  std::span<const double> candidate_log_perplexity_bits,
+                                                  double percentile = 0.01) {
+  if (candidate_log_perplexity_bits.empty())
+    throw InvalidArgument("over_unlearning_check needs sampled candidates' log-perplexities; got none");
+  if (!(percentile > 0.0 && percentile < 1.0))
+    throw InvalidArgument("over_unlearning_check: the percentile must lie in (0, 1), e.g. 0.01");
+  if (std::isnan(canary_log_perplexity_bits)) throw NonFiniteError("over_unlearning_check: the canary's log-perplexity is NaN");
+  double less_likely = 0.0;
+  for (double v : candidate_log_perplexity_bits) {
+    if (std::isnan(v)) throw NonFiniteError("over_unlearning_check: a candidate's log-perplexity is NaN");
+    if (v > canary_log_perplexity_bits)
+      less_likely += 1.0;
+    else if (v == canary_log_perplexity_bits)
+      less_likely += 0.5;
+  }
+  OverUnlearningResult r;
+  r.candidates = candidate_log_perplexity_bits.size();
+  r.percentile = percentile;
+  r.fraction_less_likely = less_likely / static_cast<double>(r.candidates);
+  r.flagged = r.fraction_less_likely < percentile;
+  return r;
 }
 
 struct ExtractionResult {

@@ -61,7 +61,8 @@ void feed(Cpu& cpu, Gpu& gpu, const Matrix<Scalar>& tall, Eigen::Index d, Eigen:
     gpu.add_gradients(contiguous);
     const auto strided = tall.block(0, 1 + half, d, m - 1 - half);
     const Eigen::Ref<const Matrix<Scalar>> view(strided);
-    REQUIRE(view.outerStride() == d + 3);
+    // A one-column block is contiguous whatever the parent's stride, so Eigen reports outer stride d.
+    if (view.cols() > 1) REQUIRE(view.outerStride() == d + 3);
     cpu.add_gradients(view);
     gpu.add_gradients(view);
   }

@@ -184,7 +184,11 @@ TEMPLATE_TEST_CASE("gram_matrix: α·GᵀG + β·K by GEMM and by SYRK equals a 
   std::uint64_t seed = 300;
   for (const Shape s : shapes) {
     const auto g = random_normal<Scalar>(s.d * s.m, ++seed);
-    const auto k0 = random_normal<Scalar>(s.m * s.m, ++seed);
+    // K0 symmetric: SYRK reads and writes only the lower triangle (the contract in routines.hpp), and
+    // every caller accumulates a symmetric Gram matrix.
+    auto k0 = random_normal<Scalar>(s.m * s.m, ++seed);
+    for (std::size_t b = 0; b < s.m; ++b)
+      for (std::size_t a = b + 1; a < s.m; ++a) k0[b + a * s.m] = k0[a + b * s.m];
     // CPU reference: K[a,b] = 0.5·Σⱼ g[a·d+j]·g[b·d+j] + 2·K0[a,b].
     std::vector<double> ref(s.m * s.m);
     for (std::size_t b = 0; b < s.m; ++b)

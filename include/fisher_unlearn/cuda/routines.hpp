@@ -34,6 +34,10 @@ enum class GramAlgorithm {
 /// gram = alpha·GᵀG + beta·gram for the d×m gradient matrix G, gram m×m column-major, both triangles
 /// filled. Deterministic for a given cuBLAS version, GPU and size (cuBLAS picks fixed kernels unless
 /// its workspace config changes); not bitwise equal to a CPU sum.
+/// With GramAlgorithm::syrk and beta ≠ 0 the input gram must be symmetric: SYRK reads only its lower
+/// triangle and the upper one is then mirrored from it (a non-symmetric input gives the symmetrised
+/// lower triangle, not alpha·GᵀG + beta·gram). Measured on an H200 (docs/cuda.md), cuBLAS SYRK is slow
+/// for tall-skinny G (float, d = 2²², m = 256: 3% of the GEMM rate): GEMM is the default for that reason.
 template <class Scalar>
 void gram_matrix(Context& context, const Scalar* gradients, std::size_t d, std::size_t m, Scalar alpha, Scalar beta,
                  Scalar* gram, GramAlgorithm algorithm = GramAlgorithm::gemm);

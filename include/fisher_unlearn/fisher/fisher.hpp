@@ -7,6 +7,7 @@
 #include "fisher_unlearn/fisher/block_diagonal.hpp"
 #include "fisher_unlearn/fisher/dense.hpp"
 #include "fisher_unlearn/fisher/diagonal.hpp"
+#include "fisher_unlearn/fisher/kfac.hpp"
 #include "fisher_unlearn/fisher/woodbury.hpp"
 #include "fisher_unlearn/types.hpp"
 

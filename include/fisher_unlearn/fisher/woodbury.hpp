@@ -2,6 +2,8 @@
 // K = (1/m)GᵀG = UΣUᵀ, F^p v = λ^p v + Σⱼ ((λ+σⱼ)^p − λ^p) wⱼ(wⱼᵀv), wⱼ = G uⱼ/√(mσⱼ), for ANY real p.
 // Cost: add O(md) (one Gram row), finalize O(m³), product O(md + m²); memory m·d·sizeof(Scalar) + O(m²) doubles.
 // (Applied as λ^p v + G·U·diag(φ(σ))·Uᵀ·Gᵀv with φ(σ) = ((λ+σ)^p − λ^p)/(mσ), so W is never formed.)
+// With more gradients than parameters (m > d) the same F is kept in the primal d×d form S = GGᵀ
+// (add O(d²) per gradient, finalize O(d³), product O(d²)): WoodburyForm::automatic switches by itself.
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
@@ -21,6 +23,21 @@
 
 namespace fisher_unlearn {
 
+/// Which side of the Woodbury identity WoodburyFisher works on. Both give the same F^p v to rounding.
+enum class WoodburyForm {
+  automatic,  ///< dual (m×m Gram) while m ≤ d, primal (d×d) from the first gradient that makes m > d
+  dual,       ///< always the m×m Gram matrix: O(m³) finalize, right when m ≪ d
+  primal,     ///< always the d×d second moment GGᵀ: O(d³) finalize, right when d ≪ m
+};
+
+inline const char* to_string(WoodburyForm form) {
+  switch (form) {
+    case WoodburyForm::dual: return "dual";
+    case WoodburyForm::primal: return "primal";
+    default: return "automatic";
+  }
+}
+
 /// Exact low-rank-plus-damping Fisher (the structure behind WoodFisher / "Woodbury" Newton steps).
 ///
 /// What is exact: every product F^p v is exact up to rounding for every finite real p. Eigenvalues σⱼ
@@ -36,19 +53,33 @@ namespace fisher_unlearn {
 /// Sliding window: with window > 0 the estimator keeps the last `window` gradients; adding to a full
 /// window replaces the oldest (O(md) for the new Gram row, then O(m³) at the next finalize()).
 /// The gradients are stored in slots whose order is irrelevant to F.
+///
+/// Primal form: when m > d the m×m Gram matrix is the wrong side (a d = 30 model with m = 2 000
+/// gradients costs O(m³) = 8·10⁹ flops per finalize instead of O(d³)). WoodburyForm::automatic (the
+/// default) then keeps S = GGᵀ (d×d, double) updated per gradient instead of the Gram matrix, and
+/// finalize() eigendecomposes S/m; the stored gradients, the window, replace_oldest() and spectrum() are
+/// unchanged. current_form() says which side is in use.
 template <SupportedScalar ScalarT>
 class WoodburyFisher {
  public:
   using Scalar = ScalarT;
 
   /// dimension: d. damping: λ > 0. window: keep at most this many gradients (0: unbounded).
-  WoodburyFisher(std::size_t dimension, Scalar damping, std::size_t window = 0)
+  /// form: which side of the identity to work on (automatic: the cheaper one, see the class comment).
+  WoodburyFisher(std::size_t dimension, Scalar damping, std::size_t window = 0,
+                 WoodburyForm form = WoodburyForm::automatic)
       : dimension_(detail::checked_dimension("WoodburyFisher", dimension)),
         damping_(detail::checked_damping("WoodburyFisher", damping)),
         window_(window),
+        form_(form),
+        primal_(form == WoodburyForm::primal),
         G_(static_cast<Eigen::Index>(dimension), 0) {}
 
   std::size_t dimension() const { return dimension_; }
+  /// The form asked for at construction.
+  WoodburyForm form() const { return form_; }
+  /// The side in use now: WoodburyForm::dual or WoodburyForm::primal.
+  WoodburyForm current_form() const { return primal_ ? WoodburyForm::primal : WoodburyForm::dual; }
   std::size_t window() const { return window_; }
   std::size_t num_gradients() const { return m_; }
   bool is_finalized() const { return finalized_; }
@@ -78,19 +109,22 @@ class WoodburyFisher {
     write_slots(gradient, std::vector<std::size_t>{oldest_slot()}, m_);
   }
 
-  /// Eigendecomposes K = (1/m)GᵀG (O(m³)) and factors mλI + GᵀG for inverse_product (O(m³/3)).
-  /// Throws InvalidArgument when no gradient was added, NumericalError if the eigensolver fails.
+  /// Eigendecomposes K = (1/m)GᵀG (O(m³)) and factors mλI + GᵀG for inverse_product (O(m³/3)); in the
+  /// primal form S/m = (1/m)GGᵀ (O(d³)) and λI + S/m. Throws InvalidArgument when no gradient was
+  /// added, NumericalError if the eigensolver fails.
   void finalize() {
     if (m_ == 0)
       throw InvalidArgument("WoodburyFisher::finalize: no gradients were added (m = 0); add at least one");
-    const auto m = static_cast<Eigen::Index>(m_);
-    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(gram_.topLeftCorner(m, m) / static_cast<double>(m_));
+    const auto m = static_cast<Eigen::Index>(primal_ ? dimension_ : m_);
+    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(primal_ ? Eigen::MatrixXd(outer_ / static_cast<double>(m_))
+                                                                  : Eigen::MatrixXd(gram_.topLeftCorner(m, m) /
+                                                                                    static_cast<double>(m_)));
     if (solver.info() != Eigen::Success)
       throw NumericalError("WoodburyFisher::finalize: the eigensolver of the m×m Gram matrix did not converge; "
                            "check the gradients for extreme scales");
     eigenvalues_ = solver.eigenvalues();  // ascending
     const double sigma_max = std::max(eigenvalues_[m - 1], 0.0);
-    const double threshold = static_cast<double>(m_) * std::numeric_limits<double>::epsilon() * sigma_max;
+    const double threshold = static_cast<double>(m) * std::numeric_limits<double>::epsilon() * sigma_max;
     rank_ = 0;
     for (Eigen::Index j = 0; j < m; ++j) {
       if (eigenvalues_[j] > threshold) ++rank_;
@@ -130,8 +164,17 @@ class WoodburyFisher {
   void spectral_power(double power, Eigen::Ref<const Vector<Scalar>> v, Eigen::Ref<Vector<Scalar>> out) const {
     detail::check_power_supported("WoodburyFisher::spectral_power", supports_power(power), power);
     detail::check_apply("WoodburyFisher::spectral_power", finalized_, dimension_, v, out);
-    const auto m = static_cast<Eigen::Index>(m_);
     const double lambda = static_cast<double>(damping_);
+    if (primal_) {
+      // F^p v = λ^p v + V·diag((λ+σ)^p − λ^p)·Vᵀv with S/m = V diag(σ) Vᵀ (d×d, double).
+      const Eigen::VectorXd vd = v.template cast<double>();
+      Eigen::VectorXd coefficients = eigenvectors_.transpose() * vd;
+      for (Eigen::Index j = 0; j < coefficients.size(); ++j)
+        coefficients[j] *= eigenvalues_[j] > 0.0 ? detail::shifted_power_minus_base(lambda, eigenvalues_[j], power) : 0.0;
+      out = (std::pow(lambda, power) * vd + eigenvectors_ * coefficients).template cast<Scalar>();
+      return;
+    }
+    const auto m = static_cast<Eigen::Index>(m_);
     const auto g = G_.leftCols(m);
     Eigen::VectorXd coefficients = eigenvectors_.transpose() * detail::transpose_product_in_double(g, v);
     const double m_double = static_cast<double>(m_);
@@ -147,7 +190,8 @@ class WoodburyFisher {
   Scalar damping() const { return damping_; }
 
   /// Changes λ without another finalize(): the spectrum does not depend on λ; only the m×m Woodbury
-  /// factor is refreshed (O(m³/3), no pass over the d×m gradients). Throws InvalidArgument for λ ≤ 0.
+  /// factor (d×d in the primal form) is refreshed (O(m³/3), no pass over the d×m gradients).
+  /// Throws InvalidArgument for λ ≤ 0.
   void set_damping(Scalar damping) {
     damping_ = detail::checked_damping("WoodburyFisher::set_damping", damping);
     if (finalized_) factor_woodbury();
@@ -165,7 +209,8 @@ class WoodburyFisher {
 
   std::size_t memory_bytes() const {
     return static_cast<std::size_t>(G_.size()) * sizeof(Scalar) +
-           static_cast<std::size_t>(gram_.size() + eigenvectors_.size() + eigenvalues_.size()) * sizeof(double) +
+           static_cast<std::size_t>(gram_.size() + outer_.size() + eigenvectors_.size() + eigenvalues_.size()) *
+               sizeof(double) +
            static_cast<std::size_t>(woodbury_factor_.matrixLLT().size()) * sizeof(double) +
            stamps_.capacity() * sizeof(std::uint64_t);
   }
@@ -174,6 +219,8 @@ class WoodburyFisher {
   void clear() {
     G_.resize(static_cast<Eigen::Index>(dimension_), 0);
     gram_.resize(0, 0);
+    outer_.resize(0, 0);
+    primal_ = form_ == WoodburyForm::primal;
     stamps_.clear();
     stamps_.shrink_to_fit();
     eigenvalues_.resize(0);
@@ -200,10 +247,13 @@ class WoodburyFisher {
     if (window_ > 0) grown = std::min(grown, window_);
     const auto c = static_cast<Eigen::Index>(grown);
     Matrix<Scalar> new_g(static_cast<Eigen::Index>(dimension_), c);
-    Eigen::MatrixXd new_gram(c, c);
     const auto m = static_cast<Eigen::Index>(m_);
     new_g.leftCols(m) = G_.leftCols(m);
-    new_gram.topLeftCorner(m, m) = gram_.topLeftCorner(m, m);
+    Eigen::MatrixXd new_gram;
+    if (!primal_) {
+      new_gram.resize(c, c);
+      new_gram.topLeftCorner(m, m) = gram_.topLeftCorner(m, m);
+    }
     stamps_.reserve(grown);
     G_.swap(new_g);
     gram_.swap(new_gram);
@@ -215,6 +265,7 @@ class WoodburyFisher {
     const auto k = static_cast<std::size_t>(columns.cols());
     const std::size_t limit = window_ > 0 ? window_ : std::numeric_limits<std::size_t>::max();
     const std::size_t fresh = std::min(k, limit - m_);
+    if (!primal_ && form_ == WoodburyForm::automatic && m_ + fresh > dimension_) switch_to_primal();
     reserve_slots(m_ + fresh);  // may throw std::bad_alloc; the stored gradients are unchanged
     std::vector<std::size_t> slots(k);
     for (std::size_t j = 0; j < fresh; ++j) slots[j] = m_ + j;
@@ -236,6 +287,31 @@ class WoodburyFisher {
     const auto m_old = static_cast<Eigen::Index>(m_);
     const auto m_new = static_cast<Eigen::Index>(new_m);
     const auto k = static_cast<Eigen::Index>(slots.size());
+    if (primal_) {
+      // S += CCᵀ − OOᵀ: C the new columns, O the ones they replace (O(k·d²), double accumulation).
+      Matrix<Scalar> replaced(static_cast<Eigen::Index>(dimension_), k);
+      Eigen::Index r = 0;
+      for (Eigen::Index j = 0; j < k; ++j)
+        if (slots[static_cast<std::size_t>(j)] < m_) replaced.col(r++) = G_.col(static_cast<Eigen::Index>(slots[static_cast<std::size_t>(j)]));
+      const auto d = static_cast<Eigen::Index>(dimension_);
+      Eigen::MatrixXd updated = outer_.size() > 0 ? outer_ : Eigen::MatrixXd(Eigen::MatrixXd::Zero(d, d));
+      updated += detail::transpose_product_in_double(columns.transpose(), columns.transpose());
+      if (r > 0) {
+        const auto old = replaced.leftCols(r);
+        updated -= detail::transpose_product_in_double(old.transpose(), old.transpose());
+      }
+      stamps_.resize(new_m);
+      // Commit.
+      for (Eigen::Index j = 0; j < k; ++j) {
+        const auto s = static_cast<Eigen::Index>(slots[static_cast<std::size_t>(j)]);
+        G_.col(s) = columns.col(j);
+        stamps_[static_cast<std::size_t>(s)] = next_stamp_++;
+      }
+      outer_.swap(updated);
+      m_ = new_m;
+      finalized_ = false;
+      return;
+    }
     const Eigen::MatrixXd cross = detail::transpose_product_in_double(G_.leftCols(m_old), columns);
     const Eigen::MatrixXd self = detail::transpose_product_in_double(columns, columns);
     Eigen::MatrixXd new_gram_columns(m_new, k);
@@ -255,7 +331,27 @@ class WoodburyFisher {
     finalized_ = false;
   }
 
+  // Dual → primal: S = GGᵀ from the stored gradients (O(m·d²)); the Gram matrix is released. The
+  // estimator is unchanged if this throws (S is built before anything is replaced).
+  void switch_to_primal() {
+    const auto g = G_.leftCols(static_cast<Eigen::Index>(m_));
+    Eigen::MatrixXd outer = m_ > 0 ? detail::transpose_product_in_double(g.transpose(), g.transpose())
+                                   : Eigen::MatrixXd(Eigen::MatrixXd::Zero(static_cast<Eigen::Index>(dimension_),
+                                                                          static_cast<Eigen::Index>(dimension_)));
+    outer_.swap(outer);
+    gram_.resize(0, 0);
+    primal_ = true;
+    finalized_ = false;
+  }
+
   void factor_woodbury() {
+    if (primal_) {
+      Eigen::MatrixXd system = outer_ / static_cast<double>(m_);
+      system.diagonal().array() += static_cast<double>(damping_);
+      woodbury_factor_.compute(system);
+      woodbury_factor_ok_ = woodbury_factor_.info() == Eigen::Success;
+      return;
+    }
     const auto m = static_cast<Eigen::Index>(m_);
     Eigen::MatrixXd system = gram_.topLeftCorner(m, m);
     system.diagonal().array() += static_cast<double>(m_) * static_cast<double>(damping_);
@@ -265,6 +361,10 @@ class WoodburyFisher {
 
   template <class VectorIn, class VectorOut>
   void woodbury_solve(const VectorIn& v, VectorOut& out) const {
+    if (primal_) {
+      out = woodbury_factor_.solve(Eigen::VectorXd(v.template cast<double>())).template cast<Scalar>();
+      return;
+    }
     const auto g = G_.leftCols(static_cast<Eigen::Index>(m_));
     const double lambda = static_cast<double>(damping_);
     const Eigen::VectorXd c = woodbury_factor_.solve(detail::transpose_product_in_double(g, v));
@@ -274,9 +374,12 @@ class WoodburyFisher {
   std::size_t dimension_;
   Scalar damping_;
   std::size_t window_;
+  WoodburyForm form_;
+  bool primal_;                        // working on S = GGᵀ (d×d) instead of the Gram matrix
   std::size_t m_ = 0;
   Matrix<Scalar> G_;                   // d × capacity; slots [0, m) hold gradients
-  Eigen::MatrixXd gram_;               // capacity × capacity; top-left m×m is GᵀG (unnormalised)
+  Eigen::MatrixXd gram_;               // capacity × capacity; top-left m×m is GᵀG (unnormalised); dual only
+  Eigen::MatrixXd outer_;              // d × d: S = GGᵀ (unnormalised); primal only
   std::vector<std::uint64_t> stamps_;  // arrival number of each slot: the oldest has the smallest
   std::uint64_t next_stamp_ = 0;
   Eigen::VectorXd eigenvalues_;        // σⱼ of K, ascending, round-off ones set to 0

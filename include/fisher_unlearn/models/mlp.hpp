@@ -136,6 +136,63 @@ class Mlp {
     accumulate_gradient(std::span<const Sample>(&s, 1), &rng, g, /*zero_first=*/true);
   }
 
+  /// Every affine layer as a LinearLayer "layer<i>" (column-major weight, with bias): all parameters of
+  /// an Mlp sit in linear layers, so a Kronecker estimator has no diagonal block here.
+  std::vector<LinearLayer> linear_layers() const {
+    std::vector<LinearLayer> layers;
+    for (std::size_t i = 0; i < num_layers(); ++i)
+      layers.push_back({"layer" + std::to_string(i), static_cast<std::size_t>(sizes_[i]),
+                        static_cast<std::size_t>(sizes_[i + 1]), static_cast<std::size_t>(weight_offset_[i]),
+                        WeightOrder::column_major, true, static_cast<std::size_t>(bias_offset_[i])});
+    return layers;
+  }
+
+  /// K-FAC statistics (concepts.hpp, LinearLayerModel): forward + backward over chunks of up to 256
+  /// samples (one sample per chunk when the visitor wants score vectors), handing the visitor each
+  /// layer's inputs aᵢ and output gradients δᵢ = ∂loss/∂zᵢ (one column per sample; a single target, so
+  /// cₜ = 1 and the score is the plain gradient). With `sampled`, labels are drawn with rng exactly as
+  /// successive sampled_gradient() calls draw them.
+  void visit_linear_layers(std::span<const Sample> samples, CurvatureTargets targets, std::mt19937_64& rng,
+                           LinearLayerVisitor<Scalar>& visitor) const {
+    for (const Sample& s : samples) check(s);
+    const bool per_sample = visitor.wants_sample_gradients();
+    const std::size_t per = per_sample ? 1 : chunk_size;
+    std::vector<Eigen::Index> columns;
+    Vector<Scalar> score(theta_.size());
+    std::span<Scalar> score_span(score.data(), static_cast<std::size_t>(score.size()));
+    for (std::size_t start = 0; start < samples.size(); start += per) {
+      const auto chunk = samples.subspan(start, std::min(per, samples.size() - start));
+      const Pass pass = forward(chunk);
+      Matrix<Scalar> delta;
+      output_probabilities(pass, chunk, delta);
+      for (Eigen::Index j = 0; j < delta.cols(); ++j) {
+        const int label = targets == CurvatureTargets::sampled ? detail::sample_label(delta.col(j), rng)
+                                                               : chunk[static_cast<std::size_t>(j)].label;
+        delta(label, j) -= Scalar(1);
+      }
+      columns.resize(chunk.size() + 1);
+      for (std::size_t j = 0; j <= chunk.size(); ++j) columns[j] = static_cast<Eigen::Index>(j);
+      using View = typename LinearLayerBatch<Scalar>::View;
+      Matrix<Scalar> e;
+      for (std::size_t i = num_layers(); i-- > 0;) {
+        const Matrix<Scalar>& a = pass.a[i];
+        visitor.on_layer(LinearLayerBatch<Scalar>{i, start, std::span<const Eigen::Index>(columns),
+                                                  View(a.data(), a.rows(), a.cols(), Eigen::OuterStride<>(a.rows())),
+                                                  View(delta.data(), delta.rows(), delta.cols(),
+                                                       Eigen::OuterStride<>(delta.rows()))});
+        if (per_sample) {
+          gradient_weight(score_span, i).noalias() = delta * a.transpose();
+          gradient_bias(score_span, i) = delta.col(0);
+        }
+        if (i > 0) {
+          e.noalias() = weight(i).transpose() * delta;
+          delta = derivative(pass.z[i - 1]).cwiseProduct(e);
+        }
+      }
+      if (per_sample) visitor.on_sample_gradient(start, std::span<const Scalar>(score.data(), score_span.size()));
+    }
+  }
+
   /// out = Σ_s ∇²loss(s) · v, exact (R-operator), regulariser excluded. The Hessian of a non-convex
   /// model is indefinite in general; this is the true Hessian, not the Gauss–Newton matrix.
   void hessian_vector_product(std::span<const Sample> batch, std::span<const Scalar> v, std::span<Scalar> out) const {
@@ -323,5 +380,7 @@ class Mlp {
   Scalar l2_ = 0;
   Vector<Scalar> theta_;
 };
+
+static_assert(LinearLayerModel<Mlp<float>> && LinearLayerModel<Mlp<double>>);
 
 }  // namespace fisher_unlearn::models

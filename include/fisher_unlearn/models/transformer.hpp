@@ -405,6 +405,50 @@ class Transformer {
     return static_cast<Scalar>(1.0 / total);
   }
 
+  // ---- LinearLayerModel (K-FAC / EK-FAC) ------------------------------------------------------
+  /// The 4·L linear layers, block by block: "block<l>.qkv" (C→3C), "block<l>.attn_out" (C→C),
+  /// "block<l>.fc" (C→F), "block<l>.proj" (F→C); column-major weights, each with its bias. The
+  /// embeddings (token table = tied output head, positions) and the LayerNorm gains/biases are not
+  /// linear layers here: a Kronecker estimator treats them as its diagonal block.
+  std::vector<LinearLayer> linear_layers() const {
+    const std::size_t C = config_.width, F = config_.mlp_ratio * C;
+    std::vector<LinearLayer> layers;
+    for (std::size_t l = 0; l < layout_.blocks.size(); ++l) {
+      const auto& b = layout_.blocks[l];
+      const std::string p = "block" + std::to_string(l);
+      layers.push_back({p + ".qkv", C, 3 * C, b.qkv_weight, WeightOrder::column_major, true, b.qkv_bias});
+      layers.push_back({p + ".attn_out", C, C, b.out_weight, WeightOrder::column_major, true, b.out_bias});
+      layers.push_back({p + ".fc", C, F, b.fc_weight, WeightOrder::column_major, true, b.fc_bias});
+      layers.push_back({p + ".proj", F, C, b.proj_weight, WeightOrder::column_major, true, b.proj_bias});
+    }
+    return layers;
+  }
+
+  /// Forward + backward over `samples` (observed targets, or targets drawn with rng as sampled_gradient
+  /// draws them), handing `visitor` every linear layer's inputs and output gradients (concepts.hpp,
+  /// LinearLayerModel). The backward pass is seeded with √cₜ = 1/√(n−1) per position instead of the
+  /// loss's 1/(n−1), so the implied per-sequence score g̃ = √(n−1)·∇ satisfies E[g̃g̃ᵀ] = the Gauss–Newton
+  /// matrix of loss(s); for a weighted sample every seed is likewise divided by √loss_scale(s), i.e.
+  /// g̃ = ∇/√c exactly as collect_gradients scales it. Sequences are batched sequences_per_chunk at a time, one at a time when the
+  /// visitor wants each sample's score vector. Single-threaded; the visitor is called in sample order.
+  void visit_linear_layers(std::span<const Sample> samples, CurvatureTargets targets, std::mt19937_64& rng,
+                           LinearLayerVisitor<Scalar>& visitor) const {
+    for (const Sample& s : samples) check_sample(s);
+    if (samples.empty()) return;
+    const bool per_sample = visitor.wants_sample_gradients();
+    const std::size_t per = per_sample ? 1 : execution_.sequences_per_chunk;
+    std::vector<const Sample*> pointers(samples.size());
+    for (std::size_t i = 0; i < samples.size(); ++i) pointers[i] = &samples[i];
+    Vec scratch(static_cast<Eigen::Index>(layout_.total));
+    auto lease = acquire();
+    for (std::size_t begin = 0; begin < samples.size(); begin += per) {
+      const std::size_t n = std::min(per, samples.size() - begin);
+      run_chunk(*lease, std::span<const Sample* const>(pointers.data() + begin, n), scratch.data(),
+                targets == CurvatureTargets::sampled ? Targets::sampled : Targets::observed, &rng, &visitor, begin);
+      if (per_sample) visitor.on_sample_gradient(begin, std::span<const Scalar>(scratch.data(), layout_.total));
+    }
+  }
+
   // ---- LanguageModel --------------------------------------------------------------------------
   /// out[v] = ln p(v | context). context must be non-empty (there is no beginning-of-text token);
   /// only its last context_length tokens are used.
@@ -487,7 +531,7 @@ class Transformer {
     RowVec lnf_rstd;
     std::vector<Token> targets;  // per position: a token, kSkipped, or soft_code(k) (weighted samples only)
     std::vector<Scalar> factor;  // per position of a weighted sample: ∂loss/∂ℓₜ (c·wₜ; c·√wₜ when sampled)
-    std::vector<Eigen::Index> seq_offset, seq_length;
+    std::vector<Eigen::Index> seq_offset, seq_length, seq_columns;
   };
 
   // Workspaces are checked out per call, so const methods may run concurrently on one model (each
@@ -573,7 +617,7 @@ class Transformer {
                             std::to_string(config_.context_length + 1) + " (inputs plus the last target)");
     for (Token t : s.tokens) check_token(t);
     if (!s.targets.plain() || !s.targets.soft_targets.empty())
-      detail::validate_sequence_targets(s.targets, s.tokens.size(), config_.vocab_size, "Transformer");
+      ::fisher_unlearn::detail::validate_sequence_targets(s.targets, s.tokens.size(), config_.vocab_size, "Transformer");
   }
   void check_out(std::size_t n) const {
     if (n != layout_.total)
@@ -683,8 +727,11 @@ class Transformer {
   // Forward (and backward when g != nullptr) over a chunk of sequences. With g, *overwrites* g with
   // Σ_s ∇loss(s). Returns Σ_s loss(s) (0 for Targets::none, the sampled NLL sum for Targets::sampled).
   // After return ws.logits holds log-probabilities (when g == nullptr).
+  // With a visitor (K-FAC statistics) the backward seeds are √(1/T_s) instead of 1/T_s (see
+  // visit_linear_layers) and every linear layer's inputs and output gradients are handed to it.
   Scalar run_chunk(Workspace& ws, std::span<const Sample* const> seqs, Scalar* g, Targets targets,
-                   std::mt19937_64* rng) const {
+                   std::mt19937_64* rng, LinearLayerVisitor<Scalar>* visitor = nullptr,
+                   std::size_t first_sample = 0) const {
     const std::size_t C = config_.width, F = config_.mlp_ratio * C, V = config_.vocab_size, Hh = config_.num_heads;
     const std::size_t hd = C / Hh;
     const auto Ci = static_cast<Eigen::Index>(C), hdi = static_cast<Eigen::Index>(hd);
@@ -795,13 +842,26 @@ class Transformer {
     for (std::size_t s = 0; s < S; ++s) {
       const Eigen::Index o = ws.seq_offset[s], T = ws.seq_length[s];
       if (!seqs[s]->targets.plain()) {
-        weighted_logit_gradient(ws, seqs[s]->targets, logits.middleCols(o, T), o);
+        weighted_logit_gradient(ws, seqs[s]->targets, logits.middleCols(o, T), o, visitor != nullptr);
         continue;
       }
-      const Scalar w = Scalar(1) / static_cast<Scalar>(T);
+      const Scalar w = visitor != nullptr ? Scalar(1) / std::sqrt(static_cast<Scalar>(T))
+                                          : Scalar(1) / static_cast<Scalar>(T);
       for (Eigen::Index t = 0; t < T; ++t) logits(ws.targets[static_cast<std::size_t>(o + t)], o + t) -= Scalar(1);
       logits.middleCols(o, T) *= w;
     }
+    ws.seq_columns.assign(ws.seq_offset.begin(), ws.seq_offset.end());
+    ws.seq_columns.push_back(n);
+    // Hands layer `index` of block li its inputs (in×n) and output gradients (out×n) for this chunk.
+    auto visit = [&](std::size_t li, std::size_t index, const auto& inputs, const auto& output_gradients) {
+      if (visitor == nullptr) return;
+      using View = typename LinearLayerBatch<Scalar>::View;
+      visitor->on_layer(LinearLayerBatch<Scalar>{
+          4 * li + index, first_sample, std::span<const Eigen::Index>(ws.seq_columns),
+          View(inputs.data(), inputs.rows(), n, Eigen::OuterStride<>(inputs.outerStride())),
+          View(output_gradients.data(), output_gradients.rows(), n,
+               Eigen::OuterStride<>(output_gradients.outerStride()))});
+    };
     MutMap dwte = grad(g, layout_.token_embedding, C, V);
     MutMap dwpe = grad(g, layout_.position_embedding, C, config_.context_length);
     dwte.noalias() += ws.lnf_out.leftCols(n) * logits.transpose();
@@ -816,11 +876,13 @@ class Transformer {
       const auto& b = layout_.blocks[li];
       LayerCache& lc = ws.layers[li];
       // MLP: x ← x + W₂·gelu(W₁·LN₂(x) + b₁) + b₂
+      visit(li, 3, lc.fc_act.leftCols(n), dx);
       grad(g, b.proj_weight, C, F).noalias() += dx * lc.fc_act.leftCols(n).transpose();
       grad(g, b.proj_bias, C, 1).col(0).noalias() += dx.rowwise().sum();
       auto dfc = ws.dfc.leftCols(n);
       dfc.noalias() = param(b.proj_weight, C, F).transpose() * dx;
       gelu_backward(lc.fc_pre.leftCols(n), lc.fc_tanh.leftCols(n), dfc);
+      visit(li, 2, lc.ln2_out.leftCols(n), dfc);
       grad(g, b.fc_weight, F, C).noalias() += dfc * lc.ln2_out.leftCols(n).transpose();
       grad(g, b.fc_bias, F, 1).col(0).noalias() += dfc.rowwise().sum();
       dln.noalias() = param(b.fc_weight, F, C).transpose() * dfc;
@@ -828,6 +890,7 @@ class Transformer {
                           grad(g, b.ln2_bias, C, 1), dtmp);
       dx += dtmp;
       // attention: x ← x + W_o·Attn(LN₁(x)) + b_o
+      visit(li, 1, lc.attn.leftCols(n), dx);
       grad(g, b.out_weight, C, C).noalias() += dx * lc.attn.leftCols(n).transpose();
       grad(g, b.out_bias, C, 1).col(0).noalias() += dx.rowwise().sum();
       dtmp.noalias() = param(b.out_weight, C, C).transpose() * dx;  // d attn
@@ -853,6 +916,7 @@ class Transformer {
           dqkv.block(Ci + hi * hdi, o, hdi, T).noalias() = q * ds.transpose();
         }
       }
+      visit(li, 0, lc.ln1_out.leftCols(n), dqkv);
       grad(g, b.qkv_weight, 3 * C, C).noalias() += dqkv * lc.ln1_out.leftCols(n).transpose();
       grad(g, b.qkv_bias, 3 * C, 1).col(0).noalias() += dqkv.rowwise().sum();
       // The key bias shifts every score of a query by the same q·b, to which softmax is invariant: its
@@ -916,8 +980,16 @@ class Transformer {
   }
 
   // dlogits of a weighted sample, in place of its probabilities (V×T): factorₜ·(p − qₜ), 0 where wₜ = 0.
+  // per_sample_score (the K-FAC visitor): every factor divided by √c, as the plain path seeds 1/√T.
   template <class Probs>
-  void weighted_logit_gradient(const Workspace& ws, const SequenceTargets& st, Probs&& probs, Eigen::Index o) const {
+  void weighted_logit_gradient(const Workspace& ws, const SequenceTargets& st, Probs&& probs, Eigen::Index o,
+                               bool per_sample_score) const {
+    Scalar rescale(1);
+    if (per_sample_score) {
+      double weight_sum = 0.0;
+      for (Eigen::Index t = 0; t < probs.cols(); ++t) weight_sum += st.weight(static_cast<std::size_t>(t));
+      rescale = static_cast<Scalar>(std::sqrt(weight_sum));
+    }
     for (Eigen::Index t = 0; t < probs.cols(); ++t) {
       const auto at = static_cast<std::size_t>(o + t);
       auto col = probs.col(t);
@@ -932,7 +1004,7 @@ class Transformer {
         const SoftTarget& q = st.soft_targets[static_cast<std::size_t>(soft_index(y))];
         for (std::size_t k = 0; k < q.tokens.size(); ++k) col(q.tokens[k]) -= static_cast<Scalar>(q.probability(k));
       }
-      col *= ws.factor[at];
+      col *= ws.factor[at] * rescale;
     }
   }
 
@@ -1009,5 +1081,6 @@ class Transformer {
 };
 
 static_assert(DifferentiableModel<Transformer<float>> && DifferentiableModel<Transformer<double>>);
+static_assert(LinearLayerModel<Transformer<float>> && LinearLayerModel<Transformer<double>>);
 
 }  // namespace fisher_unlearn::models

@@ -1,0 +1,283 @@
+// unlearn_lm protocol: one dataset under one seed — train (cached), retrain without the forget set,
+// then every method's matched-exposure knob search on the TUNING canaries (same evaluation budget for
+// every method), its selected point measured on the REPORTED canaries, and the repeated-deletion study.
+#pragma once
+
+#include "measure.hpp"
+#include "registry.hpp"
+
+#include "fisher_unlearn/matched_target.hpp"
+
+#include <iostream>
+#include <optional>
+
+namespace unlearn_lm {
+
+struct SearchPoint {
+  double knob = 0;
+  SelectionScore score;     ///< on the tuning canaries
+  bool reached = false, failed = false;
+  double seconds = 0;       ///< the method's time for this value (report.seconds)
+  double check_seconds = 0; ///< the selection score's time
+  std::string notes;
+};
+
+struct MethodRun {
+  std::string name, knob, description;
+  Family family = Family::first_order;
+  std::vector<SearchPoint> points;
+  std::optional<std::size_t> selected;
+  bool reached_on_tuning = false;
+  bool within_tolerance = false;
+  std::string search_notes;
+  double prepare_seconds = 0;
+  double seconds = 0;       ///< charged time: prepare + the selected run + the stopping checks it needed
+  Evaluation after;
+  fu::UnlearningReport report;
+  std::string error;
+};
+
+struct DeletionRound {
+  double knob = std::nan("");
+  bool reached_on_round = false;
+  double seconds = 0;
+  double valid_perplexity = std::nan("");
+  double exposure_forgotten_mean = std::nan("");  ///< sampled exposure, mean over every canary forgotten so far
+  double exposure_forgotten_max = std::nan("");
+  std::string error;
+};
+
+struct DeletionStudy {
+  std::string method;
+  Family family = Family::first_order;
+  std::vector<DeletionRound> rounds;
+};
+
+struct SeedRun {
+  std::uint64_t seed = 0;
+  std::size_t train_windows = 0, forget_windows = 0, retain_windows = 0, valid_tokens = 0, train_bytes = 0;
+  std::size_t num_parameters = 0;
+  TrainingResult training, retraining;
+  bool has_retrain = false;
+  Evaluation before, retrained;
+  SelectionScore before_score, retrained_score;  ///< tuning-canary score of the untouched and retrained models
+  std::vector<MethodRun> methods;
+  std::vector<DeletionStudy> deletion;
+  std::vector<std::size_t> tuning, reported;
+};
+
+/// Runs one method's search and measures its selected point.
+inline MethodRun run_method(Method& method, const Model& start, const Dataset& ds, const Options& opt,
+                            const ForgetRequest& request, const std::vector<std::size_t>& tuning,
+                            const std::vector<std::size_t>& measured, const MiaReference& mia, double start_probe) {
+  MethodRun r;
+  r.name = method.name;
+  r.knob = method.knob;
+  r.family = method.family;
+  r.description = method.description;
+  try {
+    std::cout << "[unlearn] " << method.name << ": prepare ..." << std::flush;
+    r.prepare_seconds = method.prepare(start, ds, request);
+    std::cout << " " << fmt(r.prepare_seconds, 2) << " s\n";
+    std::vector<std::vector<float>> params;
+    std::vector<fu::UnlearningReport> reports;
+    auto evaluate = [&](double x) {
+      if (method.is_integer_knob) x = std::round(x);
+      Model model = start;
+      model.set_execution(start.execution());
+      SearchPoint p;
+      p.knob = x;
+      fu::KnobEvaluation e;
+      fu::UnlearningReport rep;
+      try {
+        rep = method.apply(model, x);
+        p.seconds = rep.seconds;
+        const double t0 = now_seconds();
+        p.score = selection_score(model, ds, opt, tuning);
+        p.check_seconds = now_seconds() - t0;
+        p.reached = p.score.mean <= opt.exposure_target && p.score.max <= opt.exposure_ceiling;
+        if (!std::isfinite(p.score.probe_perplexity) || p.score.probe_perplexity > opt.utility_guard * start_probe) {
+          p.failed = true;
+          p.notes = "utility guard: probe perplexity " + fmt(p.score.probe_perplexity) + " > " + fmt(opt.utility_guard, 2) +
+                    " x the trained model's " + fmt(start_probe);
+        }
+        if (!rep.notes.empty()) p.notes += (p.notes.empty() ? "" : "; ") + rep.notes;
+      } catch (const fu::Error& err) {
+        p.failed = true;
+        p.notes = std::string("failed: ") + err.what();
+        p.score.mean = p.score.max = std::numeric_limits<double>::infinity();
+      }
+      e.score = p.score.mean;
+      e.reached = p.reached && !p.failed;
+      e.failed = p.failed;
+      e.notes = p.notes;
+      std::cout << "[unlearn] " << method.name << " " << method.knob << "=" << fmt_general(x) << ": tuning exposure mean "
+                << fmt(p.score.mean, 2) << " max " << fmt(p.score.max, 2) << ", probe ppl " << fmt(p.score.probe_perplexity)
+                << (p.failed ? " [failed: " + p.notes + "]" : "") << " (" << fmt(p.seconds, 2) << " s)\n";
+      r.points.push_back(p);
+      params.emplace_back(model.parameters().begin(), model.parameters().end());
+      reports.push_back(rep);
+      return e;
+    };
+    fu::MatchedTargetOptions so = method.search;
+    so.target = opt.exposure_target;
+    so.tolerance = opt.target_tolerance;
+    so.budget = static_cast<std::size_t>(opt.search_budget);
+    const fu::MatchedTargetResult res = fu::find_matched_target(evaluate, so);
+    r.search_notes = res.notes;
+    r.reached_on_tuning = res.reached;
+    r.within_tolerance = res.within_tolerance;
+    if (!res.selected) throw fu::NumericalError("every knob value failed: " + r.points.back().notes);
+    r.selected = res.selected;
+    const std::size_t s = *res.selected;
+    // Charged time: prepare + the selected run + the stopping checks a single run would have made
+    // (every evaluated knob value up to the selected one on a continuation).
+    double checks = 0;
+    for (const auto& p : r.points)
+      if (p.knob <= r.points[s].knob) checks += p.check_seconds;
+    r.seconds = r.prepare_seconds + r.points[s].seconds + checks;
+    r.report = reports[s];
+    Model model = start;
+    std::copy(params[s].begin(), params[s].end(), model.parameters().begin());
+    r.after = measure_model(model, ds, opt, measured, mia, method.name + " (" + method.knob + "=" + fmt_general(r.points[s].knob) + ")");
+  } catch (const fu::Error& e) {
+    r.error = e.what();
+    std::cout << "[unlearn] " << method.name << " FAILED: " << e.what() << "\n";
+  }
+  return r;
+}
+
+}  // namespace unlearn_lm
+
+namespace unlearn_lm {
+
+/// The repeated-deletion study: round r forgets deletion group r from the model the previous round
+/// produced; the knob is searched per round on that round's group (these canaries are both tuned on
+/// and measured: the study measures what successive requests cost, not the selection). After each
+/// round: validation perplexity and the sampled exposure of every canary forgotten so far.
+inline DeletionStudy run_deletion(const std::string& name, const Model& trained, const Dataset& ds, const Options& opt) {
+  DeletionStudy st;
+  st.method = name;
+  auto method = make_method(opt, name);
+  st.family = method->family;
+  Model model = trained;
+  model.set_execution(trained.execution());
+  std::vector<std::size_t> forgotten;
+  std::size_t removed_windows = 0;
+  for (long long round = 0; round < opt.deletion_rounds; ++round) {
+    DeletionRound dr;
+    const auto group = ds.indices(CanaryRole::deletion, static_cast<std::size_t>(round));
+    ForgetRequest req;
+    req.canaries = group;
+    req.windows = ds.windows_of(group);
+    removed_windows += req.windows.size();
+    req.retain_total = ds.windows.size() - removed_windows;
+    const double start_probe = fu::evaluate_language_model(model, std::span<const Token>(ds.valid), 0, 64).perplexity;
+    try {
+      const double prep = method->prepare(model, ds, req);
+      std::vector<float> best;
+      double best_seconds = 0;
+      auto evaluate = [&](double x) {
+        if (method->is_integer_knob) x = std::round(x);
+        Model m = model;
+        m.set_execution(model.execution());
+        fu::KnobEvaluation e;
+        try {
+          const auto rep = method->apply(m, x);
+          const auto s = selection_score(m, ds, opt, group);
+          e.score = s.mean;
+          e.reached = s.mean <= opt.exposure_target && s.max <= opt.exposure_ceiling;
+          e.failed = !std::isfinite(s.probe_perplexity) || s.probe_perplexity > opt.utility_guard * start_probe;
+          if (e.reached && !e.failed && (best.empty() || x < dr.knob)) {
+            best.assign(m.parameters().begin(), m.parameters().end());
+            dr.knob = x;
+            best_seconds = rep.seconds;
+          }
+        } catch (const fu::Error& err) {
+          e.failed = true;
+          e.notes = err.what();
+        }
+        return e;
+      };
+      fu::MatchedTargetOptions so = method->search;
+      so.target = opt.exposure_target;
+      so.tolerance = opt.target_tolerance;
+      so.budget = static_cast<std::size_t>(opt.search_budget);
+      const auto res = fu::find_matched_target(evaluate, so);
+      dr.reached_on_round = res.reached;
+      if (best.empty()) {
+        dr.error = "no knob value reached the target within the guard: " + res.notes + "; the model is left as it was";
+      } else {
+        std::copy(best.begin(), best.end(), model.parameters().begin());
+        dr.seconds = prep + best_seconds;
+      }
+    } catch (const fu::Error& e) {
+      dr.error = e.what();
+    }
+    forgotten.insert(forgotten.end(), group.begin(), group.end());
+    const auto s = selection_score(model, ds, opt, forgotten);
+    dr.exposure_forgotten_mean = s.mean;
+    dr.exposure_forgotten_max = s.max;
+    dr.valid_perplexity = fu::evaluate_language_model(model, std::span<const Token>(ds.valid)).perplexity;
+    std::cout << "[deletion] " << name << " round " << round + 1 << ": knob " << fmt_general(dr.knob) << ", exposure of "
+              << forgotten.size() << " forgotten canaries mean " << fmt(dr.exposure_forgotten_mean, 2) << " max "
+              << fmt(dr.exposure_forgotten_max, 2) << ", valid ppl " << fmt(dr.valid_perplexity)
+              << (dr.error.empty() ? "" : " (" + dr.error + ")") << "\n";
+    st.rounds.push_back(dr);
+  }
+  return st;
+}
+
+/// One dataset under one seed, every method.
+inline SeedRun run_seed(const Options& opt, const Dataset& ds, const std::vector<std::string>& method_names, bool deletion) {
+  SeedRun s;
+  s.seed = ds.seed;
+  s.tuning = ds.indices(CanaryRole::tuning);
+  s.reported = ds.indices(CanaryRole::reported);
+  s.train_windows = ds.windows.size();
+  s.forget_windows = ds.forget.size();
+  s.retain_windows = ds.retain_all.size();
+  s.valid_tokens = ds.valid.size();
+  s.train_bytes = ds.train_bytes;
+  std::cout << "[data] " << ds.corpus << " seed " << ds.seed << ": " << ds.train_bytes << " training bytes ("
+            << ds.windows.size() << " windows), " << ds.valid.size() << " validation bytes; " << ds.canaries.size()
+            << " canaries (" << s.tuning.size() << " tuning, " << s.reported.size() << " reported) in "
+            << ds.forget.size() << " forget windows\n";
+  const auto cfg = model_config(opt, ds.seed);
+  const auto to = training_options(opt, ds.seed);
+  Model model(cfg);
+  model.set_execution({static_cast<std::size_t>(opt.threads), 8});
+  s.num_parameters = model.num_parameters();
+  s.training = train_or_load(model, ds.windows, to, opt.cache_dir, ds.corpus + " seed " + std::to_string(ds.seed) + " with canaries");
+  MiaReference mia = make_mia_reference(opt, ds);
+  std::optional<Model> retrained;
+  if (opt.retrain) {
+    retrained.emplace(cfg);
+    retrained->set_execution({static_cast<std::size_t>(opt.threads), 8});
+    s.retraining = train_or_load(*retrained, ds.retain_all, to, opt.cache_dir,
+                                 ds.corpus + " seed " + std::to_string(ds.seed) + " retrained without the canaries");
+    calibrate_mia(mia, *retrained, opt, ds);
+    s.has_retrain = true;
+  }
+  std::vector<std::size_t> measured = s.reported;
+  measured.insert(measured.end(), s.tuning.begin(), s.tuning.end());
+  s.before = measure_model(model, ds, opt, measured, mia, "before unlearning");
+  s.before_score = selection_score(model, ds, opt, s.tuning);
+  if (retrained) {
+    s.retrained = measure_model(*retrained, ds, opt, measured, mia, "retrained from scratch");
+    s.retrained_score = selection_score(*retrained, ds, opt, s.tuning);
+  }
+  ForgetRequest request;
+  request.canaries = measured;
+  request.windows = ds.forget;
+  request.retain_total = ds.retain_all.size();
+  for (const auto& name : method_names) {
+    auto method = make_method(opt, name);
+    s.methods.push_back(run_method(*method, model, ds, opt, request, s.tuning, measured, mia, s.before_score.probe_perplexity));
+  }
+  if (deletion && opt.deletion_rounds > 0)
+    for (const auto& name : method_names) s.deletion.push_back(run_deletion(name, model, ds, opt));
+  return s;
+}
+
+}  // namespace unlearn_lm

@@ -1,0 +1,616 @@
+// K-FAC / EK-FAC (fisher/kfac.hpp) and the LinearLayerModel hooks of the Mlp and the Transformer, against
+// dense fp64 references built from the models' own per-sample gradients.
+#include <catch2/catch.hpp>
+
+#include "fisher_reference.hpp"
+
+#include "fisher_unlearn/fisher/kfac.hpp"
+#include "fisher_unlearn/models/mlp.hpp"
+#include "fisher_unlearn/models/softmax_regression.hpp"
+#include "fisher_unlearn/models/transformer.hpp"
+
+#include <cmath>
+#include <map>
+#include <random>
+#include <vector>
+
+namespace fu = fisher_unlearn;
+using fu::models::Mlp;
+using fu::models::Transformer;
+using fu::models::TransformerConfig;
+using namespace fisher_test;
+
+namespace {
+
+// A one-layer linear-softmax classifier with a ROW-major weight and no bias (PyTorch's layout): the
+// smallest LinearLayerModel, and the one whose Fisher K-FAC can represent exactly.
+struct RowMajorSoftmax {
+  using Scalar = double;
+  using Sample = fu::models::ClassificationSample<double>;
+  Eigen::Index inputs, classes;
+  fu::Vector<double> theta;  // W(o, i) at o·inputs + i
+
+  RowMajorSoftmax(Eigen::Index n, Eigen::Index k, std::uint64_t seed) : inputs(n), classes(k), theta(n * k) {
+    theta = random_vector<double>(n * k, seed);
+  }
+  std::size_t num_parameters() const { return static_cast<std::size_t>(theta.size()); }
+  std::span<double> parameters() { return {theta.data(), num_parameters()}; }
+  std::span<const double> parameters() const { return {theta.data(), num_parameters()}; }
+  Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> weight() const {
+    return {theta.data(), classes, inputs};
+  }
+  fu::Vector<double> probabilities(const Sample& s) const {
+    fu::Vector<double> p;
+    fu::models::detail::softmax<double>(weight() * s.x, p);
+    return p;
+  }
+  double loss(const Sample& s) const {
+    fu::Vector<double> p;
+    const fu::Vector<double> z = weight() * s.x;
+    return fu::models::detail::softmax<double>(z, p) - z[s.label];
+  }
+  void write_gradient(const Sample& s, int label, std::span<double> g) const {
+    fu::Vector<double> delta = probabilities(s);
+    delta[label] -= 1.0;
+    Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(g.data(), classes, inputs) =
+        delta * s.x.transpose();
+  }
+  double gradient(const Sample& s, std::span<double> g) const {
+    write_gradient(s, s.label, g);
+    return loss(s);
+  }
+  void sampled_gradient(const Sample& s, std::mt19937_64& rng, std::span<double> g) const {
+    write_gradient(s, fu::models::detail::sample_label(probabilities(s), rng), g);
+  }
+  std::vector<fu::LinearLayer> linear_layers() const {
+    return {{"linear", static_cast<std::size_t>(inputs), static_cast<std::size_t>(classes), 0, fu::WeightOrder::row_major,
+             false, 0}};
+  }
+  void visit_linear_layers(std::span<const Sample> samples, fu::CurvatureTargets targets, std::mt19937_64& rng,
+                           fu::LinearLayerVisitor<double>& visitor) const {
+    const auto k = static_cast<Eigen::Index>(samples.size());
+    fu::Matrix<double> a(inputs, k), delta(classes, k);
+    std::vector<Eigen::Index> columns;
+    for (Eigen::Index j = 0; j < k; ++j) {
+      const Sample& s = samples[static_cast<std::size_t>(j)];
+      a.col(j) = s.x;
+      delta.col(j) = probabilities(s);
+      const int y = targets == fu::CurvatureTargets::sampled ? fu::models::detail::sample_label(delta.col(j), rng) : s.label;
+      delta(y, j) -= 1.0;
+      columns.push_back(j);
+    }
+    columns.push_back(k);
+    using View = fu::LinearLayerBatch<double>::View;
+    visitor.on_layer({0, 0, columns, View(a.data(), inputs, k, Eigen::OuterStride<>(inputs)),
+                      View(delta.data(), classes, k, Eigen::OuterStride<>(classes))});
+  }
+};
+
+static_assert(fu::LinearLayerModel<RowMajorSoftmax>);
+static_assert(fu::LinearLayerModel<Mlp<float>> && fu::LinearLayerModel<Mlp<double>>);
+static_assert(fu::LinearLayerModel<Transformer<float>> && fu::LinearLayerModel<Transformer<double>>);
+static_assert(!fu::LinearLayerModel<fu::models::SoftmaxRegression<double>>);  // no linear_layers()
+static_assert(fu::FisherEstimator<fu::KfacFisher<float>> && fu::FisherEstimator<fu::EkfacFisher<double>>);
+
+TransformerConfig tiny_config() {
+  TransformerConfig c;
+  c.vocab_size = 7;
+  c.context_length = 5;
+  c.num_layers = 1;
+  c.width = 6;
+  c.num_heads = 2;
+  c.mlp_ratio = 2;
+  c.seed = 3;
+  return c;
+}
+
+template <class Scalar>
+Transformer<Scalar> perturbed_transformer(double noise = 0.3) {
+  Transformer<double> m(tiny_config());
+  std::mt19937_64 rng(99);
+  std::normal_distribution<double> normal;
+  for (double& t : m.parameters()) t += noise * normal(rng);
+  return Transformer<Scalar>(m);
+}
+
+template <class Scalar>
+std::vector<typename Transformer<Scalar>::Sample> sequences(std::size_t m, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> token(0, 6), length(3, 6);  // 2..5 targets: unequal T per sample
+  std::vector<typename Transformer<Scalar>::Sample> out(m);
+  for (auto& s : out) {
+    s.tokens.resize(static_cast<std::size_t>(length(rng)));
+    for (auto& t : s.tokens) t = token(rng);
+  }
+  return out;
+}
+
+fu::models::MlpOptions mlp_options(std::vector<std::size_t> hidden) {
+  fu::models::MlpOptions o;
+  o.num_features = 4;
+  o.hidden_sizes = std::move(hidden);
+  o.num_classes = 3;
+  o.activation = fu::models::Activation::tanh;
+  o.seed = 17;
+  return o;
+}
+
+// Parameter index of entry (o, i) of layer l's [W b] (i == in: the bias).
+std::size_t parameter_index(const fu::LinearLayer& l, Eigen::Index o, Eigen::Index i) {
+  const auto in = static_cast<Eigen::Index>(l.in_features), out = static_cast<Eigen::Index>(l.out_features);
+  if (i == in) return l.bias_offset + static_cast<std::size_t>(o);
+  return l.weight_offset + static_cast<std::size_t>(l.weight_order == fu::WeightOrder::column_major ? i * out + o
+                                                                                                    : o * in + i);
+}
+
+// The per-sample scores g̃ᵢ (columns) as the concept defines them, from the models' own gradient() /
+// sampled_gradient(): √T·∇loss for a Transformer sequence of T targets, ∇loss for one-target models.
+template <class M>
+Eigen::MatrixXd reference_scores(const M& model, std::span<const typename M::Sample> samples, fu::FisherKind kind,
+                                 std::uint64_t seed) {
+  Eigen::MatrixXd g(static_cast<Eigen::Index>(model.num_parameters()), static_cast<Eigen::Index>(samples.size()));
+  fu::Vector<typename M::Scalar> one(g.rows());
+  std::span<typename M::Scalar> span(one.data(), model.num_parameters());
+  std::mt19937_64 rng(seed);
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    if (kind == fu::FisherKind::monte_carlo) model.sampled_gradient(samples[i], rng, span);
+    else model.gradient(samples[i], span);
+    double scale = 1.0;
+    if constexpr (requires { samples[i].tokens; })
+      scale = std::sqrt(static_cast<double>(samples[i].tokens.size() - 1));
+    g.col(static_cast<Eigen::Index>(i)) = one.template cast<double>() * scale;
+  }
+  return g;
+}
+
+Eigen::MatrixXd kron(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) {
+  Eigen::MatrixXd k(a.rows() * b.rows(), a.cols() * b.cols());
+  for (Eigen::Index i = 0; i < a.rows(); ++i)
+    for (Eigen::Index j = 0; j < a.cols(); ++j) k.block(i * b.rows(), j * b.cols(), b.rows(), b.cols()) = a(i, j) * b;
+  return k;
+}
+
+// Records everything a model hands its visitor (double copies).
+template <class Scalar>
+struct Recorder : fu::LinearLayerVisitor<Scalar> {
+  struct Batch {
+    std::size_t first;
+    std::vector<Eigen::Index> columns;
+    Eigen::MatrixXd a, delta;
+  };
+  bool per_sample = false;
+  std::map<std::size_t, std::vector<Batch>> layers;
+  std::map<std::size_t, Eigen::VectorXd> scores;
+  void on_layer(const fu::LinearLayerBatch<Scalar>& b) override {
+    layers[b.layer].push_back({b.first_sample, {b.sample_columns.begin(), b.sample_columns.end()},
+                               b.activations.template cast<double>(), b.output_gradients.template cast<double>()});
+  }
+  bool wants_sample_gradients() const override { return per_sample; }
+  void on_sample_gradient(std::size_t i, std::span<const Scalar> g) override {
+    scores[i] = fu::as_eigen<Scalar>(g).template cast<double>();
+  }
+};
+
+// Sample i's gradient of layer l as the concept defines it: Σ over its columns δ [a; 1]ᵀ.
+Eigen::MatrixXd layer_gradient(const fu::LinearLayer& info, const std::vector<Recorder<double>::Batch>& batches,
+                               std::size_t sample) {
+  const auto in = static_cast<Eigen::Index>(info.in_features);
+  for (const auto& b : batches) {
+    if (sample < b.first || sample + 1 >= b.first + b.columns.size()) continue;
+    const std::size_t j = sample - b.first;
+    const Eigen::Index c = b.columns[j], k = b.columns[j + 1] - c;
+    Eigen::MatrixXd a(in + (info.has_bias ? 1 : 0), k);
+    a.topRows(in) = b.a.middleCols(c, k);
+    if (info.has_bias) a.row(in).setOnes();
+    return b.delta.middleCols(c, k) * a.transpose();
+  }
+  FAIL("sample not visited");
+  return {};
+}
+
+// The dense d×d matrix an estimator applies: Kronecker (or EK-FAC) blocks + the diagonal, undamped
+// except for each block's own damping.
+template <class Estimator>
+Eigen::MatrixXd dense_matrix(const Estimator& f, bool ekfac) {
+  const auto d = static_cast<Eigen::Index>(f.dimension());
+  Eigen::MatrixXd dense = Eigen::MatrixXd::Zero(d, d);
+  for (std::size_t l = 0; l < f.num_layers(); ++l) {
+    const fu::LinearLayer& info = f.layer(l);
+    Eigen::MatrixXd block;
+    if constexpr (!requires { f.eigenvalues(l); }) {
+      REQUIRE_FALSE(ekfac);
+      block = kron(f.activation_factor(l), f.gradient_factor(l));
+    } else {
+      REQUIRE(ekfac);
+      const Eigen::MatrixXd ua = f.activation_eigenvectors(l).template cast<double>();
+      const Eigen::MatrixXd ug = f.gradient_eigenvectors(l).template cast<double>();
+      const Eigen::MatrixXd q = kron(ua, ug);
+      const Eigen::MatrixXd lambda = f.eigenvalues(l);
+      block = q * Eigen::Map<const Eigen::VectorXd>(lambda.data(), lambda.size()).asDiagonal() * q.transpose();
+    }
+    block.diagonal().array() += f.layer_damping(l);
+    const Eigen::Index out = static_cast<Eigen::Index>(info.out_features);
+    for (Eigen::Index r = 0; r < block.rows(); ++r)
+      for (Eigen::Index c = 0; c < block.cols(); ++c)
+        dense(static_cast<Eigen::Index>(parameter_index(info, r % out, r / out)),
+              static_cast<Eigen::Index>(parameter_index(info, c % out, c / out))) = block(r, c);
+  }
+  for (std::size_t k = 0; k < f.diagonal_indices().size(); ++k)
+    dense(f.diagonal_indices()[k], f.diagonal_indices()[k]) = f.diagonal()[static_cast<Eigen::Index>(k)] + f.diagonal_damping();
+  return dense;
+}
+
+// (dense)^p for a symmetric positive definite matrix (already damped).
+Eigen::MatrixXd spd_power(const Eigen::MatrixXd& a, double p) { return dense_power(a, 0.0, p); }
+
+}  // namespace
+
+// ---- the hooks ---------------------------------------------------------------------------------------
+
+TEST_CASE("LinearLayerModel: the Transformer's layer inputs times output gradients are the √T-scaled gradient") {
+  const auto model = perturbed_transformer<double>();
+  const auto samples = sequences<double>(4, 5);
+  const auto layers = model.linear_layers();
+  REQUIRE(layers.size() == 4);
+  for (const auto kind : {fu::FisherKind::empirical, fu::FisherKind::monte_carlo}) {
+    for (const bool per_sample : {false, true}) {
+      Recorder<double> rec;
+      rec.per_sample = per_sample;
+      std::mt19937_64 rng(21);
+      model.visit_linear_layers(samples, kind == fu::FisherKind::monte_carlo ? fu::CurvatureTargets::sampled
+                                                                             : fu::CurvatureTargets::observed,
+                                rng, rec);
+      // sampled_gradient with the same seed draws the same targets
+      const Eigen::MatrixXd scores = reference_scores(model, std::span(samples), kind, 21);
+      for (std::size_t i = 0; i < samples.size(); ++i) {
+        for (std::size_t l = 0; l < layers.size(); ++l) {
+          const Eigen::MatrixXd g = layer_gradient(layers[l], rec.layers[l], i);
+          Eigen::MatrixXd ref(g.rows(), g.cols());
+          for (Eigen::Index o = 0; o < g.rows(); ++o)
+            for (Eigen::Index c = 0; c < g.cols(); ++c)
+              ref(o, c) = scores(static_cast<Eigen::Index>(parameter_index(layers[l], o, c)), static_cast<Eigen::Index>(i));
+          // the key-bias column is exactly 0 in the model's gradient and rounding-level here
+          CHECK((g - ref).norm() <= 1e-12 * (1.0 + ref.norm()));
+        }
+        if (per_sample) CHECK((rec.scores.at(i) - scores.col(static_cast<Eigen::Index>(i))).norm() <=
+                              1e-13 * scores.col(static_cast<Eigen::Index>(i)).norm());
+      }
+      CHECK(rec.scores.size() == (per_sample ? samples.size() : 0u));
+    }
+  }
+}
+
+TEST_CASE("LinearLayerModel: the Mlp hands the raw inputs to its first layer and the gradient's factors to every layer") {
+  const Mlp<double> model(mlp_options({5, 3}));
+  const auto samples = fu::models::make_softmax_problem<double>(7, 4, 3, 8);
+  for (const auto kind : {fu::FisherKind::empirical, fu::FisherKind::monte_carlo}) {
+    Recorder<double> rec;
+    rec.per_sample = kind == fu::FisherKind::monte_carlo;
+    std::mt19937_64 rng(4);
+    model.visit_linear_layers(samples, kind == fu::FisherKind::monte_carlo ? fu::CurvatureTargets::sampled
+                                                                           : fu::CurvatureTargets::observed,
+                              rng, rec);
+    const Eigen::MatrixXd scores = reference_scores(model, std::span(samples), kind, 4);
+    const auto layers = model.linear_layers();
+    REQUIRE(layers.size() == 3);
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+      for (std::size_t l = 0; l < layers.size(); ++l) {
+        const Eigen::MatrixXd g = layer_gradient(layers[l], rec.layers[l], i);
+        for (Eigen::Index o = 0; o < g.rows(); ++o)
+          for (Eigen::Index c = 0; c < g.cols(); ++c)
+            CHECK(g(o, c) == Approx(scores(static_cast<Eigen::Index>(parameter_index(layers[l], o, c)),
+                                           static_cast<Eigen::Index>(i))).margin(1e-14));
+      }
+      if (rec.per_sample) CHECK((rec.scores.at(i) - scores.col(static_cast<Eigen::Index>(i))).norm() <= 1e-14);
+    }
+    // first layer's inputs are the samples' features themselves
+    std::size_t seen = 0;
+    for (const auto& b : rec.layers[0])
+      for (Eigen::Index c = 0; c < b.a.cols(); ++c, ++seen) CHECK(b.a.col(c) == samples[b.first + static_cast<std::size_t>(c)].x);
+    CHECK(seen == samples.size());
+  }
+}
+
+// ---- K-FAC ---------------------------------------------------------------------------------------------
+
+TEST_CASE("KfacFisher: the factors equal their definition and the diagonal block the mean squared score") {
+  const auto model = perturbed_transformer<double>();
+  const auto samples = sequences<double>(6, 9);
+  for (const auto kind : {fu::FisherKind::empirical, fu::FisherKind::monte_carlo}) {
+    fu::GradientCollection how;
+    how.kind = kind;
+    how.seed = 33;
+    const auto fisher = fu::make_kfac_fisher(model, std::span(samples), 0.1, how);
+    CHECK(fisher.num_gradients() == samples.size());
+    Recorder<double> rec;
+    std::mt19937_64 rng(33);
+    model.visit_linear_layers(samples, kind == fu::FisherKind::monte_carlo ? fu::CurvatureTargets::sampled
+                                                                           : fu::CurvatureTargets::observed,
+                              rng, rec);
+    for (std::size_t l = 0; l < fisher.num_layers(); ++l) {
+      const auto in = static_cast<Eigen::Index>(fisher.layer(l).in_features);
+      Eigen::MatrixXd a_sum = Eigen::MatrixXd::Zero(in + 1, in + 1), g_sum;
+      g_sum.setZero(static_cast<Eigen::Index>(fisher.layer(l).out_features), static_cast<Eigen::Index>(fisher.layer(l).out_features));
+      double positions = 0;
+      for (const auto& b : rec.layers[l]) {
+        for (Eigen::Index c = 0; c < b.a.cols(); ++c) {
+          Eigen::VectorXd a(in + 1);
+          a << b.a.col(c), 1.0;
+          a_sum += a * a.transpose();
+          g_sum += b.delta.col(c) * b.delta.col(c).transpose();
+          positions += 1;
+        }
+      }
+      CHECK(relative_error(fisher.activation_factor(l), a_sum / positions) < 1e-13);
+      CHECK(relative_error(fisher.gradient_factor(l), g_sum / static_cast<double>(samples.size())) < 1e-13);
+    }
+    const Eigen::MatrixXd scores = reference_scores(model, std::span(samples), kind, 33);
+    Eigen::VectorXd ref(static_cast<Eigen::Index>(fisher.diagonal_indices().size()));
+    for (std::size_t k = 0; k < fisher.diagonal_indices().size(); ++k)
+      ref[static_cast<Eigen::Index>(k)] = scores.row(fisher.diagonal_indices()[k]).squaredNorm() / static_cast<double>(samples.size());
+    // embeddings (token table, positions) and every LayerNorm gain/bias
+    const auto& c = model.config();
+    CHECK(fisher.diagonal_indices().size() == c.width * (c.vocab_size + c.context_length) + c.num_layers * 4 * c.width + 2 * c.width);
+    CHECK(relative_error(fisher.diagonal(), ref) < 1e-12);
+  }
+}
+
+TEMPLATE_TEST_CASE("KfacFisher: F^p v equals the dense power of the K-FAC matrix", "[kfac]", float, double) {
+  using Scalar = TestType;
+  const auto model = perturbed_transformer<Scalar>();
+  const auto samples = sequences<Scalar>(5, 13);
+  for (const double alpha : {0.0, 0.1}) {
+    fu::KfacOptions options;
+    options.relative_damping = alpha;
+    const auto fisher = fu::make_kfac_fisher(model, std::span(samples), Scalar(std::is_same_v<Scalar, float> ? 1e-2 : 1e-4),
+                                             fu::kfac_true_fisher(5), options);
+    const Eigen::MatrixXd dense = dense_matrix(fisher, false);
+    const auto d = dense.rows();
+    const fu::Vector<Scalar> v = random_vector<Scalar>(d, 77);
+    for (const double p : {-1.0, -0.5, -0.25, 1.0, 0.7}) {
+      fu::Vector<Scalar> out(d);
+      fisher.apply_power(p, v, out);
+      const Eigen::VectorXd ref = spd_power(dense, p) * v.template cast<double>();
+      INFO("alpha " << alpha << " p " << p);
+      CHECK(relative_error(out, ref) < (std::is_same_v<Scalar, float> ? 2e-4 : 1e-11));
+    }
+    CHECK(fisher.undamped_trace() ==
+          Approx(dense.trace() - [&] {
+            double damping = 0;
+            for (std::size_t l = 0; l < fisher.num_layers(); ++l)
+              damping += fisher.layer_damping(l) * static_cast<double>(fisher.layer(l).out_features * (fisher.layer(l).in_features + 1));
+            return damping + fisher.diagonal_damping() * static_cast<double>(fisher.diagonal_indices().size());
+          }()).epsilon(1e-10));
+    if (alpha > 0) CHECK(fisher.layer_damping(0) > static_cast<double>(fisher.damping()));
+  }
+}
+
+TEST_CASE("KfacFisher: the row-major, bias-free layer path matches the dense power too") {
+  const RowMajorSoftmax model(4, 3, 5);
+  const auto samples = fu::models::make_softmax_problem<double>(9, 4, 3, 2);
+  const auto fisher = fu::make_kfac_fisher(model, std::span(samples), 1e-3);
+  const Eigen::MatrixXd dense = dense_matrix(fisher, false);
+  const fu::Vector<double> v = random_vector<double>(dense.rows(), 3);
+  fu::Vector<double> out(v.size());
+  fisher.apply_power(-1.0, v, out);
+  CHECK(relative_error(out, spd_power(dense, -1.0) * v) < 1e-12);
+  CHECK(fisher.diagonal_indices().empty());
+}
+
+// One-token linear-softmax: the per-sample Fisher block is (x xᵀ) ⊗ (δ δᵀ). K-FAC's (mean x xᵀ) ⊗ (mean δ δᵀ)
+// equals the dense Fisher exactly when every sample has the same input x (so it holds for a single sample
+// with any number of draws); otherwise it is an approximation. EK-FAC's eigenvalues are always the diagonal
+// of the dense Fisher in the Kronecker eigenbasis, so EK-FAC equals the Fisher whenever that basis
+// diagonalises it — in particular in the one-input case.
+TEST_CASE("KfacFisher: on a one-layer linear-softmax model with one input K-FAC and EK-FAC equal the dense Fisher") {
+  for (const bool bias : {false, true}) {
+    const auto base = fu::models::make_softmax_problem<double>(1, 4, 3, 6);
+    const std::vector<fu::models::ClassificationSample<double>> samples(40, base.front());  // one x, 40 draws
+    const auto how = fu::kfac_true_fisher(8);
+    Eigen::MatrixXd scores;
+    Eigen::MatrixXd kfac_dense, ekfac_dense;
+    const double lambda = 1e-3;
+    auto run = [&](const auto& model) {
+      scores = reference_scores(model, std::span(samples), fu::FisherKind::monte_carlo, 8);
+      const auto k = fu::make_kfac_fisher(model, std::span(samples), lambda, how);
+      const auto e = fu::make_ekfac_fisher(model, std::span(samples), lambda, how);
+      kfac_dense = dense_matrix(k, false);
+      ekfac_dense = dense_matrix(e, true);
+    };
+    if (bias) run(Mlp<double>(mlp_options({})));  // softmax regression with a bias: x̃ = [x; 1]
+    else run(RowMajorSoftmax(4, 3, 9));
+    Eigen::MatrixXd fisher = scores * scores.transpose() / static_cast<double>(samples.size());
+    fisher.diagonal().array() += lambda;
+    INFO("bias " << bias);
+    CHECK(relative_error(kfac_dense, fisher) < 1e-12);
+    CHECK(relative_error(ekfac_dense, fisher) < 1e-10);
+  }
+}
+
+TEST_CASE("KfacFisher: with different inputs K-FAC is only an approximation of the linear-softmax Fisher") {
+  const RowMajorSoftmax model(4, 3, 9);
+  const auto samples = fu::models::make_softmax_problem<double>(30, 4, 3, 6);
+  const auto k = fu::make_kfac_fisher(model, std::span(samples), 1e-3);
+  const Eigen::MatrixXd scores = reference_scores(model, std::span(samples), fu::FisherKind::monte_carlo, 0x5eed);
+  Eigen::MatrixXd fisher = scores * scores.transpose() / 30.0;
+  fisher.diagonal().array() += 1e-3;
+  const double gap = relative_error(dense_matrix(k, false), fisher);
+  CHECK(gap > 1e-2);  // the Kronecker assumption E[xxᵀ ⊗ δδᵀ] = E[xxᵀ] ⊗ E[δδᵀ] fails
+  CHECK(gap < 1.0);   // but it is the right curvature to within its order
+}
+
+// ---- EK-FAC ---------------------------------------------------------------------------------------------
+
+template <class M>
+void check_ekfac_eigenvalues(const M& model, std::span<const typename M::Sample> samples, fu::FisherKind kind) {
+  fu::GradientCollection how;
+  how.kind = kind;
+  how.seed = 12;
+  const auto e = fu::make_ekfac_fisher(model, samples, typename M::Scalar(1e-3), how);
+  const Eigen::MatrixXd scores = reference_scores(model, samples, kind, 12);
+  const Eigen::MatrixXd fisher = scores * scores.transpose() / static_cast<double>(samples.size());
+  for (std::size_t l = 0; l < e.num_layers(); ++l) {
+    const fu::LinearLayer& info = e.layer(l);
+    const Eigen::MatrixXd ua = e.activation_eigenvectors(l).template cast<double>();
+    const Eigen::MatrixXd ug = e.gradient_eigenvectors(l).template cast<double>();
+    const auto out = ug.rows();
+    // the layer block of the dense Fisher, in the [W b] column-major order
+    const Eigen::Index n = out * ua.rows();
+    Eigen::MatrixXd block(n, n);
+    for (Eigen::Index r = 0; r < n; ++r)
+      for (Eigen::Index c = 0; c < n; ++c)
+        block(r, c) = fisher(static_cast<Eigen::Index>(parameter_index(info, r % out, r / out)),
+                             static_cast<Eigen::Index>(parameter_index(info, c % out, c / out)));
+    const Eigen::MatrixXd q = kron(ua, ug);
+    const Eigen::VectorXd ref = (q.transpose() * block * q).diagonal();
+    const Eigen::MatrixXd& lambda = e.eigenvalues(l);
+    INFO("layer " << info.name);
+    CHECK(relative_error(Eigen::Map<const Eigen::VectorXd>(lambda.data(), lambda.size()), ref) < 1e-12);
+  }
+  Eigen::VectorXd diag(static_cast<Eigen::Index>(e.diagonal_indices().size()));
+  for (std::size_t k = 0; k < e.diagonal_indices().size(); ++k)
+    diag[static_cast<Eigen::Index>(k)] = fisher(e.diagonal_indices()[k], e.diagonal_indices()[k]);
+  if (diag.size() > 0) CHECK(relative_error(e.diagonal(), diag) < 1e-12);
+}
+
+TEST_CASE("EkfacFisher: the eigenvalues equal the diagonal of the dense Fisher in the Kronecker eigenbasis") {
+  SECTION("Transformer (sequences of unequal length)") {
+    const auto model = perturbed_transformer<double>();
+    const auto samples = sequences<double>(6, 4);
+    check_ekfac_eigenvalues(model, std::span<const Transformer<double>::Sample>(samples), fu::FisherKind::empirical);
+    check_ekfac_eigenvalues(model, std::span<const Transformer<double>::Sample>(samples), fu::FisherKind::monte_carlo);
+  }
+  SECTION("Mlp (one position per sample: the batched GEMM path)") {
+    const Mlp<double> model(mlp_options({5}));
+    const auto samples = fu::models::make_softmax_problem<double>(300, 4, 3, 1);  // two chunks of the Mlp
+    check_ekfac_eigenvalues(model, std::span<const Mlp<double>::Sample>(samples), fu::FisherKind::empirical);
+    check_ekfac_eigenvalues(model, std::span<const Mlp<double>::Sample>(samples), fu::FisherKind::monte_carlo);
+  }
+}
+
+TEST_CASE("EkfacFisher: flat per-sample scores give the same eigenvalues as the model pass, and F^p v is the dense power") {
+  const auto model = perturbed_transformer<double>();
+  const auto samples = sequences<double>(5, 8);
+  const auto how = fu::kfac_true_fisher(3);
+  const auto from_model = fu::make_ekfac_fisher(model, std::span(samples), 1e-3, how);
+  fu::EkfacFisher<double> from_scores(model, 1e-3);
+  from_scores.accumulate_factors(model, std::span(samples), how);
+  from_scores.fit_eigenbasis();
+  const Eigen::MatrixXd scores = reference_scores(model, std::span(samples), fu::FisherKind::monte_carlo, 3);
+  from_scores.add_gradients(scores.leftCols(2));
+  for (Eigen::Index c = 2; c < scores.cols(); ++c) from_scores.add_gradient(scores.col(c));
+  from_scores.finalize();
+  CHECK(from_scores.num_gradients() == samples.size());
+  for (std::size_t l = 0; l < from_model.num_layers(); ++l)
+    CHECK(relative_error(from_scores.eigenvalues(l), from_model.eigenvalues(l)) < 1e-12);
+  CHECK(relative_error(from_scores.diagonal(), from_model.diagonal()) < 1e-12);
+
+  const Eigen::MatrixXd dense = dense_matrix(from_model, true);
+  const fu::Vector<double> v = random_vector<double>(dense.rows(), 5);
+  for (const double p : {-1.0, -0.25, 1.0}) {
+    fu::Vector<double> out(v.size());
+    from_model.apply_power(p, v, out);
+    CHECK(relative_error(out, spd_power(dense, p) * v) < 1e-11);
+  }
+  // EK-FAC keeps the trace of the Fisher: Σ Λ = Σ_l tr(Qᵀ F_l Q) = Σ_l tr F_l.
+  CHECK(from_model.undamped_trace() == Approx(scores.squaredNorm() / 5.0).epsilon(1e-10));
+}
+
+// ---- errors and the strong guarantee --------------------------------------------------------------------
+
+TEST_CASE("KfacFisher and EkfacFisher: bad input raises typed errors and leaves the estimator unchanged") {
+  const auto model = perturbed_transformer<double>();
+  const auto samples = sequences<double>(3, 2);
+  const auto layers = model.linear_layers();
+  const std::size_t d = model.num_parameters();
+
+  CHECK_THROWS_AS(fu::KfacFisher<double>(layers, d, 0.0), fu::InvalidArgument);
+  CHECK_THROWS_AS(fu::KfacFisher<double>(layers, d, -1.0), fu::InvalidArgument);
+  CHECK_THROWS_AS(fu::KfacFisher<double>(layers, d, std::nan("")), fu::InvalidArgument);
+  fu::KfacOptions bad;
+  bad.relative_damping = -0.1;
+  CHECK_THROWS_AS(fu::KfacFisher<double>(layers, d, 1.0, bad), fu::InvalidArgument);
+  CHECK_THROWS_AS(fu::KfacFisher<double>(layers, 10, 1.0), fu::InvalidArgument);  // layers outside d
+  auto overlapping = layers;
+  overlapping[1].weight_offset = overlapping[0].weight_offset + 1;
+  CHECK_THROWS_AS(fu::EkfacFisher<double>(overlapping, d, 1.0), fu::InvalidArgument);
+  CHECK_THROWS_AS(fu::KfacFisher<double>({}, d, 1.0), fu::InvalidArgument);
+
+  fu::KfacFisher<double> kfac(model, 0.1);
+  fu::Vector<double> v = random_vector<double>(static_cast<Eigen::Index>(d), 1), out(v.size());
+  CHECK_THROWS_AS(kfac.apply_power(-1.0, v, out), fu::StateError);
+  CHECK_THROWS_AS(kfac.finalize(), fu::InvalidArgument);
+  CHECK_THROWS_AS(kfac.add_gradient(v), fu::StateError);
+  CHECK_THROWS_AS(kfac.add_gradients(fu::Matrix<double>(v)), fu::StateError);
+  CHECK_THROWS_AS(kfac.accumulate(model, std::span<const Transformer<double>::Sample>(), fu::kfac_true_fisher()),
+                  fu::InvalidArgument);
+  kfac.accumulate(model, std::span(samples), fu::kfac_true_fisher());
+  kfac.finalize();
+  fu::Vector<double> before(v.size());
+  kfac.apply_power(-1.0, v, before);
+
+  // a different model: rejected, unchanged
+  TransformerConfig other = tiny_config();
+  other.width = 8;
+  const Transformer<double> wrong(other);
+  std::vector<Transformer<double>::Sample> wrong_samples(1);
+  wrong_samples[0].tokens = {1, 2, 3};
+  CHECK_THROWS_AS(kfac.accumulate(wrong, std::span(wrong_samples), fu::kfac_true_fisher()), fu::InvalidArgument);
+  // non-finite parameters: rejected, unchanged
+  auto broken = model;
+  broken.parameters()[layers[2].weight_offset] = std::numeric_limits<double>::infinity();
+  CHECK_THROWS_AS(kfac.accumulate(broken, std::span(samples), fu::kfac_true_fisher()), fu::NonFiniteError);
+  CHECK(kfac.is_finalized());
+  CHECK(kfac.num_gradients() == samples.size());
+  kfac.apply_power(-1.0, v, out);
+  CHECK(out == before);
+  CHECK_THROWS_AS(kfac.set_damping(0.0), fu::InvalidArgument);
+  CHECK(kfac.damping() == 0.1);
+  CHECK_THROWS_AS(kfac.apply_power(-1.0, v, v), fu::InvalidArgument);  // aliasing
+  fu::Vector<double> short_v(3), short_out(3);
+  CHECK_THROWS_AS(kfac.apply_power(-1.0, short_v, short_out), fu::InvalidArgument);
+  CHECK_THROWS_AS(kfac.apply_power(std::nan(""), v, out), fu::InvalidArgument);
+  // accumulating again requires a new finalize
+  kfac.accumulate(model, std::span(samples), fu::kfac_true_fisher(9));
+  CHECK(kfac.num_gradients() == 2 * samples.size());
+  CHECK_THROWS_AS(kfac.apply_power(-1.0, v, out), fu::StateError);
+  kfac.clear();
+  CHECK(kfac.num_gradients() == 0);
+  CHECK_THROWS_AS(kfac.finalize(), fu::InvalidArgument);
+
+  fu::EkfacFisher<double> ekfac(model, 0.1);
+  CHECK_THROWS_AS(ekfac.add_gradient(v), fu::StateError);
+  CHECK_THROWS_AS(ekfac.fit_eigenbasis(), fu::StateError);
+  CHECK_THROWS_AS(ekfac.accumulate_eigenvalues(model, std::span(samples), fu::kfac_true_fisher()), fu::StateError);
+  CHECK_THROWS_AS(ekfac.finalize(), fu::StateError);
+  ekfac.accumulate(model, std::span(samples), fu::kfac_true_fisher());
+  ekfac.finalize();
+  ekfac.apply_power(-0.25, v, before);
+  fu::Vector<double> nan_gradient = v;
+  nan_gradient[4] = std::nan("");
+  CHECK_THROWS_AS(ekfac.add_gradient(nan_gradient), fu::NonFiniteError);
+  CHECK_THROWS_AS(ekfac.add_gradient(short_v), fu::InvalidArgument);
+  CHECK_THROWS_AS(ekfac.accumulate_eigenvalues(broken, std::span(samples), fu::kfac_true_fisher()), fu::NonFiniteError);
+  CHECK(ekfac.is_finalized());
+  ekfac.apply_power(-0.25, v, out);
+  CHECK(out == before);
+  ekfac.add_gradient(v);
+  CHECK_THROWS_AS(ekfac.apply_power(-0.25, v, out), fu::StateError);
+}
+
+TEST_CASE("KfacFisher: float statistics agree with double ones to float precision") {
+  const auto model_d = perturbed_transformer<double>();
+  const Transformer<float> model_f(model_d);
+  const auto samples_d = sequences<double>(4, 6);
+  std::vector<Transformer<float>::Sample> samples_f(samples_d.size());
+  for (std::size_t i = 0; i < samples_d.size(); ++i) samples_f[i].tokens = samples_d[i].tokens;
+  const auto fd = fu::make_ekfac_fisher(model_d, std::span(samples_d), 1e-2, fu::kfac_true_fisher(2));
+  const auto ff = fu::make_ekfac_fisher(model_f, std::span(samples_f), 1e-2f, fu::kfac_true_fisher(2));
+  const fu::Vector<double> v = random_vector<double>(static_cast<Eigen::Index>(model_d.num_parameters()), 4);
+  fu::Vector<double> od(v.size());
+  fu::Vector<float> of(v.size());
+  fd.apply_power(-1.0, v, od);
+  ff.apply_power(-1.0, v.cast<float>(), of);
+  CHECK(relative_error(of, od) < 1e-3);
+  CHECK(ff.undamped_trace() == Approx(fd.undamped_trace()).epsilon(1e-4));
+}
