@@ -312,6 +312,11 @@ TEST_CASE("GGUF: hostile counts, lengths, types and offsets are rejected before 
     return b;
   };
   CHECK_NOTHROW(tensor(2, {4, 4}, 0, 0).open());                 // 64 bytes of F32 fit exactly
+  {
+    const GgufFile empty = tensor(2, {0, 4}, 0, 1ull << 40).open();  // no bytes: any aligned offset
+    CHECK(empty.tensor_bytes(empty.tensor("w")).empty());
+    CHECK(empty.dequantize(empty.tensor("w")).empty());
+  }
   require_format_error(tensor(2, {4, 5}, 0, 0), "extends past the end");
   require_format_error(tensor(1, {16}, 0, 32), "extends past the end");
   require_format_error(tensor(1, {4}, 0, 8), "not a multiple of the alignment");
