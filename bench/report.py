@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turns one run of bench/run_all.sh into the Markdown table of bench/README.md.
 
-Reads RESULTS_DIR/{bench_fisher,bench_per_sample,bench_unlearning,bench_exposure}.json (Google
+Reads RESULTS_DIR/{bench_fisher,bench_per_sample,bench_unlearning,bench_exposure,bench_dp_sgd}.json (Google
 Benchmark JSON; the median of the repetitions where there are several), RESULTS_DIR/peer.json
 (bench/peers/torch_peer.py) and RESULTS_DIR/meta.json (the command, the commit, the machine), and prints
 the goals of issue 6 (each measured value, its target, met or missed), ours / ceiling and ours / peer.
@@ -23,7 +23,7 @@ class Results:
         with open(path) as f:
             data = json.load(f)
         for b in data.get("benchmarks", []):
-            key = b["run_name"].removesuffix("/real_time")
+            key = b["run_name"].removesuffix("/real_time").removesuffix("/manual_time")
             kind = b.get("aggregate_name")
             if b.get("error_occurred"):
                 continue
@@ -78,6 +78,7 @@ def main():
     fisher = Results(os.path.join(root, "bench_fisher.json"))
     per_sample = Results(os.path.join(root, "bench_per_sample.json"))
     unlearning = Results(os.path.join(root, "bench_unlearning.json"))
+    dp_sgd = Results(os.path.join(root, "bench_dp_sgd.json"))
     exposure = Results(os.path.join(root, "bench_exposure.json"))
     peer = {}
     if os.path.exists(os.path.join(root, "peer.json")):
@@ -148,6 +149,9 @@ def main():
         goal(f"Full FisherRemoval ({est}) vs training the demo model from scratch: speed-up",
              ratio(train, unlearning.seconds(f"unlearning/fisher_removal<{est}>/iterations:3")), "≥ 20", 20.0,
              digits=1, note=note)
+    for model in ("demo", "wide"):
+        goal(f"One DP-SGD step / one plain training step, same 32 windows ({model} transformer; issue 12)",
+             dp_sgd.counter(f"dp_sgd/step_vs_plain/{model}", "dp_over_plain"), "≤ 2", 2.0, higher=False)
     p("### Goals (issue 6)")
     p("")
     p("| goal | measured | target | verdict |")

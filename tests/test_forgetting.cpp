@@ -38,6 +38,7 @@ TEST_CASE("FisherForgetting: the noise is (mu sigma^2)^(1/4) F^(-1/4) eps, so it
   fu::FisherForgettingOptions o;
   o.include_newton_term = false;
   o.removal.damping = 0.05;
+  o.noise_relative_damping = 0;  // the noise uses the removal's damping here
   o.mu = 1e-4;
   o.sigma = 2.0;
   const double scale = std::pow(o.mu * o.sigma * o.sigma, 0.25);
@@ -79,7 +80,7 @@ TEST_CASE("FisherForgetting: the same seed gives the same result, another seed a
   CHECK(ra.notes.find("noise scale") != std::string::npos);
 }
 
-TEST_CASE("FisherForgetting: automatic damping chooses with the Newton term and then shapes the noise with it") {
+TEST_CASE("FisherForgetting: automatic damping chooses the Newton term's damping (the noise has its own)") {
   auto p = make_problem<double>(500, 10, 10, 1e-2, 10);
   fu::FisherForgettingOptions o;
   o.removal.automatic_damping = fu::DampingSearch{};
@@ -123,4 +124,42 @@ TEST_CASE("FisherForgetting: bad input throws a typed exception and leaves the m
     CHECK_THROWS_AS(Forgetting(o).unlearn(model, p.forget(), p.retain()), fu::NonFiniteError);
   }
   CHECK(bitwise_equal(model, saved));
+}
+
+TEST_CASE("FisherForgetting: by default the noise follows (lambda_n I + F)^(-1/2) with the small spectrum-relative "
+          "lambda_n = 0.01 tr(F)/d, whatever the removal's damping") {
+  auto p = make_problem<double>(120, 4, 4, 1e-2, 18);
+  fu::FisherForgettingOptions o;
+  o.include_newton_term = false;
+  o.removal.damping = 1.0;  // what the damping search picks on a model that is not at the optimum
+  o.removal.fisher_samples = p.retain().size();
+  o.mu = 1e-4;
+  o.sigma = 1.0;
+  const double scale = o.noise_scale();
+  const int draws = 4000;
+  Eigen::MatrixXd cov = Eigen::MatrixXd::Zero(4, 4);
+  fu::UnlearningReport report;
+  for (int i = 0; i < draws; ++i) {
+    o.noise_seed = static_cast<std::uint64_t>(i + 1);
+    Model<double> m = p.full;
+    report = fu::FisherForgetting<fu::WoodburyFisher<double>>(o).unlearn(m, p.forget(), p.retain());
+    const Eigen::VectorXd x = (params(m) - params(p.full)) / scale;
+    cov += x * x.transpose() / draws;
+  }
+  const auto g = fu::collect_gradients(p.full, p.retain());
+  const Eigen::MatrixXd f_hat = g * g.transpose() / static_cast<double>(g.cols());
+  const double lambda_n = 1e-2 * f_hat.trace() / 4.0;
+  const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(f_hat + lambda_n * Eigen::MatrixXd::Identity(4, 4));
+  const Eigen::MatrixXd expected = es.operatorInverseSqrt();
+  const double err = (cov - expected).norm() / expected.norm();
+  INFO("relative covariance error " << err << ", lambda_n " << lambda_n);
+  CHECK(err < 0.06);
+  CHECK(report.damping == 1.0);  // the removal's damping is reported unchanged
+  CHECK(report.notes.find("noise damping") != std::string::npos);
+  // Not isotropic: the covariance's condition number is √cond(F_n), far from 1.
+  const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> measured(cov);
+  const double expected_condition = std::sqrt(es.eigenvalues().maxCoeff() / es.eigenvalues().minCoeff());
+  INFO("expected condition number of the noise covariance " << expected_condition);
+  CHECK(measured.eigenvalues().maxCoeff() / measured.eigenvalues().minCoeff() > 0.8 * expected_condition);
+  CHECK(expected_condition > 2.0);
 }

@@ -242,6 +242,10 @@ TEST_CASE("GGUF: Q8_0 quantisation of random data is within half a step and roun
     for (int j = 0; j < 32; ++j)
       REQUIRE(std::fabs(y[32 * b + j] - x[32 * b + j]) <= step * (0.5f + 127.0f * 0x1p-11f) * 1.001f);
   }
+  std::vector<float> zeros(32, 0.0f);
+  std::vector<std::uint8_t> qz(34, 0xAB);
+  quantize(GgmlType::Q8_0, zeros, qz);  // amax = 0: scale 0, every quant 0 (ggml: id = 0)
+  CHECK(std::all_of(qz.begin(), qz.end(), [](std::uint8_t b) { return b == 0; }));
   std::vector<std::uint8_t> q2(q.size());
   quantize(GgmlType::Q8_0, y, q2);  // quantising the dequantised values reproduces the blocks
   std::vector<float> y2(x.size());
@@ -308,6 +312,11 @@ TEST_CASE("GGUF: hostile counts, lengths, types and offsets are rejected before 
     return b;
   };
   CHECK_NOTHROW(tensor(2, {4, 4}, 0, 0).open());                 // 64 bytes of F32 fit exactly
+  {
+    const GgufFile empty = tensor(2, {0, 4}, 0, 1ull << 40).open();  // no bytes: any aligned offset
+    CHECK(empty.tensor_bytes(empty.tensor("w")).empty());
+    CHECK(empty.dequantize(empty.tensor("w")).empty());
+  }
   require_format_error(tensor(2, {4, 5}, 0, 0), "extends past the end");
   require_format_error(tensor(1, {16}, 0, 32), "extends past the end");
   require_format_error(tensor(1, {4}, 0, 8), "not a multiple of the alignment");

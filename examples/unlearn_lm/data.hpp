@@ -90,6 +90,7 @@ struct Dataset {
   std::vector<Sample> retain_all;        ///< every other window: the retrained model's training set
   std::vector<Sample> retain;            ///< the seeded sample of retain_all given to the methods
   std::vector<Token> valid;              ///< the validation text as one token stream
+  std::string stream;                    ///< the training text with the canaries planted
   std::size_t train_bytes = 0;
 
   std::vector<std::size_t> indices(CanaryRole role, std::size_t group = 0) const {
@@ -174,6 +175,7 @@ inline Dataset build_dataset(const Options& opt, const std::string& corpus, std:
                            " times after insertion instead of " + std::to_string(c.repeats) +
                            " (two canaries with the same text?); change --first-seed");
   d.train_bytes = stream.size();
+  d.stream = stream;
   d.windows = make_windows(stream, length);
   d.in_main_forget.assign(d.windows.size(), 0);
   for (auto& c : d.canaries) {

@@ -13,6 +13,7 @@
 #include "fisher_unlearn/removal.hpp"
 #include "fisher_unlearn/report.hpp"
 
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -38,6 +39,9 @@ struct ForgetRequest {
   std::size_t retain_total = 0;       ///< n − k: training windows not in this request's forget set
 };
 
+/// check(model, step, seconds since the run started) after a step; returns true to stop the run there.
+using StepCheck = std::function<bool(const Model&, std::size_t, double)>;
+
 class Method {
  public:
   virtual ~Method() = default;
@@ -46,6 +50,7 @@ class Method {
   std::string description;
   fu::MatchedTargetOptions search;  ///< low/high/start/growth/log_scale of the knob (budget etc. set by the protocol)
   bool is_integer_knob = false;     ///< round the knob (step counts)
+  bool continuation = false;        ///< the knob is a step count and run_with_checks() is available
 
   /// Shared set-up from the trained model (e.g. a Fisher estimate), once per request; returns seconds.
   virtual double prepare(const Model& start, const Dataset& ds, const ForgetRequest& request) = 0;
@@ -53,6 +58,10 @@ class Method {
   /// (the protocol records the point as failed). UnlearningReport::seconds: the method's own wall time
   /// for this knob value as if run once from the start (no share of the prepare time).
   virtual fu::UnlearningReport apply(Model& model, double knob) = 0;
+  /// Step-count knobs only: one run of at most max_steps steps, `check` called after every step.
+  virtual fu::UnlearningReport run_with_checks(Model&, std::size_t, const StepCheck&) {
+    throw fu::StateError(name + ": this method has no step-by-step run");
+  }
 };
 
 // ------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -45,9 +46,13 @@ struct Options {
   long long estimate_candidates = 2000;      ///< sampled candidates per reported canary
   double exact_above = 4.0;                  ///< bits: exact pruned rank where the estimate is at least this
   long long mia_nonmembers = 200;            ///< never-seen candidates per format for the MIA
-  long long max_steps = 128;                 ///< iterative methods: most steps (their knob's range)
+  long long max_steps = 256;                 ///< iterative methods: most steps (their knob's range)
   double iterative_lr = 0.0;                 ///< 0: each method's documented default
-  long long forget_batch = 0;                ///< forget samples per iterative step; 0 = all
+  long long forget_copies = 2;               ///< iterative methods: copies of each canary in the forget set
+  long long forget_context = 24;             ///< iterative methods: bytes of training text before each copy
+  double trust_kl = 1e-6;                    ///< iterative methods: predicted retain KL per step (nats), all methods
+  double fisher_damping = 1e-2;              ///< iterative methods: lambda = alpha tr(F)/d of F_R
+  double retain_anchor = 1.0;                ///< iterative methods: beta of the retain anchor (not for plain ascent)
   long long retain_batch = 16;               ///< retain windows per step of the retain anchor
   long long first_order_steps = 30, first_order_batch = 16;  ///< the legacy SGD baselines
   long long deletion_rounds = 0;             ///< repeated-deletion study: rounds (0 = off)
@@ -96,7 +101,11 @@ inline void add_options(CLI::App& app, Options& o) {
   app.add_option("--mia-nonmembers", o.mia_nonmembers, "never-seen candidates per format in the membership-inference AUC");
   app.add_option("--max-steps", o.max_steps, "iterative methods: most steps (the top of their knob)");
   app.add_option("--iterative-lr", o.iterative_lr, "iterative methods: learning rate (0: each method's default)");
-  app.add_option("--forget-batch", o.forget_batch, "iterative methods: forget samples per step (0: all)");
+  app.add_option("--forget-copies", o.forget_copies, "iterative methods: copies of each canary in the forget set");
+  app.add_option("--forget-context", o.forget_context, "iterative methods: bytes of training text before each copy");
+  app.add_option("--trust-kl", o.trust_kl, "iterative methods: predicted retain KL per step (the same for every method)");
+  app.add_option("--fisher-damping", o.fisher_damping, "iterative methods: alpha of lambda = alpha tr(F)/d");
+  app.add_option("--retain-anchor", o.retain_anchor, "iterative methods: beta of the retain anchor");
   app.add_option("--retain-batch", o.retain_batch, "iterative methods: retain windows per step (retain anchor)");
   app.add_option("--first-order-steps", o.first_order_steps, "SGD steps of the legacy first-order baselines");
   app.add_option("--first-order-batch", o.first_order_batch, "batch of the legacy first-order baselines");
@@ -119,8 +128,9 @@ inline void require_range(long long v, long long lo, long long hi, const std::st
 }
 
 inline void require_finite(double v, double lo, double hi, const std::string& name) {
-  require(std::isfinite(v) && v >= lo && v <= hi, name + " must be a finite number in [" + std::to_string(lo) + ", " +
-                                                      std::to_string(hi) + "]; got " + std::to_string(v));
+  std::ostringstream os;
+  os << name << " must be a finite number in [" << lo << ", " << hi << "]; got " << v;
+  require(std::isfinite(v) && v >= lo && v <= hi, os.str());
 }
 
 /// The folder exists or can be created, and a file can be written in it (checked before any training).
@@ -183,7 +193,11 @@ inline void validate(const Options& o) {
   require_range(o.mia_nonmembers, 1, 1 << 24, "--mia-nonmembers");
   require_range(o.max_steps, 1, 1 << 20, "--max-steps");
   require_finite(o.iterative_lr, 0.0, 1e6, "--iterative-lr");
-  require_range(o.forget_batch, 0, 1 << 24, "--forget-batch", "0 means every forget sample");
+  require_range(o.forget_copies, 1, 1 << 20, "--forget-copies");
+  require_range(o.forget_context, 0, 1 << 20, "--forget-context");
+  require_finite(o.trust_kl, 1e-12, 1e6, "--trust-kl");
+  require_finite(o.fisher_damping, 1e-12, 1e6, "--fisher-damping");
+  require_finite(o.retain_anchor, 0.0, 1e6, "--retain-anchor");
   require_range(o.retain_batch, 1, 1 << 20, "--retain-batch");
   require_range(o.first_order_steps, 1, 1 << 24, "--first-order-steps");
   require_range(o.first_order_batch, 1, 1 << 20, "--first-order-batch");

@@ -81,17 +81,17 @@ inline MethodRun run_method(Method& method, const Model& start, const Dataset& d
     std::cout << " " << fmt(r.prepare_seconds, 2) << " s\n";
     std::vector<std::vector<float>> params;
     std::vector<fu::UnlearningReport> reports;
-    auto evaluate = [&](double x) {
-      if (method.is_integer_knob) x = std::round(x);
-      Model model = start;
-      model.set_execution(start.execution());
+    // Scores a model the method produced with knob x (the TUNING canaries only) and records the point.
+    auto record = [&](const Model& model, double x, double seconds, const fu::UnlearningReport& rep,
+                      const std::string& error) {
       SearchPoint p;
       p.knob = x;
-      fu::KnobEvaluation e;
-      fu::UnlearningReport rep;
-      try {
-        rep = method.apply(model, x);
-        p.seconds = rep.seconds;
+      p.seconds = seconds;
+      if (!error.empty()) {
+        p.failed = true;
+        p.notes = "failed: " + error;
+        p.score.mean = p.score.max = std::numeric_limits<double>::infinity();
+      } else {
         const double t0 = now_seconds();
         p.score = selection_score(model, ds, opt, tuning);
         p.check_seconds = now_seconds() - t0;
@@ -102,11 +102,8 @@ inline MethodRun run_method(Method& method, const Model& start, const Dataset& d
                     " x the trained model's " + fmt(start_probe);
         }
         if (!rep.notes.empty()) p.notes += (p.notes.empty() ? "" : "; ") + rep.notes;
-      } catch (const fu::Error& err) {
-        p.failed = true;
-        p.notes = std::string("failed: ") + err.what();
-        p.score.mean = p.score.max = std::numeric_limits<double>::infinity();
       }
+      fu::KnobEvaluation e;
       e.score = p.score.mean;
       e.reached = p.reached && !p.failed;
       e.failed = p.failed;
@@ -119,11 +116,91 @@ inline MethodRun run_method(Method& method, const Model& start, const Dataset& d
       reports.push_back(rep);
       return e;
     };
+    auto evaluate = [&](double x) {
+      if (method.is_integer_knob) x = std::round(x);
+      Model model = start;
+      model.set_execution(start.execution());
+      fu::UnlearningReport rep;
+      std::string error;
+      const double t0 = now_seconds();
+      try {
+        rep = method.apply(model, x);
+      } catch (const fu::Error& err) {
+        error = err.what();
+      }
+      return record(model, x, error.empty() && rep.seconds > 0 ? rep.seconds : now_seconds() - t0, rep, error);
+    };
     fu::MatchedTargetOptions so = method.search;
     so.target = opt.exposure_target;
     so.tolerance = opt.target_tolerance;
     so.budget = static_cast<std::size_t>(opt.search_budget);
-    const fu::MatchedTargetResult res = fu::find_matched_target(evaluate, so);
+    fu::MatchedTargetResult res;
+    if (!method.continuation) {
+      res = fu::find_matched_target(evaluate, so);
+    } else {
+      // Step-count knob: the continuation is ONE run, checked at steps low, low·g, low·g², ... (each
+      // check is one evaluation of the budget), stopped at the first check that reaches the target or
+      // fails; then bisection between the last check that did not reach and the first that did, each
+      // midpoint a fresh run. The same budget, target, tolerance and selection rule as
+      // find_matched_target.
+      std::vector<std::size_t> schedule;
+      for (double x = so.low; x <= so.high + 0.5; x *= so.growth) {
+        const auto v = static_cast<std::size_t>(std::llround(x));
+        if (schedule.empty() || v > schedule.back()) schedule.push_back(v);
+      }
+      Model model = start;
+      model.set_execution(start.execution());
+      double check_total = 0;
+      std::optional<fu::KnobEvaluation> last;
+      try {
+        method.run_with_checks(model, schedule.back(), [&](const Model& m, std::size_t step, double elapsed) {
+          if (std::find(schedule.begin(), schedule.end(), step) == schedule.end()) return false;
+          fu::UnlearningReport rep;
+          rep.iterations = step;
+          const double t0 = now_seconds();
+          last = record(m, static_cast<double>(step), elapsed - check_total, rep, {});
+          check_total += now_seconds() - t0;
+          return last->reached || last->failed || r.points.size() >= so.budget;
+        });
+      } catch (const fu::Error& err) {
+        // the run rolled back: record the failure at the step it would have checked next
+        record(start, static_cast<double>(schedule[std::min(r.points.size(), schedule.size() - 1)]), 0.0, {}, err.what());
+      }
+      std::optional<double> bad, good;
+      for (const auto& p : r.points) {
+        const bool up = p.failed || p.reached;
+        if (up && (!good || p.knob < *good)) good = p.knob;
+        if (!up && (!bad || p.knob > *bad)) bad = p.knob;
+      }
+      auto close_enough = [&](const SearchPoint& p) { return p.reached && !p.failed && p.score.mean >= so.target - so.tolerance; };
+      std::string why = good ? "continuation reached or failed" : "continuation ended without reaching";
+      while (good && bad && r.points.size() < so.budget && *good - *bad > 1.0) {
+        bool done = false;
+        for (const auto& p : r.points)
+          if (p.knob == *good && close_enough(p)) done = true;
+        if (done) {
+          why = "within tolerance";
+          break;
+        }
+        const double x = std::floor((*bad + *good) / 2.0);
+        const auto e = evaluate(x);
+        (e.reached || e.failed ? good : bad) = x;
+      }
+      // selection: the weakest reached point, else the least score (as find_matched_target)
+      for (std::size_t i = 0; i < r.points.size(); ++i) {
+        const auto& p = r.points[i];
+        if (p.reached && !p.failed && (!res.selected || p.knob < r.points[*res.selected].knob)) res.selected = i;
+      }
+      res.reached = res.selected.has_value();
+      if (!res.reached)
+        for (std::size_t i = 0; i < r.points.size(); ++i) {
+          const auto& p = r.points[i];
+          if (p.failed) continue;
+          if (!res.selected || p.score.mean < r.points[*res.selected].score.mean) res.selected = i;
+        }
+      res.within_tolerance = res.reached && close_enough(r.points[*res.selected]);
+      res.notes = why + " (" + std::to_string(r.points.size()) + " of " + std::to_string(so.budget) + " evaluations)";
+    }
     r.search_notes = res.notes;
     r.reached_on_tuning = res.reached;
     r.within_tolerance = res.within_tolerance;

@@ -1,21 +1,80 @@
-// Automatic damping for Fisher steps: a search over a log grid of λ, each candidate scored by a
-// caller-supplied function (the unlearners score J_retain after the step), all with ONE factorisation:
-// the estimator is finalised once and only set_damping(λ) changes between candidates.
-// Cost: |grid| × (one apply_power + one score evaluation); no refactorisation.
+// Damping for Fisher steps. (1) Spectrum-relative: λ = α·tr(F̂)/d, a fraction α of the mean eigenvalue of
+// the undamped Fisher F̂ = (1/m)Σ ggᵀ: O(1) given the trace, no assumption about θ. (2) The search over a
+// log grid of λ scored by a caller-supplied function (J_retain after the step), with ONE factorisation:
+// only set_damping(λ) changes between candidates; |grid| × (one apply_power + one score evaluation).
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
 #include "fisher_unlearn/errors.hpp"
 
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <cstdio>
 #include <limits>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace fisher_unlearn {
+
+// ---- spectrum-relative damping --------------------------------------------------------------------
+// Why: the search below assumes θ is the full-data optimum (its score, J_retain after the step, is least
+// for the null step whenever ∇J_retain(θ) ≠ 0, so it drifts to the largest λ of its grid on a model that
+// is not at that optimum, e.g. a trained language model). A damping tied to the spectrum needs no such
+// assumption: with α = 1e-2, λ sits two decades below the mean curvature, so it regularises the
+// directions the m gradients did not see without flattening the ones they did. Chosen once per method.
+
+/// An estimator that reports tr(F̂) of its undamped part F̂ (F = λI + F̂). Diagonal, Woodbury, dense and
+/// block-diagonal estimators do, in O(d) or less after finalize().
+template <class E>
+concept HasUndampedTrace = requires(const E& e) {
+  { e.undamped_trace() } -> std::convertible_to<double>;
+};
+
+/// λ = α·tr(F̂)/d. alpha > 0 (the documented default is 1e-2); tr(F̂) must be positive and finite
+/// (it is 0 only when every gradient is zero: then no relative damping exists and an absolute one is
+/// needed). Throws InvalidArgument / NumericalError with what to do.
+inline double spectrum_relative_damping(double undamped_trace, std::size_t dimension, double alpha = 1e-2) {
+  if (!(alpha > 0.0) || !std::isfinite(alpha))
+    throw InvalidArgument("spectrum_relative_damping: alpha must be positive and finite (1e-2 is the default)");
+  if (dimension == 0) throw InvalidArgument("spectrum_relative_damping: the dimension is 0");
+  if (!std::isfinite(undamped_trace) || undamped_trace < 0.0)
+    throw NonFiniteError("spectrum_relative_damping: tr(F) is negative, NaN or Inf; check the gradients");
+  const double lambda = alpha * undamped_trace / static_cast<double>(dimension);
+  if (!(lambda > 0.0) || !std::isfinite(lambda))
+    throw NumericalError("spectrum_relative_damping: tr(F) is zero (every gradient the Fisher was built from is "
+                         "zero, or alpha underflows); give an absolute damping instead");
+  return lambda;
+}
+
+/// λ = α·tr(F̂)/d from a finalised estimator that reports its trace.
+template <FisherEstimator Estimator>
+  requires HasUndampedTrace<Estimator>
+double spectrum_relative_damping(const Estimator& fisher, double alpha = 1e-2) {
+  return spectrum_relative_damping(static_cast<double>(fisher.undamped_trace()), fisher.dimension(), alpha);
+}
+
+/// How an iterated unlearner damps its Fisher: relative (λ = alpha·tr(F̂)/d, the default) unless an
+/// absolute value is given.
+struct FisherDamping {
+  double relative = 1e-2;  ///< α of λ = α·tr(F̂)/d (> 0)
+  double absolute = 0.0;   ///< > 0: use this λ instead
+
+  void validate(const std::string& who) const {
+    if (!(absolute >= 0.0) || !std::isfinite(absolute))
+      throw InvalidArgument(who + ": damping.absolute must be finite and >= 0 (0 = use damping.relative)");
+    if (absolute == 0.0 && (!(relative > 0.0) || !std::isfinite(relative)))
+      throw InvalidArgument(who + ": damping.relative (alpha) must be positive and finite; 1e-2 is the default");
+  }
+  /// The λ to use for a Fisher whose undamped part has trace `undamped_trace` in `dimension` parameters.
+  double resolve(double undamped_trace, std::size_t dimension) const {
+    return absolute > 0.0 ? absolute : spectrum_relative_damping(undamped_trace, dimension, relative);
+  }
+};
+
+// ---- the damping search (right for convex models at the full-data optimum) -----------------------
 
 /// n points spaced evenly in log10 from lo to hi inclusive (lo > 0, hi >= lo, n >= 1).
 inline std::vector<double> log_grid(double lo, double hi, std::size_t n) {
@@ -62,6 +121,15 @@ struct DampingSearchResult {
   std::vector<double> grid;     ///< the candidates, as given
   std::vector<double> scores;   ///< score(λ) per candidate; +∞ where the step or loss was not finite
 
+  /// True when the choice is the grid's smallest or largest value (and the grid has more than one):
+  /// the best λ may lie outside the grid. On a model that is not at the full-data optimum the largest
+  /// value wins because the null step does (see spectrum_relative_damping).
+  bool on_grid_edge() const {
+    if (grid.size() < 2) return false;
+    const auto [lo, hi] = edges();
+    return best_index == lo || best_index == hi;
+  }
+
   /// "λ=1e-06:J=inf λ=1e-05:J=0.512 ..." for a report's notes.
   std::string summary() const {
     std::string s = "damping search (score = J on the score set):";
@@ -70,7 +138,22 @@ struct DampingSearchResult {
       std::snprintf(buf, sizeof buf, " %s%.3g:%.10g", i == best_index ? "*" : "", grid[i], scores[i]);
       s += buf;
     }
+    if (on_grid_edge())
+      s += best_index == edges().second
+               ? " [chosen at the grid's LARGEST value: the search may be choosing the null step (model not at the "
+                 "optimum); extend the grid or use the spectrum-relative damping]"
+               : " [chosen at the grid's SMALLEST value: extend the grid downwards]";
     return s;
+  }
+
+ private:
+  std::pair<std::size_t, std::size_t> edges() const {
+    std::size_t lo = 0, hi = 0;
+    for (std::size_t i = 1; i < grid.size(); ++i) {
+      if (grid[i] < grid[lo]) lo = i;
+      if (grid[i] > grid[hi]) hi = i;
+    }
+    return {lo, hi};
   }
 };
 

@@ -1,10 +1,11 @@
 // FisherForgetting (Golatkar et al. 2020): a removal step plus noise shaped by the inverse Fisher,
-//   θ' = θ + [η (k/(n−k)) F⁻¹ ∇J_forget(θ)] + (μσ²)^{1/4} F^{-1/4} ε,   ε ~ N(0, I) (seeded),
-// so that the noise is largest along directions the retain data barely constrains. Cost: that of
-// FisherRemoval plus one F^{-1/4}v (the estimator must support p = −1/4).
+//   θ' = θ + [η (k/(n−k)) F⁻¹ ∇J_forget(θ)] + (μσ²)^{1/4} F_n^{-1/4} ε,   ε ~ N(0, I) (seeded),
+// F_n = λ_n I + F̂ with the small spectrum-relative λ_n = α·tr(F̂)/d, so that the noise is largest along
+// directions the retain data barely constrains. Cost: that of FisherRemoval plus one F^{-1/4}v.
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/damping.hpp"
 #include "fisher_unlearn/detail/unlearning.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/parameter_subset.hpp"
@@ -32,6 +33,12 @@ struct FisherForgettingOptions {
   double mu = 1e-8;
   double sigma = 1.0;
   std::uint64_t noise_seed = 0x5eed;  ///< seeds ε
+  /// α of the noise's damping λ_n = α·tr(F̂)/d (damping.hpp), set on F for the noise only. The noise
+  /// follows F_n^{-1/2} only where λ_n is small against the spectrum: with the removal's damping (the
+  /// search picks the largest λ on a model that is not at the optimum) F^{-1/4} ≈ λ^{-1/4}I and the
+  /// noise is isotropic. 0 = use the removal's damping for the noise too. Needs an estimator with
+  /// undamped_trace() (HasUndampedTrace) when > 0.
+  double noise_relative_damping = 1e-2;
 
   double noise_scale() const { return std::pow(mu * sigma * sigma, 0.25); }
 
@@ -39,6 +46,9 @@ struct FisherForgettingOptions {
     removal.validate(who);
     if (!(mu >= 0.0) || !std::isfinite(mu) || !std::isfinite(sigma))
       throw InvalidArgument(who + ": mu must be finite and >= 0, and sigma finite");
+    if (!(noise_relative_damping >= 0.0) || !std::isfinite(noise_relative_damping))
+      throw InvalidArgument(who + ": noise_relative_damping must be finite and >= 0 (1e-2 is the default; 0 = the "
+                                  "removal's damping)");
     if (!include_newton_term && removal.automatic_damping)
       throw InvalidArgument(who + ": automatic damping scores the removal step, but include_newton_term is false; "
                                   "set a fixed removal.damping instead");
@@ -96,6 +106,18 @@ class FisherForgetting {
         std::mt19937_64 rng(options_.noise_seed);
         std::normal_distribution<double> normal(0.0, 1.0);
         for (Eigen::Index i = 0; i < d; ++i) eps[i] = static_cast<Scalar>(normal(rng));
+        if (options_.noise_relative_damping > 0.0) {
+          if constexpr (HasUndampedTrace<Estimator>) {
+            // F is this call's own estimator: changing its damping after the removal term is safe.
+            fisher.set_damping(static_cast<Scalar>(spectrum_relative_damping(fisher, options_.noise_relative_damping)));
+          } else {
+            throw InvalidArgument(name() + ": noise_relative_damping needs an estimator that reports "
+                                           "undamped_trace(); set noise_relative_damping = 0 to use the removal's "
+                                           "damping for the noise");
+          }
+        }
+        detail::append_note(r.notes, "noise damping " + std::to_string(static_cast<double>(fisher.damping())) +
+                                         (options_.noise_relative_damping > 0.0 ? " (relative)" : " (the removal's)"));
         fisher.apply_power(-0.25, eps, shaped);
         detail::require_finite(shaped, name() + ": the noise F^(-1/4) eps");
         subset.scatter_add(std::span<const Scalar>(shaped.data(), static_cast<std::size_t>(d)),

@@ -150,6 +150,15 @@ class BlockDiagonalFisher {
     return blocks_[b].eigenvalues();
   }
 
+  /// tr of the undamped block-diagonal part: the sum of every block's eigenvalues (after finalize()), O(d).
+  /// Equal to tr((1/m)Σ ggᵀ): dropping the off-diagonal blocks keeps the diagonal.
+  double undamped_trace() const {
+    if (!finalized_) throw StateError("BlockDiagonalFisher::undamped_trace: call finalize() first");
+    double trace = 0.0;
+    for (const auto& block : blocks_) trace += block.eigenvalues().sum();
+    return trace;
+  }
+
   Scalar damping() const { return damping_; }
   /// Changes λ; O(1): eigenvectors do not depend on it. Throws InvalidArgument for λ ≤ 0 or NaN.
   void set_damping(Scalar damping) { damping_ = detail::checked_damping("BlockDiagonalFisher::set_damping", damping); }

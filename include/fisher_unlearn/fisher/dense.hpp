@@ -74,6 +74,9 @@ class DenseFisher {
     return block_.eigenvalues();
   }
 
+  /// tr((1/m)Σ ggᵀ), the sum of eigenvalues() (after finalize()), O(d).
+  double undamped_trace() const { return eigenvalues().sum(); }
+
   Scalar damping() const { return damping_; }
   /// Changes λ; O(1): the eigenvectors do not depend on it. Throws InvalidArgument for λ ≤ 0 or NaN.
   void set_damping(Scalar damping) { damping_ = detail::checked_damping("DenseFisher::set_damping", damping); }

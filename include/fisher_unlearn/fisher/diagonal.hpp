@@ -104,6 +104,12 @@ class DiagonalFisher {
     return (mean_of_squares_.array() + static_cast<double>(damping_)).matrix().template cast<Scalar>();
   }
 
+  /// tr((1/m)Σ ggᵀ) = Σ_k (1/m)Σ g_k², the trace of the undamped part (after finalize()), O(d).
+  double undamped_trace() const {
+    if (!finalized_) throw StateError("DiagonalFisher::undamped_trace: call finalize() first");
+    return mean_of_squares_.sum();
+  }
+
   Scalar damping() const { return damping_; }
   /// Changes λ; O(1), no new finalize() needed. Throws InvalidArgument for λ ≤ 0 or NaN (unchanged then).
   void set_damping(Scalar damping) { damping_ = detail::checked_damping("DiagonalFisher::set_damping", damping); }

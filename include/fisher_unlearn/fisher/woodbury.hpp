@@ -204,6 +204,15 @@ class WoodburyFisher {
     return eigenvalues_.tail(rank_);
   }
 
+  /// tr((1/m)GGᵀ) = tr(GᵀG)/m (dual form, O(m)) = tr(S)/m (primal form, O(d)): the trace of the
+  /// undamped part, after finalize().
+  double undamped_trace() const {
+    if (!finalized_) throw StateError("WoodburyFisher::undamped_trace: call finalize() first");
+    if (primal_) return outer_.trace() / static_cast<double>(m_);
+    const auto m = static_cast<Eigen::Index>(m_);
+    return gram_.topLeftCorner(m, m).trace() / static_cast<double>(m_);
+  }
+
   /// The stored gradients as the columns of a d×m matrix, in slot order (not arrival order).
   auto gradients() const { return G_.leftCols(static_cast<Eigen::Index>(m_)); }
 

@@ -425,6 +425,7 @@ class GgufFile {
   }
   /// The tensor's bytes as stored (valid while any copy of this GgufFile lives).
   std::span<const std::uint8_t> tensor_bytes(const GgufTensorInfo& t) const {
+    if (t.byte_size == 0) return {};  // an empty tensor's offset is not checked against the file
     return storage_->bytes().subspan(static_cast<std::size_t>(data_offset_ + t.offset),
                                      static_cast<std::size_t>(t.byte_size));
   }

@@ -130,7 +130,9 @@ struct DpSgdOptions {
   /// for every value (the clipped gradients are summed in record order). > 1 needs a gradient() that
   /// may be called concurrently (true for every model in this library).
   std::size_t num_threads = 1;
-  std::size_t gradients_in_flight = 32;  ///< per-sample gradients held at once: memory k·this·sizeof(Scalar)
+  /// Per-sample gradients held at once (memory k·this·sizeof(Scalar)); 0: 4 per thread. Any value gives
+  /// the same result; larger values only spawn the worker threads less often.
+  std::size_t gradients_in_flight = 0;
   double progress_interval_seconds = 10; ///< a progress line at most this often; <= 0: silent
   std::ostream* progress_stream = &std::cerr;
   std::string label = "dp-sgd";
@@ -155,7 +157,6 @@ struct DpSgdOptions {
     if (!(momentum >= 0.0 && momentum < 1.0)) throw InvalidArgument("DpSgdOptions: momentum must lie in [0, 1)");
     if (!(delta >= 0.0 && delta < 1.0))
       throw InvalidArgument("DpSgdOptions: delta must lie in [0, 1) (0 means 1/N for N records)");
-    if (gradients_in_flight == 0) throw InvalidArgument("DpSgdOptions: gradients_in_flight must be at least 1");
     if (orders.empty()) throw InvalidArgument("DpSgdOptions: no RDP orders given; use default_rdp_orders()");
     for (double a : orders) detail::require_rdp_order(a);
     adamw.validate();
@@ -374,7 +375,8 @@ class DpSgdTrainer {
     norms_.assign(B, 0.0);
     losses_.assign(B, 0.0);
     sum_.setZero();
-    const std::size_t wave = std::min(std::max<std::size_t>(B, 1), options_.gradients_in_flight);
+    const std::size_t in_flight = options_.gradients_in_flight ? options_.gradients_in_flight : 4 * threads();
+    const std::size_t wave = std::min(std::max<std::size_t>(B, 1), in_flight);
     if (column_.cols() < static_cast<Eigen::Index>(wave) || column_.rows() != static_cast<Eigen::Index>(k))
       column_.resize(static_cast<Eigen::Index>(k), static_cast<Eigen::Index>(wave));
     const std::size_t workers = std::min(threads(), wave);
@@ -521,7 +523,7 @@ class DpSgdTrainer {
   GaussianNoise noise_;
   Clock::time_point start_, last_report_;
   std::size_t steps_ = 0;
-  Matrix<Scalar> column_;                 // k × gradients_in_flight clipped per-sample gradients
+  Matrix<Scalar> column_;                 // k × (gradients in flight): clipped per-sample gradients
   std::vector<Vector<Scalar>> full_;      // one d-vector per worker when training a subset
   Vector<Scalar> sum_, update_, velocity_, theta_sub_;
   std::vector<double> norms_, losses_;

@@ -1,0 +1,404 @@
+// NaturalGradientUnlearning: one step with the exact Hessian is Newton/Fisher removal; the trust region
+// holds on every step (checked with a dense fp64 F); the identity is plain gradient descent; Adam and SOUL
+// equal hand-rolled fp64 references; stopping rules; the strong guarantee through the callbacks.
+#include <catch2/catch.hpp>
+
+#include "fisher_unlearn/fisher/block_diagonal.hpp"
+#include "fisher_unlearn/fisher/dense.hpp"
+#include "fisher_unlearn/fisher/diagonal.hpp"
+#include "fisher_unlearn/fisher/woodbury.hpp"
+#include "fisher_unlearn/models/mlp.hpp"
+#include "fisher_unlearn/natural_gradient.hpp"
+#include "fisher_unlearn/newton_removal.hpp"
+#include "fisher_unlearn/removal.hpp"
+#include "reference_fisher.hpp"
+#include "unlearning_problem.hpp"
+
+#include <Eigen/Cholesky>
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+namespace fu = fisher_unlearn;
+using namespace unlearning_test;
+
+static_assert(fu::NewtonUnlearner<fu::NaturalGradientUnlearning<fu::WoodburyFisher<double>>, Model<double>>);
+static_assert(fu::NewtonUnlearner<fu::NaturalGradientUnlearning<fu::DiagonalFisher<float>>, Model<float>>);
+static_assert(fu::NewtonUnlearner<
+              fu::NaturalGradientUnlearning<fu::WoodburyFisher<double>, fu::AdamPreconditioner, fu::NpoObjective>,
+              Model<double>>);
+static_assert(fu::NewtonUnlearner<
+              fu::NaturalGradientUnlearning<fu::DiagonalFisher<double>, fu::SoulPreconditioner, fu::GradientAscentObjective>,
+              Model<double>>);
+static_assert(fu::UnlearningPreconditioner<fu::PlainGradient, Model<double>, fu::WoodburyFisher<double>>);
+static_assert(!fu::UnlearningPreconditioner<int, Model<double>, fu::WoodburyFisher<double>>);
+
+namespace {
+
+using MlpD = fu::models::Mlp<double>;
+
+/// L = −scale·J_forget (regulariser included): minimising it from the optimum with η = 1 and F = H̄_R is
+/// the Newton removal step when scale = k/(n−k). A user-defined objective, through the concept.
+struct ScaledForgetObjective {
+  double scale = 1.0;
+  std::string name() const { return "scaled_forget"; }
+  template <fu::DifferentiableModel M>
+  double value_and_gradient(const M& model, std::span<const typename M::Sample> forget,
+                            fu::Vector<typename M::Scalar>& g) const {
+    const double value = fu::detail::objective_gradient(model, forget, g);
+    g *= -scale;
+    return -scale * value;
+  }
+};
+
+/// Columns √d·L with LLᵀ = H̄_R − λI: an estimator fed these with damping λ holds F = H̄_R.
+Eigen::MatrixXd hessian_square_root_gradients(const Model<double>& model, std::span<const Sample<double>> retain) {
+  Eigen::MatrixXd h = fu::objective_hessian(model, retain);
+  h.diagonal().array() -= model.l2_regularization();
+  const Eigen::MatrixXd l = Eigen::LLT<Eigen::MatrixXd>(h).matrixL();
+  return std::sqrt(static_cast<double>(h.rows())) * l;
+}
+
+MlpD make_mlp(std::uint64_t seed) {
+  fu::models::MlpOptions o;
+  o.num_features = 4;
+  o.hidden_sizes = {6};
+  o.num_classes = 3;
+  o.l2_regularization = 1e-3;
+  o.seed = seed;
+  MlpD m(o);
+  std::mt19937_64 rng(seed + 1);
+  std::normal_distribution<double> normal(0.0, 0.5);
+  for (double& t : m.parameters()) t = normal(rng);
+  return m;
+}
+
+Eigen::VectorXd params_of(const MlpD& m) { return fu::as_eigen(m.parameters()); }
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("NaturalGradientUnlearning: one step with eta = 1, kappa = inf and F = the exact retain Hessian is "
+                   "FisherRemoval and NewtonRemoval", "",
+                   ReferenceFisher<double>, fu::WoodburyFisher<double>, fu::DenseFisher<double>) {
+  for (const std::size_t k : {std::size_t{1}, std::size_t{20}}) {
+    auto p = make_problem<double>(600, 12, k, 1e-2, 300 + k);
+    TestType fisher(12, 1e-2);
+    fisher.add_gradients(hessian_square_root_gradients(p.full, p.retain()));
+    fisher.finalize();
+    Model<double> newton = p.full, removal = p.full, natural = p.full;
+    fu::NewtonRemoval{}.unlearn(newton, p.forget(), p.retain());
+    fu::FisherRemoval<TestType>{}.unlearn(removal, p.forget(), p.retain(), fisher);
+    fu::NaturalGradientOptions o;
+    o.max_steps = 1;
+    const double scale = static_cast<double>(k) / static_cast<double>(p.retain().size());
+    const fu::NaturalGradientUnlearning<TestType, fu::NaturalGradient, ScaledForgetObjective> unlearner(
+        o, ScaledForgetObjective{scale});
+    const auto result = unlearner.unlearn_detailed(natural, p.forget(), p.retain(), fisher);
+    const double step = (params(newton) - params(p.full)).norm();
+    CHECK((params(natural) - params(newton)).norm() / step < 1e-9);
+    CHECK((params(natural) - params(removal)).norm() / step < 1e-12);
+    CHECK(result.report.iterations == 1);
+    CHECK(result.steps.size() == 1);
+    CHECK(result.report.damping == Approx(1e-2));
+    CHECK(result.stop_reason == "max_steps");
+    CHECK(result.report.method == "natural_gradient(scaled_forget)");
+  }
+}
+
+TEST_CASE("NaturalGradientUnlearning: the trust region holds on every step, measured with a dense fp64 F") {
+  auto p = make_problem<double>(300, 8, 10, 1e-2, 12);
+  fu::NaturalGradientOptions o;
+  o.max_steps = 12;
+  o.learning_rate = 1.0;
+  o.max_kl = 2e-3;
+  o.fisher_samples = p.retain().size();  // every retain sample: F is known exactly
+  fu::NaturalGradientUnlearning<fu::WoodburyFisher<double>, fu::NaturalGradient, fu::GradientAscentObjective> unlearner(o);
+  Model<double> model = p.full;
+  std::vector<Eigen::VectorXd> thetas{params(model)};
+  fu::NaturalGradientCallbacks<Model<double>> callbacks;
+  callbacks.stop = [&](const Model<double>& m, std::size_t) {
+    thetas.push_back(params(m));
+    return false;
+  };
+  const auto result = unlearner.unlearn_detailed(model, p.forget(), p.retain(), callbacks);
+  // Reference F = λI + (1/m)GGᵀ with λ = 1e-2·tr/d, in double, from the same gradients.
+  const Eigen::MatrixXd g = fu::collect_gradients(p.full, p.retain());
+  const Eigen::MatrixXd f_hat = g * g.transpose() / static_cast<double>(g.cols());
+  const double lambda = 1e-2 * f_hat.trace() / 8.0;
+  const Eigen::MatrixXd f = f_hat + lambda * Eigen::MatrixXd::Identity(8, 8);
+  CHECK(result.report.damping == Approx(lambda).epsilon(1e-12));
+  REQUIRE(result.steps.size() == 12);
+  REQUIRE(thetas.size() == 13);
+  std::size_t hits = 0;
+  for (std::size_t t = 0; t < 12; ++t) {
+    const Eigen::VectorXd delta = thetas[t + 1] - thetas[t];
+    const double kl = 0.5 * delta.dot(f * delta);
+    CHECK(kl <= o.max_kl * (1 + 1e-10));
+    CHECK(result.steps[t].predicted_kl == Approx(kl).epsilon(1e-9));
+    CHECK(result.steps[t].step_norm == Approx(delta.norm()).epsilon(1e-12));
+    if (result.steps[t].trust_region_hit) {
+      ++hits;
+      CHECK(result.steps[t].unconstrained_predicted_kl > o.max_kl);
+      CHECK(kl == Approx(o.max_kl).epsilon(1e-9));
+    }
+  }
+  CHECK(hits > 0);  // unbounded ascent: the steps must have been cut
+  CHECK(hits == result.trust_region_hits);
+  CHECK(result.report.notes.find("trust region") != std::string::npos);
+  CHECK(result.report.forget_loss_after > result.report.forget_loss_before);
+}
+
+TEST_CASE("NaturalGradientUnlearning: the identity preconditioner is plain gradient descent on the objective, and "
+          "with the retain anchor over the whole retain set it is gradient difference") {
+  const auto data = fu::models::make_softmax_problem<double>(40, 4, 3, 31);
+  const std::span<const MlpD::Sample> all(data);
+  const auto forget = all.first(6), retain = all.subspan(6);
+  const MlpD start = make_mlp(5);
+  fu::NaturalGradientOptions o;
+  o.max_steps = 5;
+  o.learning_rate = 0.3;
+  {
+    MlpD model = start;
+    const auto r = fu::NaturalGradientUnlearning<fu::DiagonalFisher<double>, fu::PlainGradient>(o).unlearn(model, forget,
+                                                                                                          retain);
+    CHECK(std::isnan(r.damping));  // κ = ∞ and P = I: no Fisher built
+    MlpD reference = start;
+    fu::Vector<double> g;
+    for (int t = 0; t < 5; ++t) {
+      fu::detail::mean_loss_and_gradient(reference, forget, g);
+      fu::as_eigen(reference.parameters()) -= 0.3 * g;
+    }
+    CHECK((params_of(model) - params_of(reference)).norm() / (params_of(reference) - params_of(start)).norm() < 1e-12);
+  }
+  {
+    o.retain_weight = 0.7;
+    o.retain_batch_size = retain.size();
+    MlpD model = start;
+    fu::NaturalGradientUnlearning<fu::DiagonalFisher<double>, fu::PlainGradient, fu::GradientAscentObjective>(o).unlearn(
+        model, forget, retain);
+    MlpD reference = start;
+    fu::Vector<double> gf, gr;
+    for (int t = 0; t < 5; ++t) {
+      fu::detail::mean_loss_and_gradient(reference, forget, gf);
+      fu::detail::mean_loss_and_gradient(reference, retain, gr);
+      fu::as_eigen(reference.parameters()) -= 0.3 * (-gf + 0.7 * gr);
+    }
+    CHECK((params_of(model) - params_of(reference)).norm() / (params_of(reference) - params_of(start)).norm() < 1e-10);
+  }
+}
+
+TEST_CASE("NaturalGradientUnlearning: Adam equals a hand-rolled fp64 Adam for 3 steps") {
+  const auto data = fu::models::make_softmax_problem<double>(30, 4, 3, 41);
+  const std::span<const MlpD::Sample> all(data);
+  const auto forget = all.first(5), retain = all.subspan(5);
+  const MlpD start = make_mlp(7);
+  fu::NaturalGradientOptions o;
+  o.max_steps = 3;
+  o.learning_rate = 0.01;
+  fu::AdamPreconditioner adam;
+  adam.beta1 = 0.8;
+  adam.beta2 = 0.95;
+  adam.epsilon = 1e-6;
+  MlpD model = start;
+  fu::NaturalGradientUnlearning<fu::DiagonalFisher<double>, fu::AdamPreconditioner, fu::NpoObjective>(
+      o, fu::NpoObjective(0.5), adam)
+      .unlearn(model, forget, retain);
+
+  MlpD reference = start;
+  fu::NpoObjective npo(0.5);
+  npo.bind(reference, forget);
+  const auto d = static_cast<Eigen::Index>(start.num_parameters());
+  Eigen::VectorXd m = Eigen::VectorXd::Zero(d), v = Eigen::VectorXd::Zero(d);
+  fu::Vector<double> g;
+  for (int t = 1; t <= 3; ++t) {
+    npo.value_and_gradient(reference, forget, g);
+    for (Eigen::Index i = 0; i < d; ++i) {
+      m[i] = 0.8 * m[i] + 0.2 * g[i];
+      v[i] = 0.95 * v[i] + 0.05 * g[i] * g[i];
+      const double m_hat = m[i] / (1 - std::pow(0.8, t)), v_hat = v[i] / (1 - std::pow(0.95, t));
+      reference.parameters()[static_cast<std::size_t>(i)] -= 0.01 * m_hat / (std::sqrt(v_hat) + 1e-6);
+    }
+  }
+  CHECK((params_of(model) - params_of(reference)).norm() / (params_of(reference) - params_of(start)).norm() < 1e-12);
+}
+
+TEST_CASE("NaturalGradientUnlearning: SOUL equals a hand-rolled fp64 Sophia-G for 3 steps") {
+  const auto data = fu::models::make_softmax_problem<double>(30, 4, 3, 51);
+  const std::span<const MlpD::Sample> all(data);
+  const auto forget = all.first(8), retain = all.subspan(8);
+  const MlpD start = make_mlp(9);
+  fu::NaturalGradientOptions o;
+  o.max_steps = 3;
+  o.learning_rate = 0.05;
+  fu::SoulPreconditioner soul;
+  soul.hessian_interval = 2;  // ĥ at steps 1 and 3
+  soul.gamma = 0.5;           // so that some coordinates are clipped and some are not
+  soul.seed = 77;
+  MlpD model = start;
+  fu::NaturalGradientUnlearning<fu::DiagonalFisher<double>, fu::SoulPreconditioner, fu::DescentObjective>(o, {}, soul)
+      .unlearn(model, forget, retain);
+
+  MlpD reference = start;
+  const auto d = static_cast<Eigen::Index>(start.num_parameters());
+  Eigen::VectorXd m = Eigen::VectorXd::Zero(d), h = Eigen::VectorXd::Zero(d);
+  fu::Vector<double> g;
+  std::size_t clipped = 0, free = 0;
+  for (std::size_t t = 1; t <= 3; ++t) {
+    if (t == 1 || t == 3) {
+      // Gauss–Newton–Bartlett: targets drawn from the model (one per forget input, seed + t).
+      const Eigen::MatrixXd draws = fu::collect_gradients(reference, forget, {fu::FisherKind::monte_carlo, 1, 77 + t});
+      Eigen::VectorXd mean = Eigen::VectorXd::Zero(d);
+      for (Eigen::Index b = 0; b < draws.cols(); ++b) mean += draws.col(b);
+      mean /= static_cast<double>(draws.cols());
+      for (Eigen::Index i = 0; i < d; ++i) h[i] = 0.99 * h[i] + 0.01 * (8.0 * mean[i] * mean[i]);
+    }
+    fu::detail::mean_loss_and_gradient(reference, forget, g);
+    for (Eigen::Index i = 0; i < d; ++i) {
+      m[i] = 0.965 * m[i] + 0.035 * g[i];
+      double ratio = m[i] / std::max(0.5 * h[i], 1e-12);
+      if (std::abs(ratio) > 1) {
+        ratio = ratio > 0 ? 1 : -1;
+        ++clipped;
+      } else {
+        ++free;
+      }
+      reference.parameters()[static_cast<std::size_t>(i)] -= 0.05 * ratio;
+    }
+  }
+  CHECK(clipped > 0);
+  CHECK(free > 0);
+  CHECK((params_of(model) - params_of(reference)).norm() / (params_of(reference) - params_of(start)).norm() < 1e-12);
+}
+
+TEST_CASE("NaturalGradientUnlearning: it stops on the caller's criterion and on the objective target") {
+  auto p = make_problem<double>(300, 8, 10, 1e-2, 21);
+  fu::NaturalGradientOptions o;
+  o.max_steps = 50;
+  o.max_kl = 1e-3;
+  fu::NaturalGradientUnlearning<fu::WoodburyFisher<double>, fu::NaturalGradient, fu::GradientAscentObjective> ga(o);
+  {
+    Model<double> model = p.full;
+    std::vector<std::size_t> seen;
+    fu::NaturalGradientCallbacks<Model<double>> callbacks;
+    callbacks.stop = [](const Model<double>&, std::size_t step) { return step == 3; };
+    callbacks.progress = [&](const fu::NaturalGradientStep& s) { seen.push_back(s.step); };
+    const auto result = ga.unlearn_detailed(model, p.forget(), p.retain(), callbacks);
+    CHECK(result.report.iterations == 3);
+    CHECK(result.stop_reason == "stop callback");
+    CHECK(seen == std::vector<std::size_t>{1, 2, 3});
+    CHECK(result.report.notes.find("stop callback") != std::string::npos);
+  }
+  {
+    // Gradient ascent on the forget loss: stop once −mean loss ≤ −(loss before + 0.2).
+    Model<double> model = p.full;
+    fu::Vector<double> g;
+    const double before = fu::GradientAscentObjective{}.value_and_gradient(p.full, p.forget(), g);
+    o.target_objective = before - 0.2;
+    const auto result =
+        fu::NaturalGradientUnlearning<fu::WoodburyFisher<double>, fu::NaturalGradient, fu::GradientAscentObjective>(o)
+            .unlearn_detailed(model, p.forget(), p.retain());
+    CHECK(result.stop_reason == "target objective reached");
+    CHECK(result.final_objective <= o.target_objective);
+    REQUIRE(!result.steps.empty());
+    CHECK(result.steps.back().objective > o.target_objective);  // it did not step past the target
+    CHECK(result.report.iterations < 50);
+  }
+}
+
+TEST_CASE("NaturalGradientUnlearning: the model is restored bitwise when a callback or the objective throws") {
+  auto p = make_problem<double>(200, 6, 8, 1e-2, 33);
+  fu::NaturalGradientOptions o;
+  o.max_steps = 10;
+  o.max_kl = 1e-2;
+  o.refresh_every = 2;
+  fu::NaturalGradientUnlearning<fu::WoodburyFisher<double>, fu::NaturalGradient, fu::NpoObjective> unlearner(o);
+  Model<double> model = p.full;
+  const fu::Vector<double> saved = fu::as_eigen(std::span<const double>(model.parameters()));
+  fu::NaturalGradientCallbacks<Model<double>> callbacks;
+  callbacks.stop = [](const Model<double>&, std::size_t step) -> bool {
+    if (step == 4) throw std::runtime_error("exposure check failed");
+    return false;
+  };
+  CHECK_THROWS_AS(unlearner.unlearn(model, p.forget(), p.retain(), callbacks), std::runtime_error);
+  CHECK(bitwise_equal(model, saved));
+  fu::NaturalGradientCallbacks<Model<double>> progress_throws;
+  progress_throws.progress = [](const fu::NaturalGradientStep&) { throw fu::NumericalError("stop"); };
+  CHECK_THROWS_AS(unlearner.unlearn(model, p.forget(), p.retain(), progress_throws), fu::NumericalError);
+  CHECK(bitwise_equal(model, saved));
+  // A sample of the wrong size in the forget set: the model throws mid-run.
+  std::vector<Sample<double>> bad(p.forget().begin(), p.forget().end());
+  bad.back().x.resize(3);
+  CHECK_THROWS_AS(unlearner.unlearn(model, std::span<const Sample<double>>(bad), p.retain()), fu::InvalidArgument);
+  CHECK(bitwise_equal(model, saved));
+  // And it does run when nothing throws (refreshing F_R every 2 steps).
+  const auto r = unlearner.unlearn(model, p.forget(), p.retain());
+  CHECK(r.iterations == 10);
+  CHECK(r.notes.find("refreshed 4 time(s)") != std::string::npos);
+}
+
+TEST_CASE("NaturalGradientUnlearning: on a convex model the natural gradient reaches a bounded target with less "
+          "predicted retain KL than the plain gradient at the same budget") {
+  // Badly scaled features: the retain Fisher is far from isotropic, which is where curvature helps.
+  auto data = fu::models::make_logistic_problem<double>(400, 8, 61);
+  for (auto& s : data)
+    for (Eigen::Index i = 0; i + 1 < s.x.size(); ++i) s.x[i] *= std::pow(3.0, static_cast<double>(i) - 3.0);
+  auto p = make_problem_from<double>(std::move(data), 10, 1e-3);
+  // Bounded objective: descend the forget loss with flipped labels (as likely as the other class).
+  std::vector<Sample<double>> flipped(p.forget().begin(), p.forget().end());
+  for (auto& s : flipped) s.y = 1.0 - s.y;
+  fu::Vector<double> g;
+  const double start = fu::DescentObjective{}.value_and_gradient(p.full, std::span<const Sample<double>>(flipped), g);
+  fu::NaturalGradientOptions o;
+  o.max_steps = 200;
+  o.max_kl = 1e-3;
+  o.target_objective = start - 0.5;
+  o.fisher_samples = p.retain().size();
+  o.damping.relative = 1e-3;
+  const auto run = [&](auto unlearner) {
+    Model<double> model = p.full;
+    double total_kl = 0.0;
+    const auto result = unlearner.unlearn_detailed(model, std::span<const Sample<double>>(flipped), p.retain());
+    for (const auto& s : result.steps) total_kl += s.predicted_kl;
+    return std::pair{result, total_kl};
+  };
+  o.learning_rate = 1.0;
+  const auto [natural, natural_kl] = run(fu::NaturalGradientUnlearning<fu::DenseFisher<double>>(o));
+  o.learning_rate = 10.0;  // the plain gradient gets its best try: the trust region cuts long steps anyway
+  const auto [plain, plain_kl] = run(fu::NaturalGradientUnlearning<fu::DenseFisher<double>, fu::PlainGradient>(o));
+  std::printf("bounded target: natural gradient %zu steps, sum of predicted KL %.4g; plain gradient %zu steps (%s), "
+              "%.4g\n", natural.report.iterations, natural_kl, plain.report.iterations, plain.stop_reason.c_str(),
+              plain_kl);
+  CHECK(natural.stop_reason == "target objective reached");
+  CHECK(natural.report.iterations < plain.report.iterations);
+}
+
+TEST_CASE("NaturalGradientUnlearning: bad options and a mismatched estimator throw typed errors") {
+  using U = fu::NaturalGradientUnlearning<fu::WoodburyFisher<double>>;
+  const auto make = [](auto change) {
+    fu::NaturalGradientOptions o;
+    change(o);
+    return o;
+  };
+  CHECK_THROWS_AS(U(make([](auto& o) { o.learning_rate = 0; })), fu::InvalidArgument);
+  CHECK_THROWS_AS(U(make([](auto& o) { o.max_steps = 0; })), fu::InvalidArgument);
+  CHECK_THROWS_AS(U(make([](auto& o) { o.max_kl = 0; })), fu::InvalidArgument);
+  CHECK_THROWS_AS(U(make([](auto& o) { o.fisher_samples = 0; })), fu::InvalidArgument);
+  CHECK_THROWS_AS(U(make([](auto& o) { o.damping.relative = -1; })), fu::InvalidArgument);
+  CHECK_THROWS_AS(U(make([](auto& o) { o.retain_weight = -1; })), fu::InvalidArgument);
+  CHECK_THROWS_AS(U(make([](auto& o) { o.target_objective = std::nan(""); })), fu::InvalidArgument);
+  auto p = make_problem<double>(100, 5, 5, 1e-2, 2);
+  Model<double> model = p.full;
+  fu::WoodburyFisher<double> wrong(4, 1e-2);
+  wrong.add_gradient(Eigen::VectorXd::Ones(4));
+  wrong.finalize();
+  CHECK_THROWS_AS(U().unlearn_detailed(model, p.forget(), p.retain(), wrong), fu::InvalidArgument);
+  fu::NaturalGradientOptions refresh;
+  refresh.refresh_every = 3;
+  fu::WoodburyFisher<double> right(5, 1e-2);
+  right.add_gradient(Eigen::VectorXd::Ones(5));
+  right.finalize();
+  CHECK_THROWS_AS(U(refresh).unlearn_detailed(model, p.forget(), p.retain(), right), fu::InvalidArgument);
+  CHECK_THROWS_AS(U().unlearn(model, std::span<const Sample<double>>(), p.retain()), fu::InvalidArgument);
+}
