@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/fisher/collect.hpp"
 #include "fisher_unlearn/models/logistic_regression.hpp"
 #include "fisher_unlearn/models/mlp.hpp"
 #include "fisher_unlearn/models/softmax_regression.hpp"
@@ -93,6 +94,7 @@ static_assert(fu::TwiceDifferentiableModel<LogRegD>);
 static_assert(fu::HasDenseHessian<LogRegD> && fu::HasHessianVectorProduct<LogRegD>);
 static_assert(fu::SampledFisherModel<LogRegD>);
 static_assert(fu::RegularizedModel<LogRegD>);
+static_assert(!fu::HasLossScale<LogRegD>);  // one target per sample: c = 1, nothing to declare
 
 TEST_CASE("LogisticRegression: the batch gradient equals the sum of per-sample gradients") {
   const auto data = fu::models::make_logistic_problem<double>(50, 7, 11);
@@ -222,6 +224,26 @@ struct SampledWithoutRng : MinimalModel {  // the caller must supply the RNG, fo
   void sampled_gradient(const Sample&, std::span<double> g) const { g[0] = 0; }
 };
 
+// HasLossScale skeleton: the loss is the mean of n squared-error terms, loss = (1/n)·Σᵢ ½(θ − xᵢ)², so c = 1/n.
+struct MeanOfTermsModel : MinimalModel {
+  struct Sample { std::vector<double> xs; };
+  double loss(const Sample& s) const {
+    double sum = 0;
+    for (double x : s.xs) sum += 0.5 * (theta[0] - x) * (theta[0] - x);
+    return sum / static_cast<double>(s.xs.size());
+  }
+  double gradient(const Sample& s, std::span<double> g) const {
+    g[0] = 0;
+    for (double x : s.xs) g[0] += (theta[0] - x) / static_cast<double>(s.xs.size());
+    return loss(s);
+  }
+  double loss_scale(const Sample& s) const { return 1.0 / static_cast<double>(s.xs.size()); }
+};
+struct LossScaleWithoutSample : MeanOfTermsModel {  // the scale belongs to a sample, not to the model
+  double loss_scale() const { return 1.0; }
+  double loss_scale(const Sample&) const = delete;
+};
+
 struct Regularized : MinimalModel {
   double l2_regularization() const { return 1e-3; }
 };
@@ -328,6 +350,9 @@ static_assert(!fu::HasDenseHessian<WithHessianVectorProduct> && !fu::HasHessianV
 static_assert(fu::HasDenseHessian<HessianWithoutGradient> && !fu::TwiceDifferentiableModel<HessianWithoutGradient>);
 static_assert(fu::SampledFisherModel<WithSampledGradient> && !fu::SampledFisherModel<SampledWithoutRng>);
 static_assert(fu::RegularizedModel<Regularized> && !fu::RegularizedModel<RegularizedNotConst>);
+static_assert(fu::HasLossScale<MeanOfTermsModel> && fu::DifferentiableModel<MeanOfTermsModel>);
+static_assert(!fu::HasLossScale<LossScaleWithoutSample> && !fu::HasLossScale<MinimalModel>);
+static_assert(!fu::HasLossScale<NoSampleType>);
 static_assert(fu::HasParameterGroups<Grouped> && !fu::HasParameterGroups<GroupedByName>);
 static_assert(fu::FisherEstimator<SkeletonFisher> && !fu::FisherEstimator<FisherWithoutPowers>);
 static_assert(!fu::FisherEstimator<MinimalModel>);
@@ -363,4 +388,14 @@ TEST_CASE("Concept skeletons: the documented skeletons compute what they claim")
                                                   std::span<const MinimalModel::Sample>(retain));
   CHECK(report.method == "do_nothing");
   CHECK(model.theta[0] == 0.25);
+
+  // loss_scale: collect_gradients divides each gradient by √c (here c = 1/4: the gradient doubles).
+  MeanOfTermsModel mean;
+  mean.theta[0] = 0.5;
+  const MeanOfTermsModel::Sample four{{1.0, 2.0, 3.0, 4.0}};
+  CHECK(mean.loss_scale(four) == 0.25);
+  std::vector<double> g(1);
+  mean.gradient(four, g);
+  const auto collected = fu::collect_gradients(mean, std::span<const MeanOfTermsModel::Sample>(&four, 1));
+  CHECK(collected(0, 0) == Approx(2.0 * g[0]).epsilon(1e-15));
 }

@@ -101,11 +101,26 @@ concept TwiceDifferentiableModel = DifferentiableModel<M> && (HasHessianVectorPr
 /// sampled_gradient(s, rng, g): overwrites g with ∇_θ[−log p(ŷ | x_s; θ)] for a target ŷ drawn from
 /// the model's own predictive distribution p(· | x_s; θ) using rng. E_ŷ[g gᵀ] is the true Fisher,
 /// which equals the Gauss–Newton matrix for exponential-family outputs: what a Monte-Carlo Fisher needs.
+/// For a loss that is c × a sum of NLL terms (a sequence loss), E[g gᵀ] is c times the Gauss–Newton
+/// matrix of loss(s): such a model declares c through HasLossScale (below).
 template <class M>
 concept SampledFisherModel = DifferentiableModel<M> &&
     requires(const M& m, const typename M::Sample& s, std::mt19937_64& rng, std::span<typename M::Scalar> g) {
       m.sampled_gradient(s, rng, g);
     };
+
+/// loss_scale(s): the factor c > 0 of a per-sample loss that is a weighted sum of conditionally
+/// independent negative log-likelihood terms,  loss(s) = c · Σₜ wₜ ℓₜ(θ),  for instance a sequence loss
+/// averaged over its T target tokens (c = 1/T; c = 1/Σₜwₜ with weights). Rules the compiler cannot check:
+///  * sampled_gradient(s) (when present) draws the T targets independently and returns
+///    c · Σₜ √wₜ ∇ℓₜ(ŷₜ), so that E[g gᵀ] = c · G(s) with G(s) = c Σₜ wₜ Gₜ the Gauss–Newton matrix of
+///    loss(s) (for 0/1 weights this is exactly ∇loss at the drawn targets).
+///  * collect_gradients multiplies every collected gradient by 1/√c, so that E[F_MC] = the Gauss–Newton
+///    matrix of the objective (not c times it). A model without loss_scale has c = 1 (one target per sample).
+template <class M>
+concept HasLossScale = HasScalarType<M> && HasSampleType<M> && requires(const M& m, const typename M::Sample& s) {
+  { m.loss_scale(s) } -> std::convertible_to<typename M::Scalar>;
+};
 
 /// l2_regularization(): λ in J_S(θ) = mean loss + (λ/2)‖θ‖².
 template <class M>

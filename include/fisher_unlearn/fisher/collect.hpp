@@ -1,6 +1,8 @@
-// Per-sample gradients for a Fisher estimate, as the columns of a d×m matrix.
-//   empirical:    gᵢ = ∇loss(sᵢ) with the observed target            (the "empirical Fisher")
-//   monte_carlo:  gᵢₖ = ∇[−log p(ŷₖ | xᵢ)], ŷₖ ~ p(· | xᵢ; θ), k = 1..S  (the true Fisher, in expectation)
+// Per-sample gradients for a Fisher estimate, as the columns of a d×m matrix, each divided by √cᵢ
+// where loss(sᵢ) = cᵢ·Σₜ wₜℓₜ (HasLossScale; c = 1 otherwise, e.g. c = 1/T for a mean over T tokens):
+//   empirical:    gᵢ = ∇loss(sᵢ)/√cᵢ with the observed targets         (the "empirical Fisher")
+//   monte_carlo:  gᵢₖ = sampled_gradient(sᵢ)/√cᵢ, targets ~ p(· | xᵢ; θ)  (E[gᵢₖgᵢₖᵀ] = the Gauss–Newton
+//                 matrix of loss(sᵢ) exactly; without the 1/√c it would be c times too small)
 // Cost: m (or m·S) gradient evaluations; memory d·m·sizeof(Scalar).
 #pragma once
 
@@ -8,9 +10,11 @@
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/parameter_subset.hpp"
 
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <span>
+#include <string>
 
 namespace fisher_unlearn {
 
@@ -24,6 +28,11 @@ struct GradientCollection {
   FisherKind kind = FisherKind::empirical;
   std::size_t samples_per_input = 1;  ///< S: draws per input for the Monte-Carlo Fisher
   std::uint64_t seed = 0x5eed;        ///< seeds the Monte-Carlo draws
+  /// Divide each gradient by √loss_scale(s) when the model declares one (HasLossScale), so that the
+  /// Monte-Carlo Fisher's expectation is the Gauss–Newton matrix of the mean loss and η = 1 is the
+  /// (Gauss–)Newton step. false = the unscaled per-sample gradients (the behaviour before issue 9,
+  /// c times too small for a loss that averages c⁻¹ terms). No effect on models without a loss scale.
+  bool apply_loss_scale = true;
 };
 
 /// Per-sample gradients restricted to `subset`, one column per gradient (m·S columns for monte_carlo).
@@ -43,6 +52,16 @@ Matrix<typename M::Scalar> collect_gradients(const M& model, std::span<const typ
   std::mt19937_64 rng(options.seed);
   Eigen::Index col = 0;
   for (const auto& s : samples) {
+    Scalar inverse_root_scale(1);
+    if constexpr (HasLossScale<M>) {
+      if (options.apply_loss_scale) {
+        const double c = static_cast<double>(model.loss_scale(s));
+        if (!(c > 0.0) || !std::isfinite(c))
+          throw InvalidArgument("collect_gradients: the model's loss_scale(sample) is " + std::to_string(c) +
+                                "; it must be positive and finite (loss = c · Σ weighted NLL terms)");
+        inverse_root_scale = static_cast<Scalar>(1.0 / std::sqrt(c));
+      }
+    }
     for (std::size_t k = 0; k < draws; ++k, ++col) {
       if (options.kind == FisherKind::monte_carlo) {
         if constexpr (SampledFisherModel<M>) {
@@ -56,6 +75,7 @@ Matrix<typename M::Scalar> collect_gradients(const M& model, std::span<const typ
       }
       subset.gather(std::span<const Scalar>(full.data(), full.size()),
                     std::span<Scalar>(G.col(col).data(), static_cast<std::size_t>(G.rows())));
+      if (inverse_root_scale != Scalar(1)) G.col(col) *= inverse_root_scale;
     }
   }
   if (!G.allFinite())

@@ -1,12 +1,14 @@
 // A GPT-style causal language model with exact, hand-written backward passes (Eigen GEMMs):
 //   x⁰ = E[tok] + P[pos];  xˡ⁺¹ = x' + W₂·gelu(W₁·LN₂(x') + b₁) + b₂,  x' = xˡ + Attn(LN₁(xˡ));
-//   logits = Eᵀ·LN_f(xᴸ) (tied head);  loss(sequence) = mean_t −ln p(tokₜ₊₁ | tok≤ₜ).
+//   logits = Eᵀ·LN_f(xᴸ) (tied head);  loss(sequence) = mean_t −ln p(tokₜ₊₁ | tok≤ₜ), or with target weights
+//   and soft targets (sequence_sample.hpp) Σₜ wₜ·(−Σ_v qₜ(v) ln p(v | tok≤ₜ)) / Σₜ wₜ.
 // Cost per sequence of T positions: about 6·T·(12·L·C² + V·C) + 6·L·T²·C flops for loss+gradient
 // (d ≈ 12·L·C² + (V + T_max)·C parameters); memory O(L·T·(C + F) + L·H·T²) per workspace.
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
 #include "fisher_unlearn/errors.hpp"
+#include "fisher_unlearn/sequence_sample.hpp"
 #include "fisher_unlearn/tokenizer.hpp"
 #include "fisher_unlearn/types.hpp"
 
@@ -175,10 +177,10 @@ class Transformer {
  public:
   using Scalar = ScalarType;
 
-  /// One training sequence: tokens[0..n-2] are the inputs, tokens[1..n-1] the targets (2 <= n <= T_max+1).
-  struct Sample {
-    std::vector<Token> tokens;
-  };
+  /// One training sequence: tokens[0..n-2] are the inputs, tokens[1..n-1] the targets (2 <= n <= T_max+1),
+  /// with optional per-target weights and soft targets (SequenceSample; Sample{tokens} is the plain
+  /// next-token sample). The same type for every Scalar.
+  using Sample = SequenceSample;
 
   /// Incremental decoding state: the tokens consumed, every layer's keys and values, and
   /// log p(· | consumed). Copying it copies only the positions consumed so far.
@@ -300,7 +302,8 @@ class Transformer {
     return g;
   }
 
-  /// Mean next-token cross-entropy (natural log) over the sequence's n−1 positions.
+  /// Mean next-token cross-entropy (natural log) over the sequence's n−1 positions; with s.targets,
+  /// Σₜ wₜℓₜ / Σₜ wₜ where ℓₜ is the cross-entropy towards position t's soft target or observed token.
   Scalar loss(const Sample& s) const {
     check_sample(s);
     auto lease = acquire();
@@ -378,15 +381,28 @@ class Transformer {
     return total;
   }
 
-  /// g = ∇ (1/(n−1)) Σ_t −ln p(ŷₜ | tok≤ₜ) with ŷₜ ~ p(· | tok≤ₜ; θ) drawn at every position in order
-  /// (one uniform from rng per position). The observed targets s.tokens[1..] are ignored; the last
-  /// token is never an input. E[g gᵀ] is the true Fisher of the per-sequence loss.
+  /// g = ∇ c·Σₜ √wₜ·(−ln p(ŷₜ | tok≤ₜ)) with ŷₜ ~ p(· | tok≤ₜ; θ) drawn in order at every position of
+  /// positive weight (one uniform from rng each), c = loss_scale(s) = 1/Σₜwₜ (1/(n−1) unweighted). The
+  /// observed and soft targets are ignored (the Gauss–Newton matrix does not depend on them); the last
+  /// token is never an input. E[g gᵀ] = c·G(s), G(s) = c Σₜ wₜ Fₜ the Gauss–Newton matrix of loss(s):
+  /// NOT the Fisher of loss(s) itself, which is c⁻¹ times larger — collect_gradients divides by √c.
+  /// For a 0/1 mask, g is exactly ∇loss at the drawn targets.
   void sampled_gradient(const Sample& s, std::mt19937_64& rng, std::span<Scalar> g) const {
     check_sample(s);
     check_out(g.size());
     auto lease = acquire();
     const Sample* one = &s;
     run_chunk(*lease, std::span<const Sample* const>(&one, 1), g.data(), Targets::sampled, &rng);
+  }
+
+  /// c in loss(s) = c·Σₜ wₜ ℓₜ: 1/Σₜ wₜ, i.e. 1/(n−1) for a plain sample (HasLossScale). The outer
+  /// product of a per-sequence gradient is c times the curvature of loss(s); see sampled_gradient.
+  Scalar loss_scale(const Sample& s) const {
+    check_sample(s);
+    if (s.targets.weights.empty()) return Scalar(1) / static_cast<Scalar>(s.tokens.size() - 1);
+    double total = 0.0;
+    for (double w : s.targets.weights) total += w;
+    return static_cast<Scalar>(1.0 / total);
   }
 
   // ---- LinearLayerModel (K-FAC / EK-FAC) ------------------------------------------------------
@@ -412,7 +428,8 @@ class Transformer {
   /// draws them), handing `visitor` every linear layer's inputs and output gradients (concepts.hpp,
   /// LinearLayerModel). The backward pass is seeded with √cₜ = 1/√(n−1) per position instead of the
   /// loss's 1/(n−1), so the implied per-sequence score g̃ = √(n−1)·∇ satisfies E[g̃g̃ᵀ] = the Gauss–Newton
-  /// matrix of loss(s). Sequences are batched sequences_per_chunk at a time, one at a time when the
+  /// matrix of loss(s); for a weighted sample every seed is likewise divided by √loss_scale(s), i.e.
+  /// g̃ = ∇/√c exactly as collect_gradients scales it. Sequences are batched sequences_per_chunk at a time, one at a time when the
   /// visitor wants each sample's score vector. Single-threaded; the visitor is called in sample order.
   void visit_linear_layers(std::span<const Sample> samples, CurvatureTargets targets, std::mt19937_64& rng,
                            LinearLayerVisitor<Scalar>& visitor) const {
@@ -498,6 +515,9 @@ class Transformer {
   using ConstMap = Eigen::Map<const Mat>;
   using MutMap = Eigen::Map<Mat>;
   static constexpr Scalar kLayerNormEpsilon = Scalar(1e-5);
+  static constexpr Token kSkipped = -1;  // a position of weight 0
+  static constexpr Token soft_code(std::int32_t k) { return -2 - k; }
+  static constexpr std::int32_t soft_index(Token code) { return -2 - code; }
 
   // Activations of one chunk, one column per position (all sequences of the chunk side by side).
   struct LayerCache {
@@ -509,7 +529,8 @@ class Transformer {
     std::vector<LayerCache> layers;
     Mat x, lnf_xhat, lnf_out, logits, dx, dtmp, dln, dqkv, dfc, dscores;
     RowVec lnf_rstd;
-    std::vector<Token> targets;
+    std::vector<Token> targets;  // per position: a token, kSkipped, or soft_code(k) (weighted samples only)
+    std::vector<Scalar> factor;  // per position of a weighted sample: ∂loss/∂ℓₜ (c·wₜ; c·√wₜ when sampled)
     std::vector<Eigen::Index> seq_offset, seq_length, seq_columns;
   };
 
@@ -595,6 +616,8 @@ class Transformer {
                             " tokens; it needs between 2 and context_length + 1 = " +
                             std::to_string(config_.context_length + 1) + " (inputs plus the last target)");
     for (Token t : s.tokens) check_token(t);
+    if (!s.targets.plain() || !s.targets.soft_targets.empty())
+      ::fisher_unlearn::detail::validate_sequence_targets(s.targets, s.tokens.size(), config_.vocab_size, "Transformer");
   }
   void check_out(std::size_t n) const {
     if (n != layout_.total)
@@ -786,10 +809,15 @@ class Transformer {
 
     // targets and the loss
     ws.targets.resize(static_cast<std::size_t>(n));
+    ws.factor.resize(static_cast<std::size_t>(n));
     Scalar total = 0;
     if (targets != Targets::none) {
       for (std::size_t s = 0; s < S; ++s) {
         const Eigen::Index o = ws.seq_offset[s], T = ws.seq_length[s];
+        if (!seqs[s]->targets.plain()) {
+          total += weighted_targets(ws, *seqs[s], logits.middleCols(o, T), o, targets, rng);
+          continue;
+        }
         Scalar seq_sum = 0;
         for (Eigen::Index t = 0; t < T; ++t) {
           Token y;
@@ -813,6 +841,10 @@ class Transformer {
     logits = logits.array().exp().matrix();
     for (std::size_t s = 0; s < S; ++s) {
       const Eigen::Index o = ws.seq_offset[s], T = ws.seq_length[s];
+      if (!seqs[s]->targets.plain()) {
+        weighted_logit_gradient(ws, seqs[s]->targets, logits.middleCols(o, T), o, visitor != nullptr);
+        continue;
+      }
       const Scalar w = visitor != nullptr ? Scalar(1) / std::sqrt(static_cast<Scalar>(T))
                                           : Scalar(1) / static_cast<Scalar>(T);
       for (Eigen::Index t = 0; t < T; ++t) logits(ws.targets[static_cast<std::size_t>(o + t)], o + t) -= Scalar(1);
@@ -903,6 +935,77 @@ class Transformer {
         dwpe.col(t) += col;
       }
     return total;
+  }
+
+  // A weighted sample's targets (observed, soft, or drawn at positions of positive weight) and factors
+  // ∂loss/∂ℓₜ; returns its loss c·Σₜ wₜℓₜ (at the drawn targets when sampling). log_probs: V×T.
+  template <class LogProbs>
+  Scalar weighted_targets(Workspace& ws, const Sample& s, const LogProbs& log_probs, Eigen::Index o, Targets targets,
+                          std::mt19937_64* rng) const {
+    const SequenceTargets& st = s.targets;
+    const Eigen::Index T = log_probs.cols();
+    double weight_sum = 0.0;
+    for (Eigen::Index t = 0; t < T; ++t) weight_sum += st.weight(static_cast<std::size_t>(t));
+    const double c = 1.0 / weight_sum;
+    Scalar sum = 0;
+    for (Eigen::Index t = 0; t < T; ++t) {
+      const auto ti = static_cast<std::size_t>(t), at = static_cast<std::size_t>(o + t);
+      const double w = st.weight(ti);
+      if (w == 0.0) {
+        ws.targets[at] = kSkipped;
+        ws.factor[at] = Scalar(0);
+        continue;
+      }
+      if (targets == Targets::sampled) {
+        const Token y = sample_token(log_probs.col(t), *rng);
+        ws.targets[at] = y;
+        ws.factor[at] = static_cast<Scalar>(c * std::sqrt(w));
+        sum -= static_cast<Scalar>(w) * log_probs(y, t);
+        continue;
+      }
+      ws.factor[at] = static_cast<Scalar>(c * w);
+      if (const SoftTarget* q = st.soft(ti)) {
+        ws.targets[at] = soft_code(st.soft_target[ti]);
+        Scalar cross_entropy = 0;
+        for (std::size_t k = 0; k < q->tokens.size(); ++k)
+          cross_entropy -= static_cast<Scalar>(q->probability(k)) * log_probs(q->tokens[k], t);
+        sum += static_cast<Scalar>(w) * cross_entropy;
+      } else {
+        const Token y = s.tokens[ti + 1];
+        ws.targets[at] = y;
+        sum -= static_cast<Scalar>(w) * log_probs(y, t);
+      }
+    }
+    return sum * static_cast<Scalar>(c);
+  }
+
+  // dlogits of a weighted sample, in place of its probabilities (V×T): factorₜ·(p − qₜ), 0 where wₜ = 0.
+  // per_sample_score (the K-FAC visitor): every factor divided by √c, as the plain path seeds 1/√T.
+  template <class Probs>
+  void weighted_logit_gradient(const Workspace& ws, const SequenceTargets& st, Probs&& probs, Eigen::Index o,
+                               bool per_sample_score) const {
+    Scalar rescale(1);
+    if (per_sample_score) {
+      double weight_sum = 0.0;
+      for (Eigen::Index t = 0; t < probs.cols(); ++t) weight_sum += st.weight(static_cast<std::size_t>(t));
+      rescale = static_cast<Scalar>(std::sqrt(weight_sum));
+    }
+    for (Eigen::Index t = 0; t < probs.cols(); ++t) {
+      const auto at = static_cast<std::size_t>(o + t);
+      auto col = probs.col(t);
+      const Token y = ws.targets[at];
+      if (y == kSkipped) {
+        col.setZero();
+        continue;
+      }
+      if (y >= 0) {
+        col(y) -= Scalar(1);
+      } else {
+        const SoftTarget& q = st.soft_targets[static_cast<std::size_t>(soft_index(y))];
+        for (std::size_t k = 0; k < q.tokens.size(); ++k) col(q.tokens[k]) -= static_cast<Scalar>(q.probability(k));
+      }
+      col *= ws.factor[at] * rescale;
+    }
   }
 
   // Inverse-CDF draw from exp(log_probs), accumulated in double so the draw does not depend on
