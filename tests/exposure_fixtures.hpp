@@ -63,6 +63,37 @@ struct MergingDigitTokenizer {
   }
 };
 
+/// A byte tokenizer that merges a space with the digit after it into one token (256 + digit), as GPT-2
+/// style BPE does (" 1"): "pin 123" -> p i n [ 1] 2 3. With a prefix ending in a space, encode(prefix) ++
+/// encode(secret) is not the tokenization of the full text, so it breaks the prefix/secret boundary.
+struct SpaceDigitTokenizer {
+  std::size_t vocab_size() const { return 266; }
+  std::vector<Token> encode(std::string_view text) const {
+    std::vector<Token> out;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      if (text[i] == ' ' && i + 1 < text.size() && text[i + 1] >= '0' && text[i + 1] <= '9') {
+        out.push_back(static_cast<Token>(256 + (text[i + 1] - '0')));
+        ++i;
+      } else {
+        out.push_back(static_cast<Token>(static_cast<unsigned char>(text[i])));
+      }
+    }
+    return out;
+  }
+  std::string decode(std::span<const Token> tokens) const {
+    std::string out;
+    for (Token t : tokens) {
+      if (t >= 256) {
+        out += ' ';
+        out += static_cast<char>('0' + (t - 256));
+      } else {
+        out += static_cast<char>(t);
+      }
+    }
+    return out;
+  }
+};
+
 /// Returns no tokens for any text containing 'z' (a broken tokenizer).
 struct DropsZTokenizer {
   std::size_t vocab_size() const { return 256; }

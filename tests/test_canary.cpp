@@ -14,6 +14,7 @@ namespace fu = fisher_unlearn;
 using exposure_fixtures::CharTokenizer;
 using exposure_fixtures::DropsZTokenizer;
 using exposure_fixtures::MergingDigitTokenizer;
+using exposure_fixtures::SpaceDigitTokenizer;
 
 TEST_CASE("CanaryFormat: space size and log2 size are the product of the alphabet sizes") {
   const auto six = fu::CanaryFormat::digits("my number is ", 6);
@@ -133,6 +134,34 @@ TEST_CASE("CanarySpace: a tokenizer that merges digits breaks the property, exha
   const fu::CanarySpace ok(sep, MergingDigitTokenizer{}, sampled);
   CHECK(ok.tokens_extend());
   CHECK_THAT(ok.extension_check(), Catch::Contains("adjacent slot pairs"));
+}
+
+TEST_CASE("CanarySpace: a tokenizer that merges across the prefix boundary scores candidates by their full text") {
+  const SpaceDigitTokenizer tok;
+  const auto f = fu::CanaryFormat::digits("pin is ", 3);
+  const fu::CanarySpace space(f, tok);
+  CHECK(space.full_text());
+  CHECK_FALSE(space.prefix_boundary_consistent());
+  CHECK_FALSE(space.tokens_extend());  // exact exposure must walk every candidate
+  CHECK_THAT(space.extension_check(), Catch::Contains("merges across the prefix/secret boundary"));
+  CHECK(space.prefix_tokens().size() == 6);  // "pin is": the trailing space merges with the first digit
+  CHECK(space.max_secret_tokens() == 3);
+  for (const auto& c : f.generate(4, 20)) {
+    const auto whole = tok.encode(f.text(c));
+    CHECK(space.tokens(c) == whole);
+    CHECK(space.secret_tokens(c) == std::vector<fu::Token>(whole.begin() + 6, whole.end()));
+  }
+  // A prefix that does not end at a merge keeps the separate definition.
+  const fu::CanarySpace plain(fu::CanaryFormat::digits("pin:", 3), tok);
+  CHECK_FALSE(plain.full_text());
+  CHECK(plain.prefix_boundary_consistent());
+  CHECK(plain.tokens_extend());
+  // The sampled check sees it too.
+  fu::CanarySpaceOptions sampled;
+  sampled.exhaustive_check_limit = 10;
+  const fu::CanarySpace big(f, tok, sampled);
+  CHECK(big.full_text());
+  CHECK_FALSE(big.extension_checked_exhaustively());
 }
 
 TEST_CASE("CanarySpace: a tokenizer that returns nothing throws InvalidArgument") {

@@ -20,6 +20,7 @@
 namespace fu = fisher_unlearn;
 using exposure_fixtures::CharTokenizer;
 using exposure_fixtures::MergingDigitTokenizer;
+using exposure_fixtures::SpaceDigitTokenizer;
 using fu::testing::TableContext;
 using fu::testing::TableLanguageModel;
 using exposure_models::reference_rank;
@@ -315,6 +316,57 @@ TEST_CASE("Exposure: a tokenizer that merges digits makes the pruned search fall
     CHECK(pr.evaluations == m.evaluations());
     CHECK(pr.candidates_scored == 1000u);
   }
+}
+
+TEST_CASE("Exposure: a canary memorised under a tokenizer that merges across the prefix boundary is found at rank 1") {
+  // The model memorised the canary's tokens as training saw them, encode("my pin is 4821") = ... [ 4] 8 2 1:
+  // along that path every next token has probability 0.9 (rows keyed by position and previous token),
+  // elsewhere random. Scoring the secret's own tokens (4 8 2 1) after encode("my pin is ") (which ends in a
+  // lone space) misses the path entirely: that is how 12.9 bits were reported for a canary planted 50 times.
+  const SpaceDigitTokenizer tok;
+  const auto f = fu::CanaryFormat::digits("my pin is ", 4);
+  const fu::CanarySpace space(f, tok);
+  const fu::Canary canary = f.parse("my pin is 4821");
+  const std::vector<fu::Token> planted = tok.encode("my pin is 4821");
+  REQUIRE(space.full_text());
+  REQUIRE_FALSE(space.prefix_boundary_consistent());
+  CHECK(space.tokens(canary) == planted);
+  CHECK(space.prefix_tokens().size() == 9);  // "my pin is" without the space that merges with the digit
+
+  auto m = TableLanguageModel<double>::random(tok.vocab_size(), 16, TableContext::position_and_previous, 17, 0.3);
+  for (std::size_t j = 1; j < planted.size(); ++j) {
+    std::vector<double> row(tok.vocab_size(), std::log(0.1 / static_cast<double>(tok.vocab_size() - 1)));
+    row[static_cast<std::size_t>(planted[j])] = std::log(0.9);
+    m.set_row(m.row_index(j, planted[j - 1]), row);
+  }
+  const auto scores = reference_scores(m, space);
+  const auto ref = reference_rank(scores, reference_score(m, space, canary));
+  CHECK(ref.rank == 1);
+  const auto ex = fu::ExhaustiveExposure{}.measure(m, space, canary);
+  const auto pr = fu::PrunedExposure{}.measure(m, space, canary);
+  INFO(ex << "\n" << pr);
+  CHECK(ex.rank == 1);
+  CHECK(ex.exposure_bits == Approx(f.log2_space_size()));
+  CHECK(pr.rank == 1);
+  CHECK(pr.fell_back_to_exhaustive);
+  CHECK_THAT(pr.notes, Catch::Contains("full text"));
+  // Every other candidate is ranked by its own full-text tokenization too (against the reference).
+  for (const auto& c : f.generate(5, 9)) {
+    const auto r = fu::PrunedExposure{}.measure(m, space, c);
+    CHECK(r.rank == reference_rank(scores, reference_score(m, space, c)).rank);
+  }
+  // The separate-encoding score the old definition used misses the memorised path.
+  const std::vector<fu::Token> alone = tok.encode("my pin is ");
+  double separate = 0, full = 0;
+  std::vector<double> lp(tok.vocab_size());
+  std::vector<fu::Token> ctx = alone;
+  for (fu::Token t : tok.encode("4821")) {
+    m.next_token_log_probs(ctx, lp);
+    separate += lp[static_cast<std::size_t>(t)];
+    ctx.push_back(t);
+  }
+  full = reference_score(m, space, canary);
+  CHECK(full > separate + 5.0);
 }
 
 namespace {

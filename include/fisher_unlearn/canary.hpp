@@ -256,6 +256,17 @@ struct CanarySpaceOptions {
 /// i.e. prefix and secret are encoded separately and concatenated; the model scores the secret tokens
 /// after the prefix tokens, and tokens(c) = prefix tokens ++ secret tokens is what to insert into training data.
 ///
+/// Full-text mode (tokenizers that merge across the prefix/secret boundary, as BPE merges " 1" when the
+/// prefix ends in a space): when encode(prefix + secret) != encode(prefix) ++ encode(secret) for a checked
+/// candidate, a model trained on whole documents never saw the separate tokens, so every candidate is
+/// scored by the tokenization of its full text instead:
+///   prefix tokens = the longest token prefix that encode(prefix + secret(c)) shares for every checked c
+///                   (encode(prefix) minus its merging tail),
+///   secret tokens(c) = the rest of encode(prefix + secret(c)),  tokens(c) = encode(prefix + secret(c)).
+/// full_text() says so; the token-extension property is then treated as broken (exact exposure walks every
+/// candidate and says so). A candidate whose full text does not begin with the prefix tokens (possible only
+/// beyond exhaustive_check_limit) throws InvalidArgument when its tokens are asked for.
+///
 /// Token-extension property: secret tokens(c) = encode(before_0+symbol_0) ++ encode(before_1+symbol_1) ++ ...
 /// for every candidate. Then the tokens of a candidate extend the tokens of each of its partial
 /// candidates, the log-probability of a partial candidate bounds every completion, and the pruned exact
@@ -283,6 +294,8 @@ class CanarySpace {
   /// Whether encode(prefix + secret) == prefix tokens ++ secret tokens on the checked candidates. When
   /// false, a training pipeline that tokenises whole documents sees other tokens than exposure scores.
   bool prefix_boundary_consistent() const { return boundary_consistent_; }
+  /// Whether candidates are scored by the tokenization of their full text (see the class comment).
+  bool full_text() const { return full_text_; }
 
   /// encode(before_i + symbol_a): the tokens slot i contributes under the token-extension property.
   std::span<const Token> symbol_tokens(std::size_t slot, std::size_t symbol) const {
@@ -295,7 +308,19 @@ class CanarySpace {
   void secret_tokens(const Canary& c, std::vector<Token>& out) const {
     format_.validate(c);
     out.clear();
-    if (tokens_extend_) {
+    if (full_text_) {
+      std::string text = format_.prefix();
+      format_.append_secret(c, text);
+      const std::vector<Token> whole = encode_checked(text, "the canary " + detail::quoted(text));
+      if (whole.size() <= prefix_tokens_.size() ||
+          !std::equal(prefix_tokens_.begin(), prefix_tokens_.end(), whole.begin()))
+        throw InvalidArgument("the canary " + detail::quoted(text) + " does not tokenize as the " +
+                              std::to_string(prefix_tokens_.size()) +
+                              " common prefix tokens followed by secret tokens (the tokenizer merges further "
+                              "into the prefix than on the checked candidates); raise exhaustive_check_limit "
+                              "in CanarySpaceOptions to check every candidate");
+      out.assign(whole.begin() + static_cast<std::ptrdiff_t>(prefix_tokens_.size()), whole.end());
+    } else if (tokens_extend_) {
       for (std::size_t i = 0; i < c.choices.size(); ++i) {
         const auto& t = symbol_tokens_[i][c.choices[i]];
         out.insert(out.end(), t.begin(), t.end());
@@ -350,6 +375,8 @@ class CanarySpace {
     max_secret_tokens_ = max_concat;
     tokens_extend_ = true;
     boundary_consistent_ = true;
+    full_text_ = false;
+    if (check_boundary(options)) return;  // full-text mode: nothing below applies
 
     Canary c;
     c.choices.assign(slots.size(), 0);
@@ -368,12 +395,6 @@ class CanarySpace {
       const std::vector<Token> whole = encode_checked(secret, "the secret " + detail::quoted(secret));
       max_secret_tokens_ = std::max(max_secret_tokens_, whole.size());
       ++checked;
-      if (boundary_consistent_) {
-        std::vector<Token> joined = encode_(format_.prefix() + secret);
-        std::vector<Token> expected(prefix_tokens_.begin(), prefix_tokens_.end());
-        expected.insert(expected.end(), whole.begin(), whole.end());
-        if (joined != expected) boundary_consistent_ = false;
-      }
       if (whole != concat) {
         tokens_extend_ = false;
         extension_check_ = "the token-extension property fails: secret " + detail::quoted(secret) + " encodes to " +
@@ -413,6 +434,67 @@ class CanarySpace {
                        " exceeds exhaustive_check_limit; raise it for a complete check)";
   }
 
+  // Encodes prefix + secret for the candidates the options allow (all, or adjacent slot pairs plus samples).
+  // When some candidate's full text tokenizes differently from prefix tokens ++ secret tokens, switches to
+  // full-text mode (prefix tokens cut to the common token prefix) and returns true.
+  bool check_boundary(const CanarySpaceOptions& options) {
+    const std::size_t n_slots = format_.slots().size();
+    std::size_t common = prefix_tokens_.size(), longest = 0, checked = 0;
+    std::string example;
+    std::string secret;
+    auto visit = [&](const Canary& cand) {
+      secret.clear();
+      format_.append_secret(cand, secret);
+      const std::vector<Token> joined = encode_(format_.prefix() + secret);
+      std::vector<Token> expected(prefix_tokens_.begin(), prefix_tokens_.end());
+      const std::vector<Token> alone = encode_checked(secret, "the secret " + detail::quoted(secret));
+      expected.insert(expected.end(), alone.begin(), alone.end());
+      if (joined != expected && example.empty())
+        example = detail::quoted(format_.prefix() + secret) + " encodes to " + std::to_string(joined.size()) +
+                  " token(s), not the prefix's " + std::to_string(prefix_tokens_.size()) + " + the secret's " +
+                  std::to_string(alone.size());
+      std::size_t k = 0;
+      while (k < common && k < joined.size() && joined[k] == prefix_tokens_[k]) ++k;
+      common = k;
+      longest = std::max(longest, joined.size());
+      ++checked;
+    };
+    Canary c;
+    c.choices.assign(n_slots, 0);
+    const bool exhaustive = format_.space_size() <= options.exhaustive_check_limit;
+    if (exhaustive) {
+      do visit(c);
+      while (increment(c));
+    } else {
+      for (std::size_t i = 0; i + 1 < n_slots; ++i) {
+        Canary p = c;
+        for (std::uint32_t a = 0; a < format_.slots()[i].symbols.size(); ++a)
+          for (std::uint32_t b = 0; b < format_.slots()[i + 1].symbols.size(); ++b) {
+            p.choices[i] = a;
+            p.choices[i + 1] = b;
+            visit(p);
+          }
+      }
+      if (n_slots == 1)
+        for (std::uint32_t a = 0; a < format_.slots()[0].symbols.size(); ++a) visit(Canary{{a}});
+      std::mt19937_64 rng(options.seed);
+      for (std::size_t s = 0; s < options.sampled_checks; ++s) visit(format_.generate(rng));
+    }
+    if (example.empty()) return false;
+    boundary_consistent_ = false;
+    full_text_ = true;
+    tokens_extend_ = false;
+    checked_exhaustively_ = exhaustive;
+    prefix_tokens_.resize(common);
+    max_secret_tokens_ = longest - common;
+    extension_check_ = "the tokenizer merges across the prefix/secret boundary (" + example +
+                       "): every candidate is scored by the tokenization of its full text after the " +
+                       std::to_string(common) + " prefix tokens all " + std::to_string(checked) +
+                       " checked candidates share" + (exhaustive ? "" : " (not every candidate was checked)") +
+                       "; exact exposure walks every candidate (no pruning)";
+    return true;
+  }
+
   bool increment(Canary& c) const {
     for (std::size_t i = c.choices.size(); i-- > 0;) {
       if (++c.choices[i] < format_.slots()[i].symbols.size()) return true;
@@ -431,6 +513,7 @@ class CanarySpace {
   bool tokens_extend_ = true;
   bool checked_exhaustively_ = false;
   bool boundary_consistent_ = true;
+  bool full_text_ = false;
   std::string extension_check_;
 };
 

@@ -327,11 +327,9 @@ void walk_encoded(CandidateScorer<M>& scorer, const CanarySpace& space, const Ca
   const auto& fmt = space.format();
   Canary c;
   c.choices.assign(fmt.num_slots(), 0);
-  std::string secret;
+  std::vector<Token> toks;
   for (;;) {
-    secret.clear();
-    fmt.append_secret(c, secret);
-    const std::vector<Token> toks = space.encode(secret);
+    space.secret_tokens(c, toks);  // the secret encoded whole (or the full text's tail, CanarySpace::full_text())
     scorer.set_tokens(toks);
     counter.add(scorer.log_prob(toks.size()), c == canary);
     std::size_t i = fmt.num_slots();
