@@ -6,6 +6,8 @@
 #   ./scripts/demo.sh                          default: the KJV Bible, 3 seeds, the default methods
 #   ./scripts/demo.sh --full                   all four corpora separately, every method, repeated deletion
 #   ./scripts/demo.sh --corpus jargon --methods gradient_ascent fisher_removal/woodbury/empirical
+#   ./scripts/demo.sh --dp                     first DP-SGD at eps 1 4 16 64 (examples/dp_sgd_lm), then the driver
+#                                              with those points on its frontier plot (docs/dp_sgd.md)
 # Every other argument is passed to the driver (build/examples/unlearn_lm --help lists them).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -14,13 +16,15 @@ cd "$fu_root"
 args=()
 corpora=()
 full=0
+dp=0
 want_corpus=0
 for a in "$@"; do
   if [ "$a" = "-h" ] || [ "$a" = "--help" ]; then
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
   fi
   if [ "$a" = "--full" ] || [ "$a" = "--large" ]; then full=1; continue; fi
+  if [ "$a" = "--dp" ]; then dp=1; continue; fi
   if [ "$a" = "--corpus" ]; then want_corpus=1; args+=("$a"); continue; fi
   if [ "$want_corpus" -eq 1 ] && [[ "$a" != --* ]]; then corpora+=("$a"); args+=("$a"); continue; fi
   want_corpus=0
@@ -39,5 +43,11 @@ echo "== building the experiment driver (build/) =="
 configure_build build -DCMAKE_BUILD_TYPE=Release
 cmake --build build --target unlearn_lm -j "$fu_jobs"
 
+if [ "$dp" -eq 1 ]; then
+  cmake --build build --target dp_sgd_lm -j "$fu_jobs"
+  echo "== running: build/examples/dp_sgd_lm --run dp-sgd ${args[*]} =="
+  build/examples/dp_sgd_lm --threads "$fu_jobs" --run dp-sgd "${args[@]}"
+  args+=(--frontier-points results/dp-sgd/dp_points.json)
+fi
 echo "== running: build/examples/unlearn_lm ${args[*]} =="
 exec build/examples/unlearn_lm --threads "$fu_jobs" "${args[@]}"

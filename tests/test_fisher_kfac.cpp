@@ -437,6 +437,10 @@ TEST_CASE("KfacFisher: with different inputs K-FAC is only an approximation of t
   const double gap = relative_error(dense_matrix(k, false), fisher);
   CHECK(gap > 1e-2);  // the Kronecker assumption E[xxᵀ ⊗ δδᵀ] = E[xxᵀ] ⊗ E[δδᵀ] fails
   CHECK(gap < 1.0);   // but it is the right curvature to within its order
+  // EK-FAC's Λ is the Frobenius-best diagonal in the same basis, so it is never further from F than K-FAC.
+  const auto e = fu::make_ekfac_fisher(model, std::span(samples), 1e-3);
+  const double ekfac_gap = relative_error(dense_matrix(e, true), fisher);
+  CHECK(ekfac_gap < gap);
 }
 
 // ---- EK-FAC ---------------------------------------------------------------------------------------------
