@@ -5,6 +5,7 @@
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/detail/format.hpp"
 #include "fisher_unlearn/errors.hpp"
 
 #include <cmath>
@@ -111,7 +112,7 @@ struct DampingSearch {
     for (double v : grid)
       if (!(v > 0.0) || !std::isfinite(v))
         throw InvalidArgument("DampingSearch: every grid value must be positive and finite (got " +
-                              std::to_string(v) + ")");
+                              detail::format_number(v) + ")");
   }
 };
 

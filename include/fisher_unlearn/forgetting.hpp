@@ -116,13 +116,13 @@ class FisherForgetting {
                                            "damping for the noise");
           }
         }
-        detail::append_note(r.notes, "noise damping " + std::to_string(static_cast<double>(fisher.damping())) +
+        detail::append_note(r.notes, "noise damping " + detail::format_number(static_cast<double>(fisher.damping())) +
                                          (options_.noise_relative_damping > 0.0 ? " (relative)" : " (the removal's)"));
         fisher.apply_power(-0.25, eps, shaped);
         detail::require_finite(shaped, name() + ": the noise F^(-1/4) eps");
         subset.scatter_add(std::span<const Scalar>(shaped.data(), static_cast<std::size_t>(d)),
                            static_cast<Scalar>(scale), std::span<Scalar>(model.parameters()));
-        detail::append_note(r.notes, "noise scale (mu sigma^2)^(1/4) = " + std::to_string(scale));
+        detail::append_note(r.notes, "noise scale (mu sigma^2)^(1/4) = " + detail::format_number(scale));
       }
       detail::finish_report(model, theta_before, forget, retain, r);
     });

@@ -196,8 +196,8 @@ void apply_fisher_removal(M& model, std::span<const typename M::Sample> forget,
   }
   if (clipped > 0)
     append_note(r.notes, std::to_string(clipped) + " of " + std::to_string(r.iterations) +
-                             " step(s) clipped to max_step_norm " + std::to_string(o.max_step_norm) +
-                             " (largest unclipped norm " + std::to_string(largest_unclipped) + ")");
+                             " step(s) clipped to max_step_norm " + format_number(o.max_step_norm) +
+                             " (largest unclipped norm " + format_number(largest_unclipped) + ")");
 }
 
 /// Keeps a caller-supplied estimator's damping as the caller set it, whatever happens.
