@@ -10,6 +10,7 @@
 #include "fisher_unlearn/detail/format.hpp"
 #include "fisher_unlearn/detail/skew_normal.hpp"
 #include "fisher_unlearn/errors.hpp"
+#include "fisher_unlearn/progress.hpp"
 #include "fisher_unlearn/tokenizer.hpp"
 
 #include <algorithm>
@@ -260,9 +261,12 @@ struct WalkCounter {
   std::vector<double> band;
   bool canary_seen = false;
   double canary_score = 0.0;
+  const Progress* progress = nullptr;  // updated every 4096 candidates scored, against |R|
+  std::uint64_t total = 0;
 
   void add(double score) {
     ++scored;
+    if (progress != nullptr && (scored & 4095) == 0) progress->update("exposure: exact walk", scored, total);
     if (score > hi)
       ++above;
     else if (score >= lo)
@@ -399,7 +403,7 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 template <LanguageModel M>
 ExposureResult exact_exposure(const M& model, const CanarySpace& space, const Canary& canary, bool prune,
-                              const char* method) {
+                              const char* method, const Progress& progress) {
   const auto t0 = std::chrono::steady_clock::now();
   const auto& fmt = space.format();
   fmt.validate(canary);
@@ -420,6 +424,9 @@ ExposureResult exact_exposure(const M& model, const CanarySpace& space, const Ca
                          : 0.0;
   counter.lo = target - tol;
   counter.hi = target + tol;
+  counter.progress = &progress;
+  counter.total = r.space_size;
+  progress.update("exposure: exact walk", 0, r.space_size);
   if (space.tokens_extend()) {
     SlotWalk<M>(scorer, space, canary, counter, prune).run();
   } else {
@@ -475,11 +482,17 @@ double canary_log_perplexity_bits(const M& model, const CanarySpace& space, cons
 /// prefix (the fixed prefix included) is evaluated once and one distribution scores a whole alphabet.
 class ExhaustiveExposure {
  public:
+  ExhaustiveExposure() = default;
+  /// Reports "exposure: exact walk" (candidates scored of |R|, every 4096) and can be cancelled there.
+  explicit ExhaustiveExposure(Progress progress) : progress_(std::move(progress)) {}
   std::string name() const { return "exhaustive"; }
   template <LanguageModel M>
   ExposureResult measure(const M& model, const CanarySpace& space, const Canary& canary) const {
-    return detail::exact_exposure(model, space, canary, false, "exhaustive");
+    return detail::exact_exposure(model, space, canary, false, "exhaustive", progress_);
   }
+
+ private:
+  Progress progress_;
 };
 
 /// The exhaustive walk, skipping every subtree whose partial candidate is already less likely than the
@@ -488,11 +501,17 @@ class ExhaustiveExposure {
 /// the tokenizer breaks the token-extension property for this canary format.
 class PrunedExposure {
  public:
+  PrunedExposure() = default;
+  /// Reports "exposure: exact walk" (candidates scored, against |R| as an upper bound) and can be cancelled.
+  explicit PrunedExposure(Progress progress) : progress_(std::move(progress)) {}
   std::string name() const { return "pruned"; }
   template <LanguageModel M>
   ExposureResult measure(const M& model, const CanarySpace& space, const Canary& canary) const {
-    return detail::exact_exposure(model, space, canary, true, "pruned");
+    return detail::exact_exposure(model, space, canary, true, "pruned", progress_);
   }
+
+ private:
+  Progress progress_;
 };
 
 struct ExtrapolationOptions {
@@ -508,6 +527,9 @@ struct ExtrapolationOptions {
   /// extrapolation is cheaper; below it the exact count removes the fit's bias. 0 = always extrapolate
   /// (ExtrapolatedExposure::fit always does).
   std::uint64_t exact_up_to = std::uint64_t{1} << 20;
+  /// Reports "exposure: samples" (every 256 of N), "exposure: bootstrap" (per refit) or, when counting
+  /// exactly, "exposure: exact walk"; cancellable there (Cancelled).
+  Progress progress;
 };
 
 /// A skew-normal fitted to the log-perplexities (bits) of N random candidates, with bootstrap refits;
@@ -549,6 +571,7 @@ class ExtrapolationFit {
     std::mt19937_64 rng(options.seed ^ 0xb007b007ULL);
     std::vector<double> yb(y.size());
     for (std::size_t b = 0; b < options.bootstrap; ++b) {
+      options.progress.update("exposure: bootstrap", b, options.bootstrap);
       for (auto& v : yb) v = y[detail::uniform_below(rng, y.size())];
       boot_.push_back(to_bits(detail::fit_skew_normal_standardised(yb, &std_fit)));
     }
@@ -665,6 +688,7 @@ class ExtrapolatedExposure {
     detail::CandidateScorer<M> scorer(model, space.prefix_tokens(), longest + 1);
     std::vector<double> lp(seqs.size());
     for (std::size_t i = 0; i < seqs.size(); ++i) {
+      if (i % 256 == 0) options_.progress.update("exposure: samples", i, seqs.size());
       scorer.set_tokens(seqs[i]);
       lp[i] = -scorer.log_prob(seqs[i].size()) / std::numbers::ln2;
     }
@@ -677,7 +701,7 @@ class ExtrapolatedExposure {
     const auto t0 = std::chrono::steady_clock::now();
     space.format().validate(canary);
     if (space.format().space_size() <= options_.exact_up_to) {
-      ExposureResult exact = PrunedExposure{}.measure(model, space, canary);
+      ExposureResult exact = PrunedExposure(options_.progress).measure(model, space, canary);
       detail::append_exposure_note(exact.notes, "counted exactly instead of extrapolating: |R| = " +
                                                     std::to_string(space.format().space_size()) +
                                                     " <= ExtrapolationOptions::exact_up_to = " +
