@@ -529,7 +529,7 @@ struct ExtrapolationOptions {
   std::uint64_t exact_up_to = std::uint64_t{1} << 20;
   /// Reports "exposure: samples" (every 256 of N), "exposure: bootstrap" (per refit) or, when counting
   /// exactly, "exposure: exact walk"; cancellable there (Cancelled).
-  Progress progress;
+  Progress progress{};
 };
 
 /// A skew-normal fitted to the log-perplexities (bits) of N random candidates, with bootstrap refits;

@@ -73,7 +73,7 @@ struct FisherRemovalOptions {
   /// "fisher: factorise", "damping search" (per candidate λ), "removal steps" (per step). Cancelling
   /// throws Cancelled with the model bitwise unchanged (and a caller-supplied estimator's damping restored).
   /// Used for every phase, gradients included (gradients.progress is then ignored).
-  Progress progress;
+  Progress progress{};
 
   void validate(const std::string& who) const {
     if (!(damping >= 0.0) || !std::isfinite(damping))

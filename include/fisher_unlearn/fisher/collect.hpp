@@ -35,7 +35,7 @@ struct GradientCollection {
   /// c times too small for a loss that averages c⁻¹ terms). No effect on models without a loss scale.
   bool apply_loss_scale = true;
   /// Reported as "fisher: gradients", done = inputs finished of m, before each input; cancellable there.
-  Progress progress;
+  Progress progress{};
 };
 
 /// Per-sample gradients restricted to `subset`, one column per gradient (m·S columns for monte_carlo).
