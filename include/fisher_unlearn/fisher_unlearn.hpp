@@ -11,6 +11,7 @@
 #include "fisher_unlearn/canary_forget.hpp"
 #include "fisher_unlearn/exposure.hpp"
 #include "fisher_unlearn/membership.hpp"
+#include "fisher_unlearn/extraction.hpp"
 #include "fisher_unlearn/matched_target.hpp"
 #include "fisher_unlearn/baselines.hpp"
 #include "fisher_unlearn/damping.hpp"
