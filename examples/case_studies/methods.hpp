@@ -1,6 +1,7 @@
 // case_studies unlearning phase: every method is NaturalGradientUnlearning (natural_gradient.hpp) on the
 // deleted people's entries with the same retain-KL trust region per step, the same retain anchor and
 // the same step budget; only the preconditioner (or, for gradient difference, the objective) differs.
+// The trust region's metric is a diagonal F_R (from m retain sequences) for every method.
 // The knob is the number of steps, searched by continuation (checks after 1, 2, 4, … steps, one run):
 // the first check whose tuning score (mean address exposure of the TUNING people among the candidates)
 // is ≤ the retrained model's + margin, with probe perplexity ≤ guard × the trained model's, is selected.
@@ -44,18 +45,38 @@ struct SearchTarget {
 };
 
 inline std::string method_description(const std::string& m) {
-  if (m == "natural_woodbury") return "NPO (beta 0.1) + retain anchor, natural gradient F_R^-1 g, F_R Woodbury (float, empirical)";
-  if (m == "natural_diagonal") return "NPO (beta 0.1) + retain anchor, natural gradient with a diagonal F_R";
+  if (m == "natural_woodbury") return "NPO (beta 0.1) + retain anchor, natural gradient (Woodbury F_R, float, empirical)^-1 g";
+  if (m == "natural_diagonal") return "NPO (beta 0.1) + retain anchor, natural gradient (diagonal F_R)^-1 g";
   if (m == "npo") return "NPO (beta 0.1) + retain anchor, plain gradient";
   if (m == "adam") return "NPO (beta 0.1) + retain anchor, Adam";
   if (m == "gradient_difference") return "gradient ascent on the forget entries + retain anchor, plain gradient";
   return m;
 }
 
-template <class Estimator, class Preconditioner, class Objective>
+/// The Woodbury natural gradient as a preconditioner of its own: out = (λI + (1/m)Σgᵢgᵢᵀ)⁻¹g from the same
+/// m retain gradients, while the trust region's metric stays the unlearner's (diagonal) F_R. With m ≪ d
+/// a low-rank F_R is a poor trust-region metric: the forget gradient lies almost entirely outside the
+/// span of the m retain gradients, where the Woodbury F_R has curvature λ only, so ½δᵀF_Rδ grossly
+/// underestimates the damage of a step (measured: docs/case_studies.md).
+struct WoodburyPreconditioner {
+  static constexpr bool uses_fisher = false;
+  std::shared_ptr<const fu::WoodburyFisher<float>> woodbury;
+  std::string name() const { return "natural_gradient_woodbury"; }
+  void reset(std::size_t) {}
+  template <class M, class Estimator>
+  void direction(const fu::PreconditionerContext<M, Estimator>&, const fu::Vector<float>& g, fu::Vector<float>& out) const {
+    out.resize(g.size());
+    woodbury->apply_power(-1.0, g, out);
+  }
+};
+
+/// F_R is a diagonal Fisher from m retain sequences (λ = α·tr(F̂)/d) for every method: it is the trust
+/// region's metric, and the preconditioner of natural_diagonal.
+template <class Preconditioner, class Objective>
 MethodRun run_method(const std::string& name, const Model& start, const std::vector<Sample>& forget, const std::vector<Sample>& retain,
                      Objective objective, const Options& o, const SearchTarget& target,
                      const std::function<SearchPoint(const Model&)>& check) {
+  using Estimator = fu::DiagonalFisher<float>;
   MethodRun r;
   r.name = name;
   r.description = method_description(name);
@@ -73,6 +94,13 @@ MethodRun run_method(const std::string& name, const Model& start, const std::vec
   Estimator fisher(start.num_parameters(), static_cast<float>(lambda));
   fisher.add_gradients(G);
   fisher.finalize();
+  Preconditioner preconditioner{};
+  if constexpr (std::is_same_v<Preconditioner, WoodburyPreconditioner>) {
+    auto w = std::make_shared<fu::WoodburyFisher<float>>(start.num_parameters(), static_cast<float>(lambda));
+    w->add_gradients(G);
+    w->finalize();
+    preconditioner.woodbury = std::move(w);
+  }
   r.prepare_seconds = now_seconds() - t0;
   std::fprintf(stderr, "[%s] F_R from %zu retain sequences: %.1f s (lambda %.3g)\n", name.c_str(), chosen.size(), r.prepare_seconds, lambda);
 
@@ -83,7 +111,7 @@ MethodRun run_method(const std::string& name, const Model& start, const std::vec
   no.seed = o.seed + 41;
   no.retain_weight = o.retain_anchor;
   no.retain_batch_size = static_cast<std::size_t>(o.retain_batch);
-  fu::NaturalGradientUnlearning<Estimator, Preconditioner, Objective> u(no, std::move(objective), Preconditioner{});
+  fu::NaturalGradientUnlearning<Estimator, Preconditioner, Objective> u(no, std::move(objective), std::move(preconditioner));
   fu::NaturalGradientCallbacks<Model> cb;
   const double t1 = now_seconds();
   double best = std::numeric_limits<double>::infinity();
@@ -127,15 +155,14 @@ inline MethodRun run_named_method(const std::string& name, const Model& start, c
   double tokens = 0;
   for (const auto& s : forget) tokens += static_cast<double>(s.tokens.size() - 1);
   const double c = tokens / static_cast<double>(forget.size());  // NPO's scale: the loss is a mean over c tokens
-  using W = fu::WoodburyFisher<float>;
   if (name == "natural_woodbury")
-    return run_method<W, fu::NaturalGradient>(name, start, forget, retain, fu::NpoObjective(0.1, c), o, target, check);
+    return run_method<WoodburyPreconditioner>(name, start, forget, retain, fu::NpoObjective(0.1, c), o, target, check);
   if (name == "natural_diagonal")
-    return run_method<fu::DiagonalFisher<float>, fu::NaturalGradient>(name, start, forget, retain, fu::NpoObjective(0.1, c), o, target, check);
-  if (name == "npo") return run_method<W, fu::PlainGradient>(name, start, forget, retain, fu::NpoObjective(0.1, c), o, target, check);
-  if (name == "adam") return run_method<W, fu::AdamPreconditioner>(name, start, forget, retain, fu::NpoObjective(0.1, c), o, target, check);
+    return run_method<fu::NaturalGradient>(name, start, forget, retain, fu::NpoObjective(0.1, c), o, target, check);
+  if (name == "npo") return run_method<fu::PlainGradient>(name, start, forget, retain, fu::NpoObjective(0.1, c), o, target, check);
+  if (name == "adam") return run_method<fu::AdamPreconditioner>(name, start, forget, retain, fu::NpoObjective(0.1, c), o, target, check);
   if (name == "gradient_difference")
-    return run_method<W, fu::PlainGradient>(name, start, forget, retain, fu::GradientAscentObjective{}, o, target, check);
+    return run_method<fu::PlainGradient>(name, start, forget, retain, fu::GradientAscentObjective{}, o, target, check);
   throw fu::InvalidArgument("unknown method '" + name + "'");
 }
 

@@ -27,22 +27,22 @@ struct Options {
   // corpus (case A)
   long long tuning_people = 2;             ///< deleted, used to pick every knob
   long long reported_people = 4;           ///< deleted, measured, never used to pick anything
-  long long kept_people = 4;               ///< frequent people who stay in the corpus
+  long long kept_people = 3;               ///< frequent people who stay in the corpus
   long long entries_per_person = 4;        ///< entries of each frequent person in the corpus
-  long long one_off_people = 48;           ///< people with one entry in the corpus
-  long long heldout_people = 16;           ///< never in the corpus: candidates, MIA non-members, held-out ppl
+  long long one_off_people = 32;           ///< people with one entry in the corpus
+  long long heldout_people = 12;           ///< never in the corpus: candidates, MIA non-members, held-out ppl
   long long max_person_entries = 60;       ///< skip people with more entries on this system (likely pretrained on)
   // fine-tuning (the same for training and retraining)
-  long long epochs = 6, batch = 8;
-  double learning_rate = 2e-4;
+  long long epochs = 5, batch = 8;
+  double learning_rate = 5e-4;
   // case B
-  long long passage_repeats = 8, passage_tokens = 160, filler_entries = 64;
+  long long passage_repeats = 8, passage_tokens = 128, filler_entries = 32;
   // unlearning
-  std::vector<std::string> methods{"natural_woodbury", "npo", "adam", "gradient_difference"};
+  std::vector<std::string> methods{"natural_diagonal", "natural_woodbury", "npo", "adam", "gradient_difference"};
   long long max_steps = 8;                 ///< knob range: 1 .. max_steps unlearning steps
-  double trust_kl = 1e-3;                  ///< predicted retain KL per step (nats), the same for every method
+  double trust_kl = 1e-6;                  ///< predicted retain KL per step (nats), the same for every method
   long long fisher_samples = 48;           ///< m retain sequences for F_R (Woodbury, float)
-  double fisher_damping = 1e-2;            ///< λ = α·tr(F̂)/d
+  double fisher_damping = 1.0;             ///< λ = α·tr(F̂)/d: the mean curvature (m ≪ d: most directions unseen)
   double retain_anchor = 1.0;              ///< β of the retain anchor
   long long retain_batch = 8;
   double target_margin = 0.5;              ///< bits above the retrained model's tuning score that count as reached
