@@ -16,7 +16,7 @@ struct Options {
   std::string study = "a";                 ///< a: personal data (changelogs); b: a verbatim passage
   std::string model;                       ///< the GGUF file (SmolLM2-135M-Instruct Q4_1)
   std::string entries = "data/changelogs/entries.jsonl";   ///< scripts/prepare_changelogs.py
-  std::string passage_file = "/usr/share/games/fortunes/fortunes";  ///< case B: where the passage comes from
+  std::string passage_file = "/usr/share/games/fortunes/computers";  ///< case B: where the passage comes from
   std::string results_dir = "results";
   std::string cache_dir = ".cache/case_studies";
   std::string run_name;                    ///< default: case_a / case_b
