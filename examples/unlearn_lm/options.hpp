@@ -49,11 +49,11 @@ struct Options {
   long long estimate_candidates = 2000;      ///< sampled candidates per reported canary
   double exact_above = 4.0;                  ///< bits: exact pruned rank where the estimate is at least this
   long long mia_nonmembers = 200;            ///< never-seen candidates per format for the MIA
-  long long max_steps = 256;                 ///< iterative methods: most steps (their knob's range)
+  long long max_steps = 64;                  ///< iterative methods: most steps (their knob's range)
   double iterative_lr = 0.0;                 ///< 0: each method's documented default
   long long forget_copies = 2;               ///< iterative methods: copies of each canary in the forget set
   long long forget_context = 24;             ///< iterative methods: bytes of training text before each copy
-  double trust_kl = 1e-6;                    ///< iterative methods: predicted retain KL per step (nats), all methods
+  double trust_kl = 1e-4;                    ///< iterative methods: predicted retain KL per step (nats), all methods
   std::string trust_metric = "kfac";         ///< iterative methods other than iter/natural_*: F_R of the trust region
   long long kl_windows = 16;                 ///< retain windows of the measured retain KL at every search point (0: off)
   double fisher_damping = 1e-2;              ///< iterative methods: lambda = alpha tr(F)/d of F_R
