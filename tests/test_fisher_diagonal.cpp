@@ -103,3 +103,46 @@ TEST_CASE("DiagonalFisher: powers p and -p are inverse to each other and p = 0 i
   CHECK(relative_error(identity, v) < 1e-15);
   CHECK(fisher.memory_bytes() == 3 * 25 * sizeof(double));  // sum, mean, and the batch scratch vector
 }
+
+TEST_CASE("DiagonalFisher: finite gradients whose squares overflow are rejected one at a time as in a batch",
+          "[fisher][diagonal]") {
+  // Regression: add_gradient accepted a finite 1e200 entry (its square is Inf in double) that
+  // add_gradients rejected, and apply_power(+1) then returned NaN (Inf · 0) without a word.
+  fu::DiagonalFisher<double> f(3, 0.5);
+  const fu::Vector<double> ok = (fu::Vector<double>(3) << 1.0, -2.0, 3.0).finished();
+  f.add_gradient(ok);
+  const fu::Vector<double> huge = (fu::Vector<double>(3) << 1e200, 0.0, 1.0).finished();
+  CHECK_THROWS_AS(f.add_gradient(huge), fu::NonFiniteError);
+  fu::Matrix<double> huge_batch(3, 1);
+  huge_batch.col(0) = huge;
+  CHECK_THROWS_AS(f.add_gradients(huge_batch), fu::NonFiniteError);
+  // Squares that fit but whose sum does not: the second one is refused, one at a time and as a batch.
+  const fu::Vector<double> big = (fu::Vector<double>(3) << 1.2e154, 0.0, 0.0).finished();
+  f.add_gradient(big);
+  CHECK_THROWS_AS(f.add_gradient(big), fu::NonFiniteError);
+  fu::Matrix<double> big_batch(3, 1);
+  big_batch.col(0) = big;
+  CHECK_THROWS_AS(f.add_gradients(big_batch), fu::NonFiniteError);
+  REQUIRE(f.num_gradients() == 2);  // the refused ones left nothing behind
+  f.finalize();
+  const fu::Vector<double> diag = f.diagonal();
+  CHECK(diag[0] == Approx(0.5 + (1.0 + 1.2e154 * 1.2e154) / 2).epsilon(1e-12));
+  CHECK(diag[1] == Approx(0.5 + 2.0));
+  CHECK(diag[2] == Approx(0.5 + 4.5));
+
+  // F v with a finite F that overflows on multiplication: typed, never NaN or Inf.
+  fu::Vector<double> out(3);
+  const fu::Vector<double> v = (fu::Vector<double>(3) << 1e10, 0.0, 1.0).finished();
+  CHECK_THROWS_AS(f.apply_power(1.0, v, out), fu::NumericalError);
+  const fu::Vector<double> small = (fu::Vector<double>(3) << 1.0, 0.0, 1.0).finished();
+  f.apply_power(1.0, small, out);
+  CHECK(out.allFinite());
+  f.apply_power(-1.0, v, out);
+  CHECK(out.allFinite());
+
+  fu::DiagonalFisher<float> g(2, 1.0f);
+  g.add_gradient((fu::Vector<float>(2) << 1e15f, 0.0f).finished());  // 1e30 fits a double, F v not a float
+  g.finalize();
+  fu::Vector<float> fout(2);
+  CHECK_THROWS_AS(g.apply_power(1.0, (fu::Vector<float>(2) << 1e10f, 1.0f).finished(), fout), fu::NumericalError);
+}

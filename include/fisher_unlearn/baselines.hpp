@@ -151,7 +151,8 @@ class FirstOrderBaseline {
     using Scalar = typename M::Scalar;
     sum.setZero();
     for (std::size_t i : batch) {
-      model.gradient(samples[i], std::span<Scalar>(g.data(), static_cast<std::size_t>(g.size())));
+      detail::checked_gradient(model, samples[i], std::span<Scalar>(g.data(), static_cast<std::size_t>(g.size())),
+                               "first-order baseline");
       sum += g;
     }
     sum /= static_cast<Scalar>(batch.size());

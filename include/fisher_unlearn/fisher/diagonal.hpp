@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <string>
 
 namespace fisher_unlearn {
 
@@ -32,12 +33,12 @@ class DiagonalFisher {
   std::size_t num_gradients() const { return num_gradients_; }
   bool is_finalized() const { return finalized_; }
 
-  /// Adds one gradient (size d). Throws InvalidArgument (size) or NonFiniteError; unchanged then.
+  /// Adds one gradient (size d). Throws InvalidArgument (size) or NonFiniteError (NaN/Inf, or finite
+  /// entries whose squares, or the accumulated sums, overflow double); unchanged then.
   void add_gradient(Eigen::Ref<const Vector<Scalar>> gradient) {
     detail::check_gradients("DiagonalFisher::add_gradient", gradient, dimension_);
-    sum_of_squares_ += gradient.template cast<double>().cwiseAbs2();
-    ++num_gradients_;
-    finalized_ = false;
+    pending_ = sum_of_squares_ + gradient.template cast<double>().cwiseAbs2();
+    commit_pending("DiagonalFisher::add_gradient", 1);
   }
 
   /// Adds the columns of a d×k matrix. The whole batch is checked before anything is added.
@@ -62,9 +63,8 @@ class DiagonalFisher {
         throw NonFiniteError("DiagonalFisher::add_gradients: a gradient contains NaN or Inf (or entries whose "
                              "squares overflow); nothing was added. Check the model's gradient and the data");
     }
-    sum_of_squares_ += pending_;
-    num_gradients_ += static_cast<std::size_t>(k);
-    finalized_ = false;
+    pending_ += sum_of_squares_;
+    commit_pending("DiagonalFisher::add_gradients", static_cast<std::size_t>(k));
   }
   /// Forms (1/m)Σ g². Throws InvalidArgument when no gradient was added.
   void finalize() {
@@ -77,7 +77,8 @@ class DiagonalFisher {
   /// Every finite real p.
   bool supports_power(double power) const { return std::isfinite(power); }
 
-  /// out = F^p v with F = diag(λ + (1/m)Σ g²). out must have size d and not alias v.
+  /// out = F^p v with F = diag(λ + (1/m)Σ g²). out must have size d and not alias v. Throws
+  /// NumericalError (out unspecified) when an entry of the product overflows Scalar.
   void apply_power(double power, Eigen::Ref<const Vector<Scalar>> v, Eigen::Ref<Vector<Scalar>> out) const {
     detail::check_power_supported("DiagonalFisher::apply_power", supports_power(power), power);
     detail::check_apply("DiagonalFisher::apply_power", finalized_, dimension_, v, out);
@@ -96,6 +97,10 @@ class DiagonalFisher {
     } else {
       o = (vd * x.pow(power)).template cast<Scalar>();
     }
+    if (!out.allFinite())
+      throw NumericalError("DiagonalFisher::apply_power: F^" + detail::number_to_string(power) +
+                           " v overflows the Scalar type (a diagonal entry or v is too large); rescale the loss "
+                           "or the vector, or use double");
   }
 
   /// The diagonal entries λ + (1/m)Σ g² (after finalize()).
@@ -128,6 +133,17 @@ class DiagonalFisher {
   }
 
  private:
+  // pending_ holds the new sums of squares: adopt them only if every one is finite (the strong guarantee).
+  void commit_pending(const char* who, std::size_t added) {
+    if (!pending_.allFinite())
+      throw NonFiniteError(std::string(who) + ": a gradient has entries whose squares, or whose accumulated "
+                                              "sums of squares, overflow double; nothing was added. Check the "
+                                              "model's gradient and the data (or rescale the loss)");
+    sum_of_squares_.swap(pending_);
+    num_gradients_ += added;
+    finalized_ = false;
+  }
+
   std::size_t dimension_;
   Scalar damping_;
   Eigen::VectorXd sum_of_squares_;
