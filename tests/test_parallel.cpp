@@ -111,7 +111,7 @@ TEST_CASE("parallel: the first exception propagates after every worker finished"
     ++done;
   };
   CHECK_THROWS_WITH(fu::detail::parallel_for(40, 8, body, RefusingLauncher{3, &launched}), "item 3 failed");
-  CHECK(done.load() == 39);
+  CHECK(done.load() == 35);  // worker 3 stops at its exception (items 3, 11, ..., 35); the others finish
   CHECK_THROWS_WITH(fu::detail::parallel_for(40, 1, body), "item 3 failed");
 }
 
