@@ -19,6 +19,7 @@
 #include "fisher_unlearn/forget_objectives.hpp"
 #include "fisher_unlearn/forgetting.hpp"
 #include "fisher_unlearn/natural_gradient.hpp"
+#include "fisher_unlearn/retain_divergence.hpp"
 #include "fisher_unlearn/newton_removal.hpp"
 #include "fisher_unlearn/removal.hpp"
 #include "fisher_unlearn/training.hpp"
