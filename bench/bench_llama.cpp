@@ -1,6 +1,6 @@
 // The Llama model on SmolLM2-135M (the GGUF, dequantised to fp32) against the float GEMM ceiling measured
 // in this binary at the same thread count (issue 11's benchmark gap, issue 14):
-//   forward (sum_loss) of B = 4 sequences of n = 128 positions through all 30 blocks and the tied head;
+//   forward (sum_loss) of B = 2 sequences of n = 64 positions through all 30 blocks and the tied head;
 //   forward + backward with the top 4 blocks and output_norm trainable (sum_loss_and_gradient), the
 //   boundary cache off, so every call runs the 26 frozen blocks forward too (the first visit of a sample).
 // FLOP per position (counted, not measured): per block 2·C·(2C + 2·C_kv) (q, k, v, o) + 6·C·F (SwiGLU) +
@@ -32,8 +32,8 @@ using Llama = fu::models::Llama<float>;
 
 namespace {
 
-constexpr std::size_t kBatch = 4;
-constexpr std::size_t kPositions = 128;  // input positions per sequence (n + 1 tokens)
+constexpr std::size_t kBatch = 2;
+constexpr std::size_t kPositions = 64;  // input positions per sequence (n + 1 tokens)
 constexpr std::size_t kTopBlocks = 4;
 
 std::filesystem::path model_path() {

@@ -237,7 +237,7 @@ def main():
     if llama.present:
         p("### Llama (SmolLM2-135M, fp32) against the float GEMM ceiling (`bench_llama`)")
         p("")
-        p("| routine | threads | time (4 × 128 positions) | tokens/s | counted GFLOP/s | of GEMM (mean) | (best) |")
+        p("| routine | threads | time (2 × 64 positions) | tokens/s | counted GFLOP/s | of GEMM (mean) | (best) |")
         p("|---|---|---|---|---|---|---|")
         for base in ("llama/forward", "llama/top4_forward_backward"):
             for sfx, t in (("", 1), ("/threads2", 2)):

@@ -24,6 +24,14 @@ inline constexpr Eigen::Index kRowBlock = 4096;
 // Plain loops the compiler vectorises (float→double conversion included, which Eigen's expressions do
 // not vectorise); reductions keep 8 independent partial sums, added in a fixed order.
 
+/// Pointer to column j of a matrix with contiguous columns (every G here: a Matrix, a block of whole
+/// columns, an Eigen::Ref).
+template <class Derived>
+const typename Derived::Scalar* column(const Eigen::MatrixBase<Derived>& g, Eigen::Index j) {
+  static_assert(static_cast<int>(Derived::InnerStrideAtCompileTime) == 1, "the kernels need contiguous columns");
+  return g.derived().data() + j * g.derived().outerStride();
+}
+
 /// Σ double(a[i])·b[i] over n entries.
 template <class Scalar>
 double dot_in_double(const Scalar* a, const double* b, Eigen::Index n) {
@@ -75,7 +83,7 @@ Eigen::VectorXd transpose_times_vector(const Eigen::MatrixBase<DerivedG>& g, con
     for (Eigen::Index r = begin; r < end; r += kRowBlock) {
       const Eigen::Index n = std::min(kRowBlock, end - r);
       for (Eigen::Index i = 0; i < n; ++i) v_block[i] = static_cast<double>(v[r + i]);
-      for (Eigen::Index j = 0; j < m; ++j) sums[j] += dot_in_double(&g.coeff(r, j), v_block.data(), n);
+      for (Eigen::Index j = 0; j < m; ++j) sums[j] += dot_in_double(column(g, j) + r, v_block.data(), n);
     }
   });
   Eigen::VectorXd result = partial.col(0);
@@ -97,7 +105,7 @@ void scaled_plus_matrix_vector(double alpha, const Eigen::MatrixBase<DerivedV>& 
         const Eigen::Index n = std::min(kRowBlock, d - r);
         double acc[kRowBlock];
         for (Eigen::Index i = 0; i < n; ++i) acc[i] = alpha * static_cast<double>(v[r + i]);
-        for (Eigen::Index j = 0; j < m; ++j) axpy_in_double(y[j], &g.coeff(r, j), acc, n);
+        for (Eigen::Index j = 0; j < m; ++j) axpy_in_double(y[j], column(g, j) + r, acc, n);
         Scalar* o = &out.derived().coeffRef(r);
         for (Eigen::Index i = 0; i < n; ++i) o[i] = static_cast<Scalar>(acc[i]);
       },

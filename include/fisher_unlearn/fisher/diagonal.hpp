@@ -67,10 +67,10 @@ class DiagonalFisher {
           const Eigen::Index b = std::min(block, d - r);
           // Plain loops: the compiler vectorises the float→double conversion, Eigen's cast does not.
           double partial[block];
-          const Scalar* g0 = &gradients.coeff(r, 0);
+          const Scalar* g0 = gradients.data() + r;
           for (Eigen::Index i = 0; i < b; ++i) partial[i] = static_cast<double>(g0[i]) * static_cast<double>(g0[i]);
           for (Eigen::Index j = 1; j < k; ++j) {
-            const Scalar* gj = &gradients.coeff(r, j);
+            const Scalar* gj = gradients.data() + j * gradients.outerStride() + r;
             for (Eigen::Index i = 0; i < b; ++i) partial[i] += static_cast<double>(gj[i]) * static_cast<double>(gj[i]);
           }
           const double* old_sum = sum_of_squares_.data() + r;
