@@ -6,6 +6,7 @@
 #include "fisher_unlearn/fisher/block_diagonal.hpp"
 #include "fisher_unlearn/fisher/dense.hpp"
 #include "fisher_unlearn/fisher/diagonal.hpp"
+#include "fisher_unlearn/fisher/kfac.hpp"
 #include "fisher_unlearn/fisher/woodbury.hpp"
 #include "fisher_unlearn/models/mlp.hpp"
 #include "fisher_unlearn/natural_gradient.hpp"
@@ -32,6 +33,11 @@ static_assert(fu::NewtonUnlearner<
 static_assert(fu::NewtonUnlearner<
               fu::NaturalGradientUnlearning<fu::DiagonalFisher<double>, fu::SoulPreconditioner, fu::GradientAscentObjective>,
               Model<double>>);
+static_assert(fu::LayerFactoredEstimator<fu::KfacFisher<float>> && fu::LayerFactoredEstimator<fu::EkfacFisher<double>>);
+static_assert(!fu::LayerFactoredEstimator<fu::WoodburyFisher<double>> && !fu::LayerFactoredEstimator<fu::DiagonalFisher<float>>);
+static_assert(fu::NewtonUnlearner<fu::NaturalGradientUnlearning<fu::KfacFisher<double>>, fu::models::Mlp<double>>);
+static_assert(fu::NewtonUnlearner<fu::NaturalGradientUnlearning<fu::EkfacFisher<float>, fu::AdamPreconditioner>,
+                                  fu::models::Mlp<float>>);
 static_assert(fu::UnlearningPreconditioner<fu::PlainGradient, Model<double>, fu::WoodburyFisher<double>>);
 static_assert(!fu::UnlearningPreconditioner<int, Model<double>, fu::WoodburyFisher<double>>);
 
@@ -401,4 +407,155 @@ TEST_CASE("NaturalGradientUnlearning: bad options and a mismatched estimator thr
   right.finalize();
   CHECK_THROWS_AS(U(refresh).unlearn_detailed(model, p.forget(), p.retain(), right), fu::InvalidArgument);
   CHECK_THROWS_AS(U().unlearn(model, std::span<const Sample<double>>(), p.retain()), fu::InvalidArgument);
+}
+
+namespace {
+
+/// The dense d×d K-FAC or EK-FAC matrix (undamped) of a bias-carrying softmax regression (an Mlp with no
+/// hidden layer) on `samples` with their observed labels, from the definitions alone: per sample the
+/// output gradient δ is the bias gradient, the input is x, A = mean [x;1][x;1]ᵀ, G = mean δδᵀ; EK-FAC's
+/// eigenvalues are mean (u_G,jᵀ δ[x;1]ᵀ u_A,i)². Rows/columns in parameter order.
+Eigen::MatrixXd dense_kronecker_reference(const MlpD& model, std::span<const MlpD::Sample> samples, bool ekfac) {
+  const auto layers = model.linear_layers();
+  REQUIRE(layers.size() == 1);
+  const fu::LinearLayer& l = layers.front();
+  const auto in = static_cast<Eigen::Index>(l.in_features), out = static_cast<Eigen::Index>(l.out_features);
+  const auto m = static_cast<double>(samples.size());
+  Eigen::MatrixXd a = Eigen::MatrixXd::Zero(in + 1, in + 1), g = Eigen::MatrixXd::Zero(out, out);
+  std::vector<Eigen::MatrixXd> per_sample;  // δ[x;1]ᵀ
+  Eigen::VectorXd grad(static_cast<Eigen::Index>(model.num_parameters()));
+  for (const auto& s : samples) {
+    model.gradient(s, std::span<double>(grad.data(), model.num_parameters()));
+    const Eigen::VectorXd delta = grad.segment(static_cast<Eigen::Index>(l.bias_offset), out);
+    Eigen::VectorXd x1(in + 1);
+    x1 << s.x, 1.0;
+    // the weight gradient must be δxᵀ (column-major), or δ is not the output gradient
+    const Eigen::MatrixXd w = Eigen::Map<const Eigen::MatrixXd>(grad.data() + l.weight_offset, out, in);
+    REQUIRE((w - delta * s.x.transpose()).norm() <= 1e-12 * (1.0 + w.norm()));
+    a += x1 * x1.transpose() / m;
+    g += delta * delta.transpose() / m;
+    per_sample.push_back(delta * x1.transpose());
+  }
+  Eigen::MatrixXd block;  // over vec([W b]) column-major: index o + out·i
+  if (!ekfac) {
+    block.resize(out * (in + 1), out * (in + 1));
+    for (Eigen::Index i = 0; i <= in; ++i)
+      for (Eigen::Index j = 0; j <= in; ++j) block.block(i * out, j * out, out, out) = a(i, j) * g;
+  } else {
+    const Eigen::MatrixXd ua = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(a).eigenvectors();
+    const Eigen::MatrixXd ug = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(g).eigenvectors();
+    Eigen::MatrixXd q(out * (in + 1), out * (in + 1));
+    for (Eigen::Index i = 0; i <= in; ++i)
+      for (Eigen::Index j = 0; j <= in; ++j) q.block(i * out, j * out, out, out) = ua(i, j) * ug;
+    Eigen::MatrixXd lambda = Eigen::MatrixXd::Zero(out, in + 1);
+    for (const auto& gi : per_sample) lambda += (ug.transpose() * gi * ua).cwiseAbs2() / m;
+    block = q * Eigen::Map<const Eigen::VectorXd>(lambda.data(), lambda.size()).asDiagonal() * q.transpose();
+  }
+  const auto index = [&](Eigen::Index r) {
+    const Eigen::Index o = r % out, i = r / out;
+    return static_cast<Eigen::Index>(i == in ? l.bias_offset + static_cast<std::size_t>(o)
+                                             : l.weight_offset + static_cast<std::size_t>(i * out + o));
+  };
+  const auto d = static_cast<Eigen::Index>(model.num_parameters());
+  REQUIRE(block.rows() == d);  // every parameter sits in the one layer
+  Eigen::MatrixXd dense(d, d);
+  for (Eigen::Index r = 0; r < d; ++r)
+    for (Eigen::Index c = 0; c < d; ++c) dense(index(r), index(c)) = block(r, c);
+  return dense;
+}
+
+MlpD softmax_regression_mlp(std::uint64_t seed) {
+  fu::models::MlpOptions o;
+  o.num_features = 4;
+  o.hidden_sizes = {};
+  o.num_classes = 3;
+  o.seed = seed;
+  MlpD m(o);
+  std::mt19937_64 rng(seed + 1);
+  std::normal_distribution<double> normal(0.0, 0.7);
+  for (double& t : m.parameters()) t = normal(rng);
+  return m;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("NaturalGradientUnlearning: with K-FAC or EK-FAC built inside the unlearner, one step is the dense "
+                   "solve with the K-FAC/EK-FAC matrix of the retain set", "[kfac]",
+                   fu::KfacFisher<double>, fu::EkfacFisher<double>) {
+  constexpr bool ekfac = std::is_same_v<TestType, fu::EkfacFisher<double>>;
+  const auto data = fu::models::make_softmax_problem<double>(60, 4, 3, 71);
+  const std::span<const MlpD::Sample> all(data);
+  const auto forget = all.first(5), retain = all.subspan(5);
+  const MlpD start = softmax_regression_mlp(8);
+  fu::NaturalGradientOptions o;
+  o.max_steps = 1;
+  o.learning_rate = 0.3;
+  o.fisher_samples = retain.size();  // every retain sample: the reference sees the same statistics
+  for (const double kappa : {std::numeric_limits<double>::infinity(), 1e-4}) {
+    o.max_kl = kappa;
+    MlpD model = start;
+    const fu::NaturalGradientUnlearning<TestType, fu::NaturalGradient, fu::GradientAscentObjective> unlearner(o);
+    const auto result = unlearner.unlearn_detailed(model, forget, retain);
+    const Eigen::MatrixXd f_hat = dense_kronecker_reference(start, retain, ekfac);
+    const auto d = static_cast<double>(start.num_parameters());
+    const double lambda = 1e-2 * f_hat.trace() / d;
+    Eigen::MatrixXd f = f_hat;
+    f.diagonal().array() += lambda;
+    fu::Vector<double> g;
+    fu::GradientAscentObjective{}.value_and_gradient(start, forget, g);
+    Eigen::VectorXd expected = -o.learning_rate * f.ldlt().solve(g);
+    const double kl = 0.5 * expected.dot(f * expected);
+    if (kl > kappa) expected *= std::sqrt(kappa / kl);
+    const Eigen::VectorXd delta = params_of(model) - params_of(start);
+    INFO("kappa " << kappa);
+    CHECK(result.report.damping == Approx(lambda).epsilon(1e-10));
+    CHECK(relative_error(delta, expected) < (ekfac ? 1e-8 : 1e-10));
+    REQUIRE(result.steps.size() == 1);
+    CHECK(result.steps[0].predicted_kl == Approx(std::min(kl, kappa)).epsilon(1e-9));
+    CHECK(result.steps[0].trust_region_hit == (kl > kappa));
+    CHECK(result.report.fisher_gradients == retain.size());
+  }
+  // A subsample of m retain inputs and a refresh every step run and report it.
+  o.max_kl = 1e-3;
+  o.max_steps = 3;
+  o.refresh_every = 1;
+  o.fisher_samples = 20;
+  MlpD model = start;
+  const auto r = fu::NaturalGradientUnlearning<TestType, fu::NaturalGradient, fu::GradientAscentObjective>(o).unlearn(
+      model, forget, retain);
+  CHECK(r.iterations == 3);
+  CHECK(r.fisher_gradients == 20);
+  CHECK(r.notes.find("refreshed 2 time(s)") != std::string::npos);
+  CHECK(r.forget_loss_after > r.forget_loss_before);
+}
+
+TEST_CASE("NaturalGradientUnlearning: a layer-factored F_R rejects what it cannot build and leaves the model unchanged") {
+  const auto data = fu::models::make_softmax_problem<double>(40, 4, 3, 72);
+  const std::span<const MlpD::Sample> all(data);
+  const auto forget = all.first(4), retain = all.subspan(4);
+  MlpD model = softmax_regression_mlp(9);
+  const Eigen::VectorXd saved = params_of(model);
+  using U = fu::NaturalGradientUnlearning<fu::KfacFisher<double>, fu::NaturalGradient, fu::GradientAscentObjective>;
+  fu::NaturalGradientOptions o;
+  o.gradients.apply_loss_scale = false;
+  CHECK_THROWS_WITH(U(o).unlearn(model, forget, retain), Catch::Contains("apply_loss_scale"));
+  CHECK(params_of(model) == saved);
+  fu::NaturalGradientOptions groups;
+  groups.parameter_groups = {"layer0.weight"};
+  CHECK_THROWS_WITH(U(groups).unlearn(model, forget, retain), Catch::Contains("parameter_groups"));
+  CHECK(params_of(model) == saved);
+  // A factory that builds for the wrong size is caught before any step.
+  const U wrong({}, {}, {}, U::LayerFactory([](std::vector<fu::LinearLayer> layers, std::size_t d, double damping) {
+                  return fu::KfacFisher<double>(std::move(layers), d + 1, damping);
+                }));
+  CHECK_THROWS_AS(wrong.unlearn(model, forget, retain), fu::InvalidArgument);
+  CHECK(params_of(model) == saved);
+  CHECK_THROWS_AS(U({}, {}, {}, U::LayerFactory{}), fu::InvalidArgument);
+  // With relative per-layer damping passed through the factory the step still runs.
+  const U custom({}, {}, {}, U::LayerFactory([](std::vector<fu::LinearLayer> layers, std::size_t d, double damping) {
+                   return fu::KfacFisher<double>(std::move(layers), d, damping, fu::KfacOptions{0.1});
+                 }));
+  MlpD copy = model;
+  CHECK(custom.unlearn(copy, forget, retain).iterations > 0);
+  CHECK(params_of(copy) != saved);
 }

@@ -8,6 +8,7 @@
 #include "methods.hpp"
 
 #include "fisher_unlearn/canary_forget.hpp"
+#include "fisher_unlearn/fisher/kfac.hpp"
 #include "fisher_unlearn/fisher/woodbury.hpp"
 #include "fisher_unlearn/forget_objectives.hpp"
 #include "fisher_unlearn/natural_gradient.hpp"
@@ -37,19 +38,104 @@ inline std::vector<Sample> canary_forget_samples(const Dataset& ds, const Option
   return out;
 }
 
-/// One iterative method: Preconditioner × Objective, F_R = Woodbury (empirical, per-token scale) built
-/// once per request in prepare() and reused by every run (it is also the trust region's metric).
+/// F_R behind one type, so that every iterative method can use any estimator (Woodbury, K-FAC, EK-FAC)
+/// without an unlearner instantiation per estimator. Built and finalised by make_retain_fisher; the
+/// unlearner only applies powers (it is always handed a prebuilt F_R).
+class RetainFisher {
+ public:
+  using Scalar = float;
+  template <fu::FisherEstimator E>
+  explicit RetainFisher(E estimator, double trace) : impl_(std::make_unique<Impl<E>>(std::move(estimator))), trace_(trace) {}
+  std::size_t dimension() const { return impl_->dimension(); }
+  void add_gradient(Eigen::Ref<const fu::Vector<float>>) { reject(); }
+  void add_gradients(Eigen::Ref<const fu::Matrix<float>>) { reject(); }
+  void finalize() {}
+  void apply_power(double p, Eigen::Ref<const fu::Vector<float>> v, Eigen::Ref<fu::Vector<float>> out) const {
+    impl_->apply_power(p, v, out);
+  }
+  bool supports_power(double p) const { return impl_->supports_power(p); }
+  float damping() const { return impl_->damping(); }
+  void set_damping(float lambda) { impl_->set_damping(lambda); }
+  std::size_t memory_bytes() const { return impl_->memory_bytes(); }
+  std::size_t num_gradients() const { return impl_->num_gradients(); }
+  void clear() { reject(); }
+  double undamped_trace() const { return trace_; }
+
+ private:
+  [[noreturn]] static void reject() { throw fu::StateError("RetainFisher is built once in prepare() and only applied"); }
+  struct Base {
+    virtual ~Base() = default;
+    virtual std::size_t dimension() const = 0;
+    virtual void apply_power(double, Eigen::Ref<const fu::Vector<float>>, Eigen::Ref<fu::Vector<float>>) const = 0;
+    virtual bool supports_power(double) const = 0;
+    virtual float damping() const = 0;
+    virtual void set_damping(float) = 0;
+    virtual std::size_t memory_bytes() const = 0;
+    virtual std::size_t num_gradients() const = 0;
+  };
+  template <class E>
+  struct Impl final : Base {
+    explicit Impl(E e) : f(std::move(e)) {}
+    std::size_t dimension() const override { return f.dimension(); }
+    void apply_power(double p, Eigen::Ref<const fu::Vector<float>> v, Eigen::Ref<fu::Vector<float>> out) const override {
+      f.apply_power(p, v, out);
+    }
+    bool supports_power(double p) const override { return f.supports_power(p); }
+    float damping() const override { return f.damping(); }
+    void set_damping(float lambda) override { f.set_damping(lambda); }
+    std::size_t memory_bytes() const override { return f.memory_bytes(); }
+    std::size_t num_gradients() const override { return f.num_gradients(); }
+    E f;
+  };
+  std::unique_ptr<Base> impl_;
+  double trace_ = 0;
+};
+
+/// F_R = λI + F̂ of `kind` ("woodbury": (1/m)Σgᵢgᵢᵀ from m per-sample gradients; "kfac" / "ekfac": the
+/// Kronecker-factored statistics of the same m windows, no d×m matrix), empirical with the per-token
+/// scale, λ = α·tr(F̂)/d.
+inline RetainFisher make_retain_fisher(const std::string& kind, const Model& start, std::span<const Sample> chosen,
+                                       std::uint64_t seed, double alpha) {
+  fu::GradientCollection gc;
+  gc.kind = fu::FisherKind::empirical;
+  gc.seed = seed;
+  fu::FisherDamping damping;
+  damping.relative = alpha;
+  const std::size_t d = start.num_parameters();
+  if (kind == "woodbury") {
+    const auto G = fu::collect_gradients(start, chosen, gc);
+    const double trace = G.template cast<double>().squaredNorm() / static_cast<double>(G.cols());
+    fu::WoodburyFisher<float> f(d, static_cast<float>(damping.resolve(trace, d)));
+    f.add_gradients(G);
+    f.finalize();
+    return RetainFisher(std::move(f), trace);
+  }
+  auto layered = [&](auto f) {
+    f.accumulate(start, chosen, gc);
+    f.finalize();
+    const double trace = f.undamped_trace();
+    f.set_damping(static_cast<float>(damping.resolve(trace, d)));
+    return RetainFisher(std::move(f), trace);
+  };
+  if (kind == "kfac") return layered(fu::KfacFisher<float>(start, 1.0f));
+  if (kind == "ekfac") return layered(fu::EkfacFisher<float>(start, 1.0f));
+  throw fu::InvalidArgument("unknown F_R estimator '" + kind + "'; choose woodbury, kfac or ekfac");
+}
+
+/// One iterative method: Preconditioner × Objective, F_R (`metric`: woodbury, kfac or ekfac; empirical,
+/// per-token scale) built once per request in prepare() and reused by every run (it is also the trust
+/// region's metric).
 template <class Preconditioner, class Objective>
 class IterativeMethod : public Method {
  public:
-  using Estimator = fu::WoodburyFisher<float>;
+  using Estimator = RetainFisher;
   IterativeMethod(const Options& opt, std::string method_name, Family fam, fu::ForgetTarget target, double retain_weight,
-                  std::string what)
-      : opt_(opt), target_(target), retain_weight_(retain_weight) {
+                  std::string what, std::string metric)
+      : opt_(opt), target_(target), retain_weight_(retain_weight), metric_(std::move(metric)) {
     name = std::move(method_name);
     knob = "steps";
     family = fam;
-    description = std::move(what);
+    description = std::move(what) + "; F_R " + metric_;
     is_integer_knob = true;
     continuation = true;
     search.low = 1;
@@ -64,19 +150,20 @@ class IterativeMethod : public Method {
     std::size_t scored = 0;
     forget_ = canary_forget_samples(ds, opt_, request.canaries, target_, &scored);
     scored_tokens_ = std::max<std::size_t>(1, scored);
-    fu::GradientCollection gc;
-    gc.kind = fu::FisherKind::empirical;
-    gc.seed = ds.seed + 23;
     const auto chosen = fu::detail::subsample(std::span<const Sample>(ds.retain), static_cast<std::size_t>(opt_.fisher_samples), ds.seed + 29);
-    const auto G = fu::collect_gradients(start, std::span<const Sample>(chosen), gc);
-    const double trace = G.template cast<double>().squaredNorm() / static_cast<double>(G.cols());
-    fu::FisherDamping damping;
-    damping.relative = opt_.fisher_damping;
-    lambda_ = damping.resolve(trace, start.num_parameters());
-    fisher_ = std::make_unique<Estimator>(start.num_parameters(), static_cast<float>(lambda_));
-    fisher_->add_gradients(G);
-    fisher_->finalize();
+    fisher_ = std::make_unique<Estimator>(
+        make_retain_fisher(metric_, start, std::span<const Sample>(chosen), ds.seed + 23, opt_.fisher_damping));
+    lambda_ = fisher_->damping();
     return now_seconds() - t0;
+  }
+
+  double predicted_retain_kl(const Model& start, const Model& model) const override {
+    if (!fisher_) return std::nan("");
+    const auto d = static_cast<Eigen::Index>(start.num_parameters());
+    const fu::Vector<float> delta = fu::as_eigen(model.parameters()) - fu::as_eigen(start.parameters());
+    fu::Vector<float> fd(d);
+    fisher_->apply_power(1.0, delta, fd);
+    return 0.5 * delta.cast<double>().dot(fd.cast<double>());
   }
 
   fu::UnlearningReport apply(Model& model, double steps) override {
@@ -100,7 +187,9 @@ class IterativeMethod : public Method {
     Objective objective = make_objective();
     Preconditioner preconditioner{};
     if constexpr (std::is_same_v<Preconditioner, fu::SoulPreconditioner>) preconditioner.seed = ds_->seed + 43;
-    fu::NaturalGradientUnlearning<Estimator, Preconditioner, Objective> u(o, std::move(objective), std::move(preconditioner));
+    fu::NaturalGradientUnlearning<Estimator, Preconditioner, Objective> u(
+        o, std::move(objective), std::move(preconditioner),
+        [](std::size_t, float) -> Estimator { throw fu::StateError("F_R is built in prepare()"); });
     fu::NaturalGradientCallbacks<Model> cb;
     const double t0 = now_seconds();
     if (check) cb.stop = [&](const Model& m, std::size_t step) { return check(m, step, now_seconds() - t0); };
@@ -120,6 +209,7 @@ class IterativeMethod : public Method {
   const Options& opt_;
   fu::ForgetTarget target_;
   double retain_weight_;
+  std::string metric_;
   const Dataset* ds_ = nullptr;
   std::vector<Sample> forget_;
   std::size_t scored_tokens_ = 1;
@@ -128,35 +218,38 @@ class IterativeMethod : public Method {
 };
 
 inline std::vector<std::string> iterative_method_names() {
-  return {"iter/natural_woodbury", "iter/soul", "iter/plain", "iter/adam", "iter/gradient_ascent",
-          "iter/gradient_difference", "iter/npo"};
+  return {"iter/natural_kfac", "iter/natural_ekfac", "iter/natural_woodbury", "iter/soul", "iter/plain", "iter/adam",
+          "iter/gradient_ascent", "iter/gradient_difference", "iter/npo"};
 }
 
 inline std::unique_ptr<Method> make_iterative_method(const Options& opt, const std::string& name) {
   using fu::ForgetTarget;
   const double beta = opt.retain_anchor;
   const std::string bounded = "bounded objective: CE towards uniform over the slot's other symbols, on the secret's tokens";
-  if (name == "iter/natural_woodbury")
-    return std::make_unique<IterativeMethod<fu::NaturalGradient, fu::DescentObjective>>(
-        opt, name, Family::second_order, ForgetTarget::other_symbols, beta, "natural gradient F_R^-1 g (Woodbury F_R), " + bounded);
+  const std::string& metric = opt.trust_metric;  // the trust region's metric for the non-natural methods
+  for (const char* kind : {"woodbury", "kfac", "ekfac"})
+    if (name == std::string("iter/natural_") + kind)
+      return std::make_unique<IterativeMethod<fu::NaturalGradient, fu::DescentObjective>>(
+          opt, name, Family::second_order, ForgetTarget::other_symbols, beta,
+          std::string("natural gradient F_R^-1 g (") + kind + " F_R, also its trust-region metric), " + bounded, kind);
   if (name == "iter/soul")
     return std::make_unique<IterativeMethod<fu::SoulPreconditioner, fu::DescentObjective>>(
-        opt, name, Family::second_order, ForgetTarget::other_symbols, beta, "SOUL (Sophia clipped diagonal Gauss-Newton), " + bounded);
+        opt, name, Family::second_order, ForgetTarget::other_symbols, beta, "SOUL (Sophia clipped diagonal Gauss-Newton), " + bounded, metric);
   if (name == "iter/plain")
     return std::make_unique<IterativeMethod<fu::PlainGradient, fu::DescentObjective>>(
-        opt, name, Family::first_order, ForgetTarget::other_symbols, beta, "plain gradient, " + bounded);
+        opt, name, Family::first_order, ForgetTarget::other_symbols, beta, "plain gradient, " + bounded, metric);
   if (name == "iter/adam")
     return std::make_unique<IterativeMethod<fu::AdamPreconditioner, fu::DescentObjective>>(
-        opt, name, Family::first_order, ForgetTarget::other_symbols, beta, "Adam, " + bounded);
+        opt, name, Family::first_order, ForgetTarget::other_symbols, beta, "Adam, " + bounded, metric);
   if (name == "iter/gradient_ascent")
     return std::make_unique<IterativeMethod<fu::PlainGradient, fu::GradientAscentObjective>>(
-        opt, name, Family::first_order, ForgetTarget::observed, 0.0, "plain gradient ascent on the secret's tokens, no retain anchor");
+        opt, name, Family::first_order, ForgetTarget::observed, 0.0, "plain gradient ascent on the secret's tokens, no retain anchor", metric);
   if (name == "iter/gradient_difference")
     return std::make_unique<IterativeMethod<fu::PlainGradient, fu::GradientAscentObjective>>(
-        opt, name, Family::first_order, ForgetTarget::observed, beta, "gradient ascent on the secret's tokens + retain anchor");
+        opt, name, Family::first_order, ForgetTarget::observed, beta, "gradient ascent on the secret's tokens + retain anchor", metric);
   if (name == "iter/npo")
     return std::make_unique<IterativeMethod<fu::PlainGradient, fu::NpoObjective>>(
-        opt, name, Family::first_order, ForgetTarget::observed, beta, "NPO (beta 0.1) on the secret's tokens + retain anchor, plain gradient");
+        opt, name, Family::first_order, ForgetTarget::observed, beta, "NPO (beta 0.1) on the secret's tokens + retain anchor, plain gradient", metric);
   return nullptr;
 }
 

@@ -62,6 +62,9 @@ class Method {
   virtual fu::UnlearningReport run_with_checks(Model&, std::size_t, const StepCheck&) {
     throw fu::StateError(name + ": this method has no step-by-step run");
   }
+  /// ½ΔᵀF_RΔ with Δ = θ(model) − θ(start) under the method's own F_R (the trust region's prediction of
+  /// the retain KL from the start); NaN for methods without one. A diagnostic: not charged as time.
+  virtual double predicted_retain_kl(const Model& /*start*/, const Model& /*model*/) const { return std::nan(""); }
 };
 
 // ------------------------------------------------------------------------------------------------

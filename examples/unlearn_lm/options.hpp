@@ -51,6 +51,8 @@ struct Options {
   long long forget_copies = 2;               ///< iterative methods: copies of each canary in the forget set
   long long forget_context = 24;             ///< iterative methods: bytes of training text before each copy
   double trust_kl = 1e-6;                    ///< iterative methods: predicted retain KL per step (nats), all methods
+  std::string trust_metric = "kfac";         ///< iterative methods other than iter/natural_*: F_R of the trust region
+  long long kl_windows = 16;                 ///< retain windows of the measured retain KL at every search point (0: off)
   double fisher_damping = 1e-2;              ///< iterative methods: lambda = alpha tr(F)/d of F_R
   double retain_anchor = 1.0;                ///< iterative methods: beta of the retain anchor (not for plain ascent)
   long long retain_batch = 16;               ///< retain windows per step of the retain anchor
@@ -104,6 +106,8 @@ inline void add_options(CLI::App& app, Options& o) {
   app.add_option("--forget-copies", o.forget_copies, "iterative methods: copies of each canary in the forget set");
   app.add_option("--forget-context", o.forget_context, "iterative methods: bytes of training text before each copy");
   app.add_option("--trust-kl", o.trust_kl, "iterative methods: predicted retain KL per step (the same for every method)");
+  app.add_option("--trust-metric", o.trust_metric, "iterative methods other than iter/natural_*: F_R of the trust region (woodbury, kfac, ekfac)");
+  app.add_option("--kl-windows", o.kl_windows, "retain windows of the measured retain KL at every search point (0: off)");
   app.add_option("--fisher-damping", o.fisher_damping, "iterative methods: alpha of lambda = alpha tr(F)/d");
   app.add_option("--retain-anchor", o.retain_anchor, "iterative methods: beta of the retain anchor");
   app.add_option("--retain-batch", o.retain_batch, "iterative methods: retain windows per step (retain anchor)");
@@ -196,6 +200,9 @@ inline void validate(const Options& o) {
   require_range(o.forget_copies, 1, 1 << 20, "--forget-copies");
   require_range(o.forget_context, 0, 1 << 20, "--forget-context");
   require_finite(o.trust_kl, 1e-12, 1e6, "--trust-kl");
+  require(o.trust_metric == "woodbury" || o.trust_metric == "kfac" || o.trust_metric == "ekfac",
+          "--trust-metric must be woodbury, kfac or ekfac; got '" + o.trust_metric + "'");
+  require_range(o.kl_windows, 0, 1 << 16, "--kl-windows");
   require_finite(o.fisher_damping, 1e-12, 1e6, "--fisher-damping");
   require_finite(o.retain_anchor, 0.0, 1e6, "--retain-anchor");
   require_range(o.retain_batch, 1, 1 << 20, "--retain-batch");

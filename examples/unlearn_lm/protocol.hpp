@@ -7,6 +7,7 @@
 #include "registry.hpp"
 
 #include "fisher_unlearn/matched_target.hpp"
+#include "fisher_unlearn/retain_divergence.hpp"
 
 #include <iostream>
 #include <optional>
@@ -19,6 +20,10 @@ struct SearchPoint {
   bool reached = false, failed = false;
   double seconds = 0;       ///< the method's time for this value (report.seconds)
   double check_seconds = 0; ///< the selection score's time
+  /// Retain KL from the trained model (nats per position, mean over --kl-windows retain windows):
+  /// measured (MeasuredRetainKl) and predicted by the method's F_R (½ΔᵀF_RΔ; NaN without one).
+  /// Diagnostics, not charged as time and not used by the selection.
+  double measured_kl = std::nan(""), predicted_kl = std::nan("");
   std::string notes;
 };
 
@@ -81,6 +86,13 @@ inline MethodRun run_method(Method& method, const Model& start, const Dataset& d
     std::cout << " " << fmt(r.prepare_seconds, 2) << " s\n";
     std::vector<std::vector<float>> params;
     std::vector<fu::UnlearningReport> reports;
+    std::optional<fu::MeasuredRetainKl<Model>> retain_kl;
+    if (opt.kl_windows > 0) {
+      std::vector<std::vector<Token>> seqs;
+      for (std::size_t i = 0; i < ds.retain.size() && seqs.size() < static_cast<std::size_t>(opt.kl_windows); ++i)
+        seqs.push_back(ds.retain[i].tokens);
+      retain_kl.emplace(start, std::move(seqs));
+    }
     // Scores a model the method produced with knob x (the TUNING canaries only) and records the point.
     auto record = [&](const Model& model, double x, double seconds, const fu::UnlearningReport& rep,
                       const std::string& error) {
@@ -95,6 +107,8 @@ inline MethodRun run_method(Method& method, const Model& start, const Dataset& d
         const double t0 = now_seconds();
         p.score = selection_score(model, ds, opt, tuning);
         p.check_seconds = now_seconds() - t0;
+        if (retain_kl) p.measured_kl = retain_kl->measure(model);
+        p.predicted_kl = method.predicted_retain_kl(start, model);
         p.reached = p.score.mean <= opt.exposure_target && p.score.max <= opt.exposure_ceiling;
         if (!std::isfinite(p.score.probe_perplexity) || p.score.probe_perplexity > opt.utility_guard * start_probe) {
           p.failed = true;
@@ -110,7 +124,9 @@ inline MethodRun run_method(Method& method, const Model& start, const Dataset& d
       e.notes = p.notes;
       std::cout << "[unlearn] " << method.name << " " << method.knob << "=" << fmt_general(x) << ": tuning exposure mean "
                 << fmt(p.score.mean, 2) << " max " << fmt(p.score.max, 2) << ", probe ppl " << fmt(p.score.probe_perplexity)
-                << (p.failed ? " [failed: " + p.notes + "]" : "") << " (" << fmt(p.seconds, 2) << " s)\n";
+                << ", retain KL measured " << fmt_general(p.measured_kl) << " predicted " << fmt_general(p.predicted_kl)
+                << (p.failed ? " [failed: " + p.notes + "]" : "") << " (" << fmt(p.seconds, 2) << " s + check "
+                << fmt(p.check_seconds, 2) << " s)\n";
       r.points.push_back(p);
       params.emplace_back(model.parameters().begin(), model.parameters().end());
       reports.push_back(rep);
@@ -159,7 +175,7 @@ inline MethodRun run_method(Method& method, const Model& start, const Dataset& d
           rep.iterations = step;
           const double t0 = now_seconds();
           last = record(m, static_cast<double>(step), elapsed - check_total, rep, {});
-          check_total += now_seconds() - t0;
+          check_total += now_seconds() - t0;  // everything the check and its diagnostics took (not step time)
           return last->reached || last->failed || r.points.size() >= so.budget;
         });
       } catch (const fu::Error& err) {

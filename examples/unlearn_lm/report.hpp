@@ -57,6 +57,9 @@ struct MethodSummary {
   std::size_t reached_on_tuning = 0; ///< seeds whose search reached the target on the tuning canaries
   MeanSd heldout_exposure, tuning_exposure, valid_perplexity, ppl_ratio, seconds, time_ratio, mia_auc, mia_calibrated_auc;
   double heldout_max = std::nan("");
+  /// At the selected point: retain KL from the trained model (measured, and ½ΔᵀF_RΔ predicted), and where
+  /// the charged time went (prepare = F_R and set-up, steps, stopping checks).
+  MeanSd measured_kl, predicted_kl, prepare_seconds, step_seconds, check_seconds;
   std::size_t over_unlearned = 0, extracted = 0, canaries_measured = 0;
   std::vector<double> knobs;
 };
@@ -74,7 +77,7 @@ inline MethodSummary summarise(const DatasetRuns& d, const std::string& method, 
   MethodSummary m;
   m.dataset = d.corpus;
   m.method = method;
-  std::vector<double> he, te, ppl, ratio, sec, tr, mia, miac;
+  std::vector<double> he, te, ppl, ratio, sec, tr, mia, miac, mkl, pkl, prep, steps, checks;
   double hmax = -std::numeric_limits<double>::infinity();
   m.seeds_total = d.seeds.size();
   for (const auto& s : d.seeds) {
@@ -98,6 +101,12 @@ inline MethodSummary summarise(const DatasetRuns& d, const std::string& method, 
           seconds = r.seconds;
           m.reached_on_tuning += r.reached_on_tuning ? 1 : 0;
           m.knobs.push_back(r.points[*r.selected].knob);
+          const auto& sp = r.points[*r.selected];
+          if (std::isfinite(sp.measured_kl)) mkl.push_back(sp.measured_kl);
+          if (std::isfinite(sp.predicted_kl)) pkl.push_back(sp.predicted_kl);
+          prep.push_back(r.prepare_seconds);
+          steps.push_back(sp.seconds);
+          checks.push_back(r.seconds - r.prepare_seconds - sp.seconds);
         }
     }
     if (!e) continue;
@@ -127,6 +136,11 @@ inline MethodSummary summarise(const DatasetRuns& d, const std::string& method, 
   m.time_ratio = mean_sd(tr);
   m.mia_auc = mean_sd(mia);
   m.mia_calibrated_auc = mean_sd(miac);
+  m.measured_kl = mean_sd(mkl);
+  m.predicted_kl = mean_sd(pkl);
+  m.prepare_seconds = mean_sd(prep);
+  m.step_seconds = mean_sd(steps);
+  m.check_seconds = mean_sd(checks);
   m.heldout_max = std::isfinite(hmax) ? hmax : std::nan("");
   m.reached = m.seeds_ok == m.seeds_total && m.seeds_ok > 0 && m.heldout_exposure.mean <= opt.exposure_target &&
               m.heldout_max <= opt.exposure_ceiling;
@@ -165,7 +179,12 @@ inline json summary_json(const MethodSummary& m) {
           {"extracted_canaries", m.extracted},
           {"reported_canaries", m.canaries_measured},
           {"knob", m.knob},
-          {"knob_values", m.knobs}};
+          {"knob_values", m.knobs},
+          {"measured_retain_kl", ms(m.measured_kl)},
+          {"predicted_retain_kl", ms(m.predicted_kl)},
+          {"prepare_seconds", ms(m.prepare_seconds)},
+          {"step_seconds", ms(m.step_seconds)},
+          {"check_seconds", ms(m.check_seconds)}};
 }
 
 inline json evaluation_json(const Evaluation& e, const Dataset* ds, const std::vector<std::size_t>& idx) {
@@ -226,7 +245,10 @@ inline json seed_json(const SeedRun& s, const Dataset& ds) {
     for (const auto& p : m.points)
       pts.push_back({{"knob", p.knob}, {"tuning_exposure_mean_bits", p.score.mean}, {"tuning_exposure_max_bits", p.score.max},
                      {"probe_perplexity", p.score.probe_perplexity}, {"reached", p.reached}, {"failed", p.failed},
-                     {"seconds", p.seconds}, {"check_seconds", p.check_seconds}, {"notes", p.notes}});
+                     {"seconds", p.seconds}, {"check_seconds", p.check_seconds},
+                     {"measured_retain_kl", std::isfinite(p.measured_kl) ? json(p.measured_kl) : json(nullptr)},
+                     {"predicted_retain_kl", std::isfinite(p.predicted_kl) ? json(p.predicted_kl) : json(nullptr)},
+                     {"notes", p.notes}});
     mj["search"] = {{"points", pts}, {"notes", m.search_notes}, {"reached_on_tuning", m.reached_on_tuning},
                     {"within_tolerance", m.within_tolerance},
                     {"selected", m.selected ? json(*m.selected) : json(nullptr)},
@@ -266,8 +288,8 @@ inline json seed_json(const SeedRun& s, const Dataset& ds) {
 
 inline std::string summary_table(const std::vector<MethodSummary>& rows, const Options& opt) {
   std::ostringstream md;
-  md << "| method | family | reached | held-out exposure (bits) | max | valid ppl | ppl / retrain | time (s) | time / retrain | MIA AUC | calibrated AUC | over-unlearned | extracted | knob (per seed) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  md << "| method | family | reached | held-out exposure (bits) | max | valid ppl | ppl / retrain | time (s) | time / retrain | MIA AUC | calibrated AUC | over-unlearned | extracted | knob (per seed) | retain KL measured / predicted | time: prepare / steps / checks (s) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& m : rows) {
     std::string knobs;
     for (double k : m.knobs) knobs += (knobs.empty() ? "" : ", ") + fmt_general(k);
@@ -278,7 +300,10 @@ inline std::string summary_table(const std::vector<MethodSummary>& rows, const O
        << " | " << pm(m.heldout_exposure) << " | " << fmt(m.heldout_max, 2) << " | " << pm(m.valid_perplexity, 3) << " | "
        << pm(m.ppl_ratio, 3) << " | " << pm(m.seconds, 1) << " | " << pm(m.time_ratio, 3) << " | " << pm(m.mia_auc) << " | "
        << pm(m.mia_calibrated_auc) << " | " << m.over_unlearned << "/" << m.canaries_measured << " | " << m.extracted << "/"
-       << m.canaries_measured << " | " << (m.knob.empty() ? "" : m.knob + " = " + knobs) << " |\n";
+       << m.canaries_measured << " | " << (m.knob.empty() ? "" : m.knob + " = " + knobs) << " | "
+       << (m.measured_kl.n ? fmt_general(m.measured_kl.mean) : std::string("")) << (m.predicted_kl.n ? " / " + fmt_general(m.predicted_kl.mean) : std::string(""))
+       << " | " << (ref ? std::string("") : fmt(m.prepare_seconds.mean, 1) + " / " + fmt(m.step_seconds.mean, 1) + " / " + fmt(m.check_seconds.mean, 1))
+       << " |\n";
   }
   (void)opt;
   return md.str();

@@ -251,6 +251,22 @@ concept FisherEstimator = requires { typename E::Scalar; } && SupportedScalar<ty
     };
 
 // ================================================================================================
+// LayerFactoredEstimator: a FisherEstimator whose statistics come from a LinearLayerModel's layers
+// (inputs and output gradients), not from flat gradients — KfacFisher and EkfacFisher (fisher/kfac.hpp).
+//   E(layers, dimension, damping): an empty estimator for the model's linear_layers() and num_parameters().
+//   e.accumulate(model, samples, how): adds the statistics of samples (GradientCollection, collect.hpp);
+//     a template over the model, so checked where it is called, not here.
+//   ce.undamped_trace(): tr of the undamped matrix, for damping relative to the spectrum (damping.hpp).
+// Unlearners that build F_R themselves (NaturalGradientUnlearning) use this route for such estimators.
+// ================================================================================================
+template <class E>
+concept LayerFactoredEstimator = FisherEstimator<E> &&
+    std::constructible_from<E, std::vector<LinearLayer>, std::size_t, typename E::Scalar> &&
+    requires(const E& ce) {
+      { ce.undamped_trace() } -> std::convertible_to<double>;
+    };
+
+// ================================================================================================
 // NewtonUnlearner (the design's name for every unlearner, first- or second-order): moves a model's
 // parameters so that it forgets `forget`, using `retain` for curvature or repair, and reports what it
 // did. Strong guarantee: if unlearn throws, model.parameters() are unchanged.

@@ -86,8 +86,11 @@ class FisherForgetting {
     detail::require_unlearning_sets(model, forget, retain, name());
     const ParameterSubset subset = ParameterSubset::from_groups(model, options_.removal.parameter_groups);
     UnlearningReport r = detail::begin_report(model, forget, retain, name());
-    auto [fisher, gradient_bytes] =
-        detail::build_retain_fisher<Estimator>(model, retain, options_.removal, subset, make_);
+    // Named members, not a structured binding: the lambda below uses `fisher`, and capturing a
+    // structured binding is ill-formed before C++20's P1091 (Clang < 16 rejects it).
+    auto built = detail::build_retain_fisher<Estimator>(model, retain, options_.removal, subset, make_);
+    Estimator& fisher = built.first;
+    const std::size_t gradient_bytes = built.second;
     if (!fisher.supports_power(-0.25))
       throw InvalidArgument(name() + ": this estimator cannot apply F^(-1/4); use one that supports fractional "
                                      "powers (WoodburyFisher, DiagonalFisher, BlockDiagonalFisher)");

@@ -3,6 +3,8 @@
 // P = F_R (the natural gradient; F_R = λI + (1/m)Σ gᵢgᵢᵀ from m retain gradients, λ = α·tr/d), or the
 // identity, Adam or a SOUL/Sophia clipped diagonal Hessian. Cost: F_R once (m gradients + the estimator's
 // setup, again every R steps if refreshed), then per step k forget gradients + one P⁻¹v + one F_R v.
+// F_R is built from flat per-sample gradients (Woodbury, diagonal, dense, ...) or, for a K-FAC/EK-FAC
+// estimator (LayerFactoredEstimator) on a LinearLayerModel, from the layers' statistics (no d×m matrix).
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
@@ -283,16 +285,27 @@ template <FisherEstimator Estimator, class Preconditioner = NaturalGradient, cla
 class NaturalGradientUnlearning {
  public:
   using Scalar = typename Estimator::Scalar;
+  /// Builds an empty F_R for flat gradients: Estimator(dimension, λ) by default.
   using Factory = std::function<Estimator(std::size_t dimension, Scalar damping)>;
+  /// Builds an empty layer-factored F_R (K-FAC, EK-FAC) for the model's linear_layers():
+  /// Estimator(layers, dimension, λ) by default; pass your own to set KfacOptions (per-layer damping).
+  using LayerFactory = std::function<Estimator(std::vector<LinearLayer> layers, std::size_t dimension, Scalar damping)>;
 
   NaturalGradientUnlearning()
-    requires std::constructible_from<Estimator, std::size_t, Scalar>
+    requires std::constructible_from<Estimator, std::size_t, Scalar> || LayerFactoredEstimator<Estimator>
       : NaturalGradientUnlearning(NaturalGradientOptions{}) {}
   explicit NaturalGradientUnlearning(NaturalGradientOptions options, Objective objective = {},
                                      Preconditioner preconditioner = {})
-    requires std::constructible_from<Estimator, std::size_t, Scalar>
-      : NaturalGradientUnlearning(std::move(options), std::move(objective), std::move(preconditioner),
-                                  [](std::size_t d, Scalar damping) { return Estimator(d, damping); }) {}
+    requires std::constructible_from<Estimator, std::size_t, Scalar> || LayerFactoredEstimator<Estimator>
+      : options_(std::move(options)), objective_(std::move(objective)), preconditioner_(std::move(preconditioner)) {
+    if constexpr (LayerFactoredEstimator<Estimator>)
+      make_layers_ = [](std::vector<LinearLayer> layers, std::size_t d, Scalar damping) {
+        return Estimator(std::move(layers), d, damping);
+      };
+    else
+      make_ = [](std::size_t d, Scalar damping) { return Estimator(d, damping); };
+    options_.validate(name());
+  }
   NaturalGradientUnlearning(NaturalGradientOptions options, Objective objective, Preconditioner preconditioner,
                             Factory make)
       : options_(std::move(options)),
@@ -301,6 +314,16 @@ class NaturalGradientUnlearning {
         make_(std::move(make)) {
     options_.validate(name());
     if (!make_) throw InvalidArgument(name() + ": the estimator factory is empty");
+  }
+  NaturalGradientUnlearning(NaturalGradientOptions options, Objective objective, Preconditioner preconditioner,
+                            LayerFactory make)
+    requires LayerFactoredEstimator<Estimator>
+      : options_(std::move(options)),
+        objective_(std::move(objective)),
+        preconditioner_(std::move(preconditioner)),
+        make_layers_(std::move(make)) {
+    options_.validate(name());
+    if (!make_layers_) throw InvalidArgument(name() + ": the layer estimator factory is empty");
   }
 
   /// "natural_gradient(descent)", "adam(npo)", ...
@@ -349,10 +372,12 @@ class NaturalGradientUnlearning {
   };
 
   /// F_R from a seeded subsample of m retain inputs at the current θ; λ from the damping rule with
-  /// tr(F̂) = ‖G‖²_F/m (exact for every estimator that keeps the diagonal of (1/m)GGᵀ).
+  /// tr(F̂) = ‖G‖²_F/m (exact for every estimator that keeps the diagonal of (1/m)GGᵀ), or, for a
+  /// layer-factored estimator, tr(F̂) = its undamped_trace() (the K-FAC/EK-FAC matrix's own trace).
   template <DifferentiableModel M>
   BuiltFisher build_fisher(const M& model, std::span<const typename M::Sample> retain, const ParameterSubset& subset,
                            std::uint64_t seed) const {
+    if (!make_) return build_layer_fisher(model, retain, subset, seed);
     Matrix<Scalar> gradients;
     if (options_.fisher_samples >= retain.size()) {
       gradients = collect_gradients(model, retain, options_.gradients, subset);
@@ -371,6 +396,48 @@ class NaturalGradientUnlearning {
     fisher.finalize();
     return {std::move(fisher), static_cast<std::size_t>(gradients.size()) * sizeof(Scalar),
             trace / static_cast<double>(subset.size())};
+  }
+
+  /// The layer-factored route (K-FAC, EK-FAC): accumulate(model, samples, how) + finalize at placeholder
+  /// λ = 1, then λ from the rule on undamped_trace() (the eigenbases do not depend on λ). Needs a
+  /// LinearLayerModel and all parameters moved: the factors' layer offsets index the whole model.
+  template <DifferentiableModel M>
+  BuiltFisher build_layer_fisher(const M& model, std::span<const typename M::Sample> retain,
+                                 const ParameterSubset& subset, std::uint64_t seed) const {
+    if constexpr (!LayerFactoredEstimator<Estimator>) {
+      throw InvalidArgument(name() + ": no estimator factory");  // unreachable: the constructors set one
+    } else if constexpr (!LinearLayerModel<M>) {
+      throw InvalidArgument(name() + ": a layer-factored F_R (K-FAC/EK-FAC) is built from the model's linear "
+                                     "layers, and this model is not a LinearLayerModel; pass a prebuilt estimator "
+                                     "to unlearn_detailed(model, forget, retain, fisher) or use WoodburyFisher");
+    } else {
+      if (subset.size() != model.num_parameters())
+        throw InvalidArgument(name() + ": a layer-factored F_R (K-FAC/EK-FAC) covers all " +
+                              std::to_string(model.num_parameters()) + " parameters, but parameter_groups restrict "
+                              "unlearning to " + std::to_string(subset.size()) +
+                              "; leave parameter_groups empty or use a flat-gradient estimator (WoodburyFisher)");
+      if (!options_.gradients.apply_loss_scale)
+        throw InvalidArgument(name() + ": K-FAC/EK-FAC statistics always carry the per-token loss scale "
+                                       "(concepts.hpp, LinearLayerModel); set gradients.apply_loss_scale = true");
+      using Sample = typename M::Sample;
+      std::vector<Sample> chosen;
+      std::span<const Sample> samples = retain;
+      if (options_.fisher_samples < retain.size()) {
+        chosen = detail::subsample(retain, options_.fisher_samples, seed);
+        samples = std::span<const Sample>(chosen);
+      }
+      Estimator fisher = make_layers_(model.linear_layers(), model.num_parameters(), Scalar(1));
+      if (fisher.dimension() != subset.size())
+        throw InvalidArgument(name() + ": the layer estimator factory built an estimator of dimension " +
+                              std::to_string(fisher.dimension()) + " for " + std::to_string(subset.size()) +
+                              " parameters");
+      fisher.accumulate(model, samples, options_.gradients);
+      fisher.finalize();
+      const double trace = static_cast<double>(fisher.undamped_trace());
+      const double lambda = options_.damping.resolve(trace, subset.size());
+      fisher.set_damping(static_cast<Scalar>(lambda));
+      return {std::move(fisher), 0, trace / static_cast<double>(subset.size())};
+    }
   }
 
   template <DifferentiableModel M>
@@ -547,7 +614,8 @@ class NaturalGradientUnlearning {
   NaturalGradientOptions options_;
   Objective objective_;
   Preconditioner preconditioner_;
-  Factory make_;
+  Factory make_;             // flat-gradient route (empty for layer-factored estimators)
+  LayerFactory make_layers_; // layer route: K-FAC / EK-FAC
 };
 
 }  // namespace fisher_unlearn
