@@ -41,6 +41,53 @@ class Results:
         b = self.runs.get(name)
         return None if b is None else b["real_time"] * UNIT[b["time_unit"]]
 
+    def best_seconds(self, name):
+        """The fastest iteration where the benchmark records it (best_seconds), else the mean."""
+        b = self.runs.get(name)
+        if b is None:
+            return None
+        return b.get("best_seconds") or self.seconds(name)
+
+    def cpu_seconds(self, name):
+        b = self.runs.get(name)
+        return None if b is None or not b.get("cpu_time") else b["cpu_time"] * UNIT[b["time_unit"]]
+
+    def cpu_fraction(self, name, counter=None):
+        """Ours / ceiling with both sides in the benchmark thread's CPU time (1-thread rows only): the ceiling
+        rows' CPU-time rates (stream read/copy/triad, GEMM) against the routine's CPU time. On a machine
+        with many processes per core this removes the preemption both sides suffer differently."""
+        if "threads2" in name or self.cpu_seconds(name) is None:
+            return None
+        parts = name.split("/")
+        size = 4 if "<float>" in name else 8
+
+        def stream_rate(kind):
+            row = f"ceiling/stream_{kind}/33554432"
+            t = self.cpu_seconds(row)
+            n = {"read": 1, "copy": 2, "triad": 3}[kind] * 33554432 * 4
+            return None if t is None else n / t
+
+        try:
+            if parts[0] == "diagonal" and parts[1].startswith("accumulate"):
+                d, m = float(parts[2]), float(parts[3])
+                r, c = stream_rate("read"), stream_rate("copy")
+                ideal = d * m * size / r + 2 * d * 8 / c
+            elif parts[0] == "diagonal":
+                d = float(parts[2])
+                ideal = d * (8 + 2 * size) / stream_rate("triad")
+            elif parts[0] == "woodbury" and ("inverse_product" in parts[1] or "power_quarter" in parts[1]):
+                d, m = float(parts[2]), float(parts[3])
+                ideal = 2 * m * d * size / stream_rate("read") + 3 * d * size / stream_rate("triad")
+            elif parts[0] == "woodbury" and parts[1].startswith("setup"):
+                d, m = (float(parts[3]), float(parts[4])) if parts[2] == "over_m" else (float(parts[2]), float(parts[3]))
+                g = self.cpu_seconds("ceiling/gemm<double>/1024/1024/1024")
+                ideal = m * (m + 1) * d / (2.0 * 1024 ** 3 / g)
+            else:
+                return None
+        except (TypeError, ZeroDivisionError, ValueError, IndexError):
+            return None
+        return ideal / self.cpu_seconds(name)
+
     def counter(self, name, counter):
         b = self.runs.get(name)
         return None if b is None else b.get(counter)
@@ -104,9 +151,9 @@ def main():
     p("| ceiling | 1 thread | 2 threads |")
     p("|---|---|---|")
     for k in ("read", "copy", "triad"):
-        v1 = fisher.counter(f"ceiling/stream_{k}/10000000", "bytes_per_s")
-        v2 = fisher.counter(f"ceiling/stream_{k}/threads2/10000000", "bytes_per_s")
-        p(f"| stream {k}, 10⁷ floats (STREAM byte counting) | {fmt(v1 and v1 / 1e9)} GB/s | {fmt(v2 and v2 / 1e9)} GB/s |")
+        v1 = fisher.counter(f"ceiling/stream_{k}/33554432", "bytes_per_s")
+        v2 = fisher.counter(f"ceiling/stream_{k}/threads2/33554432", "bytes_per_s")
+        p(f"| stream {k}, 128 MiB arrays (STREAM byte counting) | {fmt(v1 and v1 / 1e9)} GB/s | {fmt(v2 and v2 / 1e9)} GB/s |")
     for t in ("double", "float"):
         v1 = fisher.counter(f"ceiling/gemm<{t}>/1024/1024/1024", "flop_per_s")
         v2 = fisher.counter(f"ceiling/gemm<{t}>/threads2/1024/1024/1024", "flop_per_s")
@@ -200,8 +247,8 @@ def main():
     p("Two fractions: `mean` = ceiling time ÷ the mean iteration (what Google Benchmark reports), `best` = ceiling "
       "time ÷ the fastest iteration (the ceilings are best-of-N too; on a shared machine this compares like with like).")
     p("")
-    p("| routine | time | rate | ceiling | ours / ceiling (mean) | (best) |")
-    p("|---|---|---|---|---|---|")
+    p("| routine | time | rate | ceiling | ours / ceiling (mean) | (best) | (CPU time, 1 thread) |")
+    p("|---|---|---|---|---|---|---|")
     rows = [
         ("diagonal/accumulate<float>/10000000/8", "bytes_per_s", "of_ceiling", "stream read + copy"),
         ("diagonal/accumulate<float>/1048576/8", "bytes_per_s", "of_ceiling", "stream read + copy"),
@@ -230,24 +277,30 @@ def main():
         r = fisher.counter(name, rate)
         unit = "GB/s" if rate == "bytes_per_s" else "GFLOP/s"
         p(f"| `{name}` | {fmt_seconds(fisher.seconds(name))} | {fmt(r and r / 1e9)} {unit} | {ceiling} | "
-          f"{fmt(fisher.counter(name, frac))} | {fmt(fisher.counter(name, frac + '_best'))} |")
+          f"{fmt(fisher.counter(name, frac))} | {fmt(fisher.counter(name, frac + '_best'))} | "
+          f"{fmt(fisher.cpu_fraction(name))} |")
     p("")
 
     # ---- Llama (SmolLM2) -------------------------------------------------------------------------
     if llama.present:
         p("### Llama (SmolLM2-135M, fp32) against the float GEMM ceiling (`bench_llama`)")
         p("")
-        p("| routine | threads | time (2 × 64 positions) | tokens/s | counted GFLOP/s | of GEMM (mean) | (best) |")
-        p("|---|---|---|---|---|---|---|")
+        p("| routine | threads | time (2 × 64 positions) | tokens/s | counted GFLOP/s | of GEMM (mean) | (best) | (CPU time, 1 thread) |")
+        p("|---|---|---|---|---|---|---|---|")
         for base in ("llama/forward", "llama/top4_forward_backward"):
             for sfx, t in (("", 1), ("/threads2", 2)):
                 name = base + sfx
                 if llama.get(name) is None:
-                    p(f"| `{name}` | {t} | not measured | | | | |")
+                    p(f"| `{name}` | {t} | not measured | | | | | |")
                     continue
                 fl = llama.counter(name, "flop_per_s")
+                cpu_of_gemm = None
+                if t == 1 and llama.cpu_seconds(name) and llama.cpu_seconds("ceiling/gemm<float>/1024/1024/1024"):
+                    flops = fl * llama.seconds(name)
+                    cpu_of_gemm = (flops / llama.cpu_seconds(name)) / (2.0 * 1024 ** 3 / llama.cpu_seconds("ceiling/gemm<float>/1024/1024/1024"))
                 p(f"| `{name}` | {t} | {fmt_seconds(llama.seconds(name))} | {fmt(llama.counter(name, 'tokens_per_s'), 0)} | "
-                  f"{fmt(fl and fl / 1e9)} | {fmt(llama.counter(name, 'of_gemm'))} | {fmt(llama.counter(name, 'of_gemm_best'))} |")
+                  f"{fmt(fl and fl / 1e9)} | {fmt(llama.counter(name, 'of_gemm'))} | {fmt(llama.counter(name, 'of_gemm_best'))} | "
+                  f"{fmt(cpu_of_gemm)} |")
         p("")
 
     # ---- baselines in the same binaries --------------------------------------------------------
@@ -298,8 +351,9 @@ def main():
     else:
         by_threads = peer.get("by_threads") or {str(peer.get("threads", 1)): peer}
         p(f"PyTorch {peer.get('torch_version')}, torch.compile {'timed too' if peer.get('compile') else 'not timed'}; "
-          "each PyTorch time is the fastest formulation timed (which one in the last column); ours at the same "
-          "thread count.")
+          "each PyTorch time is the fastest run of the fastest formulation timed (which one in its column); ours at "
+          "the same thread count: the fastest iteration for the Fisher rows, the mean for the transformer rows "
+          "(so those favour PyTorch).")
         p("")
         p("| threads | operation | ours | PyTorch | ours / PyTorch | PyTorch formulation | relative error ours vs PyTorch |")
         p("|---|---|---|---|---|---|---|")
@@ -330,7 +384,7 @@ def main():
                          "accumulate", "diagonal"),
                         ("(diag + λ)⁻¹ v, d = 2²⁰, float", f"diagonal/apply_inverse<float>{sfx}/1048576", "apply_inverse",
                          "apply_inverse")):
-                    a = fisher.seconds(ours)
+                    a = fisher.best_seconds(ours)
                     p(f"| {threads} | {what} | {fmt_seconds(a)} | {fmt_seconds(r['seconds'][key])} | "
                       f"{fmt(ratio(a, r['seconds'][key]), 3)} | {best.get(key, '—')} | {r['rel_err'][ek]:.1e} |")
             if "woodbury" in f:
@@ -341,7 +395,7 @@ def main():
                          "setup"),
                         ("Woodbury F⁻¹v, d = 2¹⁷, m = 64, double", f"woodbury/inverse_product<double>{sfx}/131072/64/1",
                          "inverse_product")):
-                    a = fisher.seconds(ours)
+                    a = fisher.best_seconds(ours)
                     err = r["rel_err"]["inverse_product"] if key == "inverse_product" else None
                     p(f"| {threads} | {what} | {fmt_seconds(a)} | {fmt_seconds(r['seconds'][key])} | "
                       f"{fmt(ratio(a, r['seconds'][key]), 3)} | — | {'—' if err is None else f'{err:.1e}'} |")

@@ -69,7 +69,6 @@ inline std::size_t count_chunks(Eigen::Index d, Eigen::Index rows_per_chunk) {
 template <class DerivedG, class DerivedV>
 Eigen::VectorXd transpose_times_vector(const Eigen::MatrixBase<DerivedG>& g, const Eigen::MatrixBase<DerivedV>& v,
                                        std::size_t threads) {
-  using Scalar = typename DerivedG::Scalar;
   const Eigen::Index d = g.rows(), m = g.cols();
   const Eigen::Index group_rows = reduction_group_rows(d, m);
   const std::size_t groups = count_chunks(d, group_rows);
