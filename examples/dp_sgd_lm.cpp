@@ -87,11 +87,13 @@ int run(const Options& opt, const DpExperimentOptions& dp, const std::string& co
       if (dp.baselines) {
         Model retrained(model_config(opt, seed));
         retrained.set_execution({static_cast<std::size_t>(opt.threads), 8});
-        const auto rt = train_or_load(retrained, ds.retain_all, plain, opt.cache_dir, corpus + " seed " + std::to_string(seed) + " retrain");
+        const auto rt = train_or_load(retrained, ds.retain_all, plain, opt.cache_dir, corpus + " seed " + std::to_string(seed) + " retrain",
+                                      static_cast<std::size_t>(opt.checkpoint_every), opt.resume);
         calibrate_mia(mia, retrained, opt, ds);
         Model trained(model_config(opt, seed));
         trained.set_execution({static_cast<std::size_t>(opt.threads), 8});
-        const auto tr = train_or_load(trained, ds.windows, plain, opt.cache_dir, corpus + " seed " + std::to_string(seed) + " train");
+        const auto tr = train_or_load(trained, ds.windows, plain, opt.cache_dir, corpus + " seed " + std::to_string(seed) + " train",
+                                      static_cast<std::size_t>(opt.checkpoint_every), opt.resume);
         for (auto [label, model, seconds] : {std::tuple{"non-private", &trained, tr.seconds}, std::tuple{"retrained", &retrained, rt.seconds}}) {
           DpRow r;
           r.model = label;
@@ -222,11 +224,10 @@ int main(int argc, char** argv) {
   for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
   try {
     unlearn_lm::validate(opt);
-    if (dp.epsilons.empty()) throw fisher_unlearn::InvalidArgument("--epsilons needs at least one value");
-    for (double e : dp.epsilons)
-      if (!(e > 0) || !std::isfinite(e)) throw fisher_unlearn::InvalidArgument("--epsilons: every epsilon must be finite and > 0");
-    if (!(dp.clip_norm > 0) || !std::isfinite(dp.clip_norm)) throw fisher_unlearn::InvalidArgument("--dp-clip must be finite and > 0");
-    if (!(dp.learning_rate >= 0) || !std::isfinite(dp.learning_rate)) throw fisher_unlearn::InvalidArgument("--dp-lr must be finite and >= 0");
+    example_checks::require(!dp.epsilons.empty(), "--epsilons needs at least one value");
+    for (double e : dp.epsilons) example_checks::require_finite(e, 1e-6, 1e6, "--epsilons (every epsilon)");
+    example_checks::require_finite(dp.clip_norm, 1e-12, 1e6, "--dp-clip");
+    example_checks::require_finite(dp.learning_rate, 0.0, 10.0, "--dp-lr (0: --lr)");
     return unlearn_lm::run(opt, dp, command);
   } catch (const fisher_unlearn::Error& e) {
     std::cerr << "dp_sgd_lm: " << e.what() << "\n";

@@ -7,6 +7,7 @@
 //                                 [--windows 256] [--directions 4] [--draws 4] [--checkpoint path]
 // (the demo driver's model and training settings: the first 120 kB of the corpus, 700 AdamW steps)
 // With --checkpoint, a model is loaded from path when it exists, otherwise trained and saved there.
+#include "example_checks.hpp"
 #include "fisher_unlearn/checkpoint.hpp"
 #include "fisher_unlearn/fisher/collect.hpp"
 #include "fisher_unlearn/models/transformer.hpp"
@@ -35,23 +36,36 @@ struct Arguments {
   std::size_t bytes = 120000, steps = 700, windows = 256, directions = 4, draws = 4;
 };
 
+// Every value is checked here, before any file is read or any model trained.
 Arguments parse(int argc, char** argv) {
+  using example_checks::parse_integer;
   Arguments a;
+  bool have_text = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::invalid_argument(arg + " needs a value");
+      example_checks::require(i + 1 < argc, arg + " needs a value");
       return argv[++i];
     };
-    if (arg == "--steps") a.steps = std::stoul(value());
-    else if (arg == "--bytes") a.bytes = std::stoul(value());
-    else if (arg == "--windows") a.windows = std::stoul(value());
-    else if (arg == "--directions") a.directions = std::stoul(value());
-    else if (arg == "--draws") a.draws = std::stoul(value());
+    auto count = [&](long long lo, long long hi) { return static_cast<std::size_t>(parse_integer(value(), lo, hi, arg)); };
+    if (arg == "--steps") a.steps = count(1, 1000000);
+    else if (arg == "--bytes") a.bytes = count(0, 1LL << 40);  // 0: the whole file
+    else if (arg == "--windows") a.windows = count(1, 1 << 20);
+    else if (arg == "--directions") a.directions = count(1, 10000);
+    else if (arg == "--draws") a.draws = count(1, 10000);
     else if (arg == "--checkpoint") a.checkpoint = value();
-    else if (!arg.empty() && arg[0] == '-') throw std::invalid_argument("unknown option " + arg);
-    else a.text = arg;
+    else if (!arg.empty() && arg[0] == '-')
+      throw fu::InvalidArgument("unknown option " + arg + "; the options are --bytes --steps --windows --directions "
+                                "--draws --checkpoint and a text file");
+    else {
+      example_checks::require(!have_text, "one text file only; got '" + a.text + "' and '" + arg + "'");
+      a.text = arg;
+      have_text = true;
+    }
   }
+  // A checkpoint that will be written after training: its folder must be writable now.
+  if (!a.checkpoint.empty() && !std::filesystem::exists(a.checkpoint))
+    example_checks::require_writable_file_location(a.checkpoint, "--checkpoint");
   return a;
 }
 
@@ -99,6 +113,8 @@ int main(int argc, char** argv) try {
   buffer << in.rdbuf();
   std::string text = buffer.str();
   if (args.bytes != 0 && text.size() > args.bytes) text.resize(args.bytes);
+  example_checks::require_text_corpus(text, args.text);
+  example_checks::require(text.size() > 65, args.text + " is too short: the model needs windows of 65 bytes");
   const std::vector<fu::Token> stream = fu::ByteTokenizer{}.encode(text);
 
   fu::models::TransformerConfig config;  // the demo's model: 2 layers, width 64, 4 heads, context 64

@@ -177,7 +177,15 @@ static void study(const Problem& p) {
 }
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0 && !quick) {
+      quick = true;
+    } else {
+      std::fprintf(stderr, "removal_study: unknown argument '%s'; the only option is --quick (Problem A only)\n", argv[i]);
+      return 1;
+    }
+  }
   std::printf("## Removal study (fisher_unlearn examples/removal_study.cpp)\n");
   std::printf("Fisher estimators use every retain input (m = n - k) except where m is given; MC = Monte-Carlo "
               "Fisher, S draws per input; automatic damping = grid search scored by J_retain (damping.hpp).\n");

@@ -8,10 +8,34 @@
 #   ./scripts/demo.sh --corpus jargon --methods gradient_ascent fisher_removal/woodbury/empirical
 #   ./scripts/demo.sh --dp                     first DP-SGD at eps 1 4 16 64 (examples/dp_sgd_lm), then the driver
 #                                              with those points on its frontier plot (docs/dp_sgd.md)
-# Every other argument is passed to the driver (build/examples/unlearn_lm --help lists them).
+#   ./scripts/demo.sh --llm                    case A on SmolLM2 (examples/case_studies, docs/case_studies.md):
+#                                              real names and addresses from Debian changelogs; fetches the model
+#   ./scripts/demo.sh --llm --passage          case B instead: a verbatim passage repeated r times
+# Every other argument is passed to the driver (build/examples/unlearn_lm or build/examples/case_studies --help).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$fu_root"
+
+if [ "${1:-}" = "--llm" ]; then
+  shift
+  study=a
+  rest=()
+  for a in "$@"; do
+    if [ "$a" = "--passage" ]; then study=b; else rest+=("$a"); fi
+  done
+  needed=("${fu_core_packages[@]}" "${fu_demo_packages[@]}")
+  [ "$study" = b ] && needed+=(fortunes)
+  ensure_packages "${needed[@]}"
+  echo "== fetching SmolLM2-135M-Instruct (scripts/fetch_smollm2.sh) =="
+  model="$(./scripts/fetch_smollm2.sh)"
+  echo "== extracting Debian changelog entries (scripts/prepare_changelogs.py) =="
+  python3 scripts/prepare_changelogs.py data/changelogs/entries.jsonl
+  echo "== building the case studies (build/) =="
+  configure_build build -DCMAKE_BUILD_TYPE=Release
+  cmake --build build --target case_studies -j "$fu_jobs"
+  echo "== running: build/examples/case_studies --study $study --model $model ${rest[*]:-} =="
+  exec build/examples/case_studies --threads "$fu_jobs" --study "$study" --model "$model" "${rest[@]}"
+fi
 
 args=()
 corpora=()

@@ -153,7 +153,7 @@ TEST_CASE("Damping: the automatic rule is within 25% of the best fixed damping o
   for (const Case c : {Case{20, 1e-2, 3.0, 101}, Case{50, 1e-3, 8.0, 202}}) {
     auto p = make_problem<double>(1000, c.d, 10, c.l2, c.seed, c.signal);
     const std::size_t all = p.retain().size();
-    for (const fu::GradientCollection kind :
+    for (const fu::GradientCollection& kind :
          {fu::GradientCollection{fu::FisherKind::empirical, 1, 1}, fu::GradientCollection{fu::FisherKind::monte_carlo, 4, 1}}) {
       const auto report = [&](const char* name, MarginResult r) {
         std::printf("d=%zu %-28s %-11s: automatic %.4f, best fixed %.4f (ratio %.3f)\n", c.d, name,

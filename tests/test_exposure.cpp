@@ -57,6 +57,26 @@ struct PlainLanguageModel {
   }
 };
 
+/// Only what exposure uses: a Scalar, a vocabulary and next-token log-probabilities (no parameters,
+/// Sample or loss), e.g. a frozen model behind another library's API.
+struct ScorerOnly {
+  using Scalar = double;
+  const TableLanguageModel<double>* inner;
+  std::size_t vocab_size() const { return inner->vocab_size(); }
+  void next_token_log_probs(std::span<const fu::Token> context, std::span<double> out) const {
+    inner->next_token_log_probs(context, out);
+  }
+};
+struct NoVocabulary {
+  using Scalar = double;
+  void next_token_log_probs(std::span<const fu::Token>, std::span<double>) const {}
+};
+struct IntegerScores {
+  using Scalar = int;
+  std::size_t vocab_size() const { return 2; }
+  void next_token_log_probs(std::span<const fu::Token>, std::span<int>) const {}
+};
+
 struct NotAMetric {
   std::string name() const { return "nothing"; }
 };
@@ -70,6 +90,15 @@ static_assert(fu::ExposureMetric<fu::PrunedExposure, TableLanguageModel<float>>)
 static_assert(fu::ExposureMetric<fu::ExtrapolatedExposure, PlainLanguageModel<TableLanguageModel<double>>>);
 static_assert(!fu::ExposureMetric<NotAMetric, TableLanguageModel<double>>);
 static_assert(!fu::ExposureMetric<fu::PrunedExposure, int>);
+// LanguageModel asks for what exposure uses, not for the whole Model concept (issue 15).
+static_assert(fu::LanguageModel<ScorerOnly>);
+static_assert(!fu::Model<ScorerOnly>);
+static_assert(fu::ExposureMetric<fu::PrunedExposure, ScorerOnly>);
+static_assert(fu::ExposureMetric<fu::ExtrapolatedExposure, ScorerOnly>);
+static_assert(fu::LanguageModel<TableLanguageModel<double>> && fu::LanguageModel<TableLanguageModel<float>>);
+static_assert(!fu::LanguageModel<NoVocabulary>);
+static_assert(!fu::LanguageModel<IntegerScores>);
+static_assert(!fu::LanguageModel<int>);
 
 TEST_CASE("Exposure: a model that gives every candidate the same probability reads as chance, not as maximal exposure") {
   // Uniform rows: all 1000 candidates tie. Mid-rank (1 + 1000)/2 = 500.5, exposure log2(1000/500.5)
@@ -542,4 +571,111 @@ TEST_CASE("Exposure: bad input throws typed errors") {
   CHECK_THROWS_AS(fu::exposure_from_rank(0, 10), fu::InvalidArgument);
   CHECK_THROWS_AS(fu::exposure_from_rank(11, 10), fu::InvalidArgument);
   CHECK(fu::exposure_from_rank(1, 1024) == 10.0);
+}
+
+TEST_CASE("Exposure: a scorer without parameters or loss is measured like the model it wraps") {
+  auto m = TableLanguageModel<double>::random(256, 6, TableContext::position_and_previous, 77);
+  const ScorerOnly scorer{&m};
+  const auto f = fu::CanaryFormat::digits("id ", 3);
+  const fu::CanarySpace space(f, fu::ByteTokenizer{});
+  const auto c = f.canary_at(314);
+  const auto a = fu::PrunedExposure{}.measure(scorer, space, c);
+  const auto b = fu::PrunedExposure{}.measure(m, space, c);
+  CHECK(a.rank == b.rank);
+  CHECK(a.exposure_bits == b.exposure_bits);
+  CHECK(fu::ExtrapolatedExposure{}.measure(scorer, space, c).rank == b.rank);  // counted exactly: |R| = 1000
+}
+
+TEST_CASE("Exposure: the extrapolation never reports more than log2|R|, and says when it capped") {
+  // A fit to log-perplexities around 20 bits evaluated at a canary of 0 bits: -log2 F is hundreds of
+  // bits, far above log2(1000) = 9.97.
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> normal(20.0, 1.0);
+  std::vector<double> samples(256);
+  for (auto& x : samples) x = normal(rng);
+  fu::ExtrapolationOptions opt;
+  opt.bootstrap = 20;
+  const fu::ExtrapolationFit fit(samples, 1000, std::log2(1000.0), opt, 0);
+  REQUIRE(fit.exposure_bits(0.0) > 20.0);  // the raw tail value, uncapped
+  const auto r = fit.evaluate(0.0);
+  INFO(r);
+  CHECK(r.exposure_bits == std::log2(1000.0));
+  CHECK(r.capped);
+  CHECK(r.exposure_high <= std::log2(1000.0));
+  CHECK(r.exposure_low <= std::log2(1000.0));
+  CHECK(r.notes.find("capped at log2|R|") != std::string::npos);
+  CHECK(r.interval_approximate);
+  const auto typical = fit.evaluate(20.0);
+  CHECK_FALSE(typical.capped);
+  CHECK(typical.exposure_bits == Approx(1.0).margin(0.3));  // F(median) ≈ 1/2
+
+  // End to end on 100 candidates with one canary far more likely than the rest: every candidate is a
+  // sample (no replacement), and the result stays within [0, log2 100].
+  TableLanguageModel<double> lm = TableLanguageModel<double>::random(256, 4, TableContext::position_and_previous, 3);
+  set_byte_row(lm, 1, {{'4', 0.9}});
+  std::vector<double> row(256, std::log(1e-6 / 255.0));
+  row['2'] = std::log(1.0 - 1e-6);
+  lm.set_row(lm.row_index(2, '4'), row);
+  const auto f = fu::CanaryFormat::digits("x", 2);
+  const fu::CanarySpace space(f, fu::ByteTokenizer{});
+  fu::ExtrapolationOptions all;
+  all.exact_up_to = 0;
+  const auto e = fu::ExtrapolatedExposure(all).measure(lm, space, f.parse("x42"));
+  INFO(e);
+  CHECK(e.method == "extrapolated");
+  CHECK(e.exposure_bits <= std::log2(100.0));
+  CHECK(e.exposure_bits >= 0.0);
+  CHECK(e.capped);  // the raw fit exceeded log2 100 = 6.64 (4.13 > 3.32 bits in the issue's 10-candidate case)
+  CHECK(e.candidates_scored == 100);
+}
+
+TEST_CASE("Exposure: random candidates are drawn without replacement, all of R when it is small") {
+  const auto all = fu::detail::sample_without_replacement(10, 4096, 1);
+  REQUIRE(all.size() == 10);
+  for (std::uint64_t i = 0; i < 10; ++i) CHECK(all[i] == i);
+  // Distinct, in range, and uniform: each of 10 indices is drawn in 3/10 of 20000 draws of 3.
+  std::vector<int> hits(10, 0);
+  for (std::uint64_t seed = 0; seed < 20000; ++seed) {
+    const auto s = fu::detail::sample_without_replacement(10, 3, seed);
+    REQUIRE(s.size() == 3);
+    CHECK((s[0] < s[1] && s[1] < s[2] && s[2] < 10));
+    for (auto i : s) ++hits[i];
+  }
+  for (int h : hits) CHECK(std::abs(h - 6000) < 300);  // sd = sqrt(20000 * 0.3 * 0.7) = 65
+  const auto big = fu::detail::sample_without_replacement(std::uint64_t{1} << 62, 1000, 9);
+  CHECK(std::adjacent_find(big.begin(), big.end()) == big.end());
+
+  // The fit over a 1000-candidate space with the default N = 4096 scores each candidate once.
+  auto m = TableLanguageModel<double>::random(256, 6, TableContext::position_and_previous, 8);
+  const auto f = fu::CanaryFormat::digits("pin ", 3);
+  const fu::CanarySpace space(f, fu::ByteTokenizer{});
+  const auto fit = fu::ExtrapolatedExposure{}.fit(m, space);
+  CHECK(fit.sorted_samples().size() == 1000);
+  const auto ref = reference_scores(m, space);
+  std::vector<double> expected;
+  for (double v : ref) expected.push_back(-v / std::numbers::ln2);
+  std::sort(expected.begin(), expected.end());
+  for (std::size_t i = 0; i < 1000; ++i) CHECK(fit.sorted_samples()[i] == Approx(expected[i]).epsilon(1e-12));
+}
+
+TEST_CASE("Exposure: the extrapolated estimator counts exactly when the space is affordable, and says so") {
+  auto m = TableLanguageModel<double>::random(256, 8, TableContext::position_and_previous, 12);
+  const auto f = fu::CanaryFormat::digits("pin ", 4);
+  const fu::CanarySpace space(f, fu::ByteTokenizer{});
+  const auto c = f.canary_at(4321);
+  const auto exact = fu::PrunedExposure{}.measure(m, space, c);
+  const auto r = fu::ExtrapolatedExposure{}.measure(m, space, c);  // |R| = 10^4 <= exact_up_to = 2^20
+  INFO(r);
+  CHECK(r.exact);
+  CHECK(r.rank == exact.rank);
+  CHECK(r.exposure_bits == exact.exposure_bits);
+  CHECK_FALSE(r.interval_approximate);
+  CHECK(r.notes.find("counted exactly") != std::string::npos);
+  fu::ExtrapolationOptions o;
+  o.exact_up_to = 9999;  // just below |R|: extrapolate, with an interval flagged as approximate
+  const auto e = fu::ExtrapolatedExposure(o).measure(m, space, c);
+  CHECK_FALSE(e.exact);
+  CHECK(e.method == "extrapolated");
+  CHECK(e.interval_approximate);
+  CHECK(e.interval.find("approximate") != std::string::npos);
 }

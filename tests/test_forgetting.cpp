@@ -41,7 +41,7 @@ TEST_CASE("FisherForgetting: the noise is (mu sigma^2)^(1/4) F^(-1/4) eps, so it
   o.noise_relative_damping = 0;  // the noise uses the removal's damping here
   o.mu = 1e-4;
   o.sigma = 2.0;
-  const double scale = std::pow(o.mu * o.sigma * o.sigma, 0.25);
+  const double scale = std::pow(*o.mu * o.sigma * o.sigma, 0.25);
   CHECK(o.noise_scale() == Approx(scale));
   const int draws = 4000;
   Eigen::MatrixXd cov = Eigen::MatrixXd::Zero(4, 4);
@@ -102,8 +102,14 @@ TEST_CASE("FisherForgetting: bad input throws a typed exception and leaves the m
     o.mu = -1;
     CHECK_THROWS_AS(Forgetting(o), fu::InvalidArgument);
     o = {};
-    o.removal.damping = 0;
+    o.removal.damping = -1e-3;  // 0 is the default (the model's l2_regularization())
     CHECK_THROWS_AS(Forgetting(o), fu::InvalidArgument);
+    o = {};
+    o.include_newton_term = false;  // the default noise is relative to the removal step: needs the step
+    o.removal.damping = 1e-2;
+    CHECK_THROWS_AS(Forgetting(o), fu::InvalidArgument);
+    o.mu = 1e-8;
+    CHECK_NOTHROW(Forgetting(o));
     o = {};
     o.removal.fisher_samples = 0;
     CHECK_THROWS_AS(Forgetting(o), fu::InvalidArgument);
@@ -162,4 +168,23 @@ TEST_CASE("FisherForgetting: by default the noise follows (lambda_n I + F)^(-1/2
   INFO("expected condition number of the noise covariance " << expected_condition);
   CHECK(measured.eigenvalues().maxCoeff() / measured.eigenvalues().minCoeff() > 0.8 * expected_condition);
   CHECK(expected_condition > 2.0);
+}
+
+TEST_CASE("FisherForgetting: by default (mu unset) the noise's norm is a tenth of the removal step's, whatever the scale") {
+  for (double l2 : {1e-3, 1e-1}) {
+    auto p = make_problem<double>(200, 6, 10, l2, 12);
+    fu::FisherForgettingOptions o;  // defaults: relative noise 0.1
+    fu::FisherForgettingOptions none = o;
+    none.mu = 0;  // the removal term alone
+    Model<double> noisy = p.full, removed = p.full;
+    const auto report = fu::FisherForgetting<fu::WoodburyFisher<double>>(o).unlearn(noisy, p.forget(), p.retain());
+    fu::FisherForgetting<fu::WoodburyFisher<double>>(none).unlearn(removed, p.forget(), p.retain());
+    const double step = (params(removed) - params(p.full)).norm();
+    const double noise = (params(noisy) - params(removed)).norm();
+    INFO(report);
+    CHECK(step > 0.0);
+    CHECK(noise == Approx(0.1 * step).epsilon(1e-9));
+    CHECK(report.notes.find("relative") != std::string::npos);
+    CHECK(std::isnan(o.noise_scale()));
+  }
 }

@@ -257,8 +257,8 @@ TEST_CASE("FisherRemoval: bad input throws a typed exception and leaves the mode
     o.fisher_samples = 0;
     CHECK_THROWS_AS(Removal(o), fu::InvalidArgument);
   }
-  SECTION("damping <= 0, NaN, and a grid value <= 0") {
-    for (double bad : {0.0, -1e-3, std::numeric_limits<double>::quiet_NaN()}) {
+  SECTION("damping < 0, NaN, Inf, and a grid value <= 0 (damping 0 is the default: the model's L2)") {
+    for (double bad : {-1e-3, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
       fu::FisherRemovalOptions o;
       o.damping = bad;
       CHECK_THROWS_AS(Removal(o), fu::InvalidArgument);
@@ -310,4 +310,16 @@ TEST_CASE("FisherRemoval: bad input throws a typed exception and leaves the mode
     CHECK_THROWS_AS(Removal(o), fu::InvalidArgument);
   }
   CHECK(bitwise_equal(model, saved));
+}
+
+TEST_CASE("FisherRemoval: damping 0 (the default) is the model's l2_regularization(), and the note says so") {
+  auto p = make_problem<double>(150, 5, 6, 2e-2, 61);
+  Model<double> by_default = p.full, explicit_l2 = p.full;
+  const auto r = fu::FisherRemoval<fu::WoodburyFisher<double>>().unlearn(by_default, p.forget(), p.retain());
+  fu::FisherRemovalOptions o;
+  o.damping = 2e-2;
+  fu::FisherRemoval<fu::WoodburyFisher<double>>(o).unlearn(explicit_l2, p.forget(), p.retain());
+  CHECK(r.damping == Approx(2e-2).epsilon(1e-12));
+  CHECK(bitwise_equal(by_default, fu::Vector<double>(fu::as_eigen(explicit_l2.parameters()))));
+  CHECK(r.notes.find("default: the model's l2_regularization()") != std::string::npos);
 }

@@ -1,13 +1,17 @@
 // Transformer training: AdamW against a scalar reference, the schedule's known values, clipping,
-// seeded window sampling, evaluation, and a tiny model learning real English text.
+// seeded window sampling, evaluation, a tiny model learning real English text, and a killed run that
+// resumes from its saved training state to a bitwise-identical end.
 #include <catch2/catch.hpp>
 
 #include "fisher_unlearn/models/transformer.hpp"
 #include "fisher_unlearn/models/transformer_training.hpp"
 #include "fisher_unlearn/tokenizer.hpp"
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <random>
 #include <span>
@@ -272,4 +276,161 @@ TEST_CASE("Trainer: a NaN loss throws NonFiniteError and leaves the parameters a
   fu::TrainingOptions bad;
   bad.batch_size = 0;
   CHECK_THROWS_AS(fu::Trainer<Transformer<float>>(model, bad), fu::InvalidArgument);
+}
+
+namespace {
+
+struct Killed {};  // what the test throws from the callback to simulate a kill
+
+template <class Scalar>
+bool same_bits(std::span<const Scalar> a, std::span<const Scalar> b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size_bytes()) == 0;
+}
+
+std::filesystem::path scratch(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / ("fu_trainer_resume_" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000007));
+  std::filesystem::create_directories(dir);
+  return dir / name;
+}
+
+// 2N steps uninterrupted vs. N steps + a kill at 1.5N (after the checkpoint at N) + a fresh process
+// (new model, new Trainer) that resumes: the same bits, the same summary.
+template <class Scalar, class Train>
+void check_kill_and_resume(const std::string& name, Train train) {
+  using Model = Transformer<Scalar>;
+  const std::size_t n = 4;
+  fu::TrainingOptions o;
+  o.steps = 2 * n;
+  o.batch_size = 3;
+  o.warmup_steps = 2;
+  o.learning_rate = 3e-3;
+  o.progress_interval_seconds = 0;
+  Model reference(small_config());
+  fu::Trainer<Model> uninterrupted(reference, o);
+  const fu::TrainingSummary full = train(uninterrupted, fu::StepCallback{});
+
+  const auto path = scratch(name + ".state");
+  std::filesystem::remove(path);
+  fu::TrainingOptions oc = o;
+  oc.checkpoint_path = path;
+  oc.checkpoint_every = n;
+  {
+    Model killed(small_config());
+    fu::Trainer<Model> t(killed, oc);
+    CHECK_THROWS_AS(train(t, fu::StepCallback([&](const fu::TrainingStep& s) {
+                      if (s.step + 1 == n + n / 2) throw Killed{};
+                      return true;
+                    })),
+                    Killed);
+    CHECK(t.steps_taken() == n + n / 2);
+  }
+  REQUIRE(std::filesystem::exists(path));
+
+  TransformerConfig other_init = small_config();
+  other_init.seed = 99;  // the resumed model's own initialisation must not matter
+  Model resumed(other_init);
+  fu::Trainer<Model> t(resumed, oc);
+  REQUIRE(t.resume(path));
+  CHECK(t.steps_taken() == n);
+  const fu::TrainingSummary rest = train(t, fu::StepCallback{});
+  CHECK(rest.resumed_from_step == n);
+  CHECK(rest.steps == n);
+  CHECK(t.steps_taken() == 2 * n);
+  CHECK(same_bits<Scalar>(std::as_const(resumed).parameters(), std::as_const(reference).parameters()));
+  CHECK(same_bits<Scalar>(std::span<const Scalar>(t.optimizer().first_moment().data(), resumed.num_parameters()),
+                          std::span<const Scalar>(uninterrupted.optimizer().first_moment().data(), reference.num_parameters())));
+  CHECK(same_bits<Scalar>(std::span<const Scalar>(t.optimizer().second_moment().data(), resumed.num_parameters()),
+                          std::span<const Scalar>(uninterrupted.optimizer().second_moment().data(), reference.num_parameters())));
+  CHECK(rest.first_loss == full.first_loss);
+  CHECK(rest.final_loss == full.final_loss);
+  // and a resumed run without the kill's lost steps differs from one that restarts at step 0
+  Model restarted(small_config());
+  fu::Trainer<Model> fresh(restarted, o);
+  train(fresh, fu::StepCallback([&](const fu::TrainingStep& s) { return s.step + 1 < n; }));
+  CHECK_FALSE(same_bits<Scalar>(std::as_const(restarted).parameters(), std::as_const(reference).parameters()));
+  std::filesystem::remove(path);
+}
+
+}  // namespace
+
+TEST_CASE("Trainer: a killed run resumes from its last checkpoint and ends bitwise identical (token stream)") {
+  const auto text = corpus(2);
+  check_kill_and_resume<float>("stream_f", [&](fu::Trainer<Transformer<float>>& t, const fu::StepCallback& cb) {
+    return t.train(text, cb);
+  });
+  check_kill_and_resume<double>("stream_d", [&](fu::Trainer<Transformer<double>>& t, const fu::StepCallback& cb) {
+    return t.train(text, cb);
+  });
+}
+
+TEST_CASE("Trainer: a killed run resumes from its last checkpoint and ends bitwise identical (fixed samples, epochs)") {
+  const auto text = corpus(1);
+  // 7 samples, batches of 3: the kill and the checkpoint fall inside an epoch
+  auto samples = fu::split_windows<Transformer<double>::Sample>(text, 17);
+  samples.resize(7);
+  check_kill_and_resume<double>("samples", [&](fu::Trainer<Transformer<double>>& t, const fu::StepCallback& cb) {
+    return t.train_on_samples(samples, cb);
+  });
+}
+
+TEST_CASE("Trainer::resume: another model, other options, other data or a corrupt file are refused unchanged") {
+  const auto text = corpus(1);
+  fu::TrainingOptions o;
+  o.steps = 4;
+  o.batch_size = 2;
+  o.progress_interval_seconds = 0;
+  o.checkpoint_path = scratch("refuse.state");
+  o.checkpoint_every = 2;
+  Transformer<double> model(small_config());
+  {
+    fu::Trainer<Transformer<double>> t(model, o);
+    t.train(text);
+  }
+  auto unchanged = [](const Transformer<double>& m, const std::vector<double>& saved) {
+    return std::memcmp(saved.data(), std::as_const(m).parameters().data(), saved.size() * sizeof(double)) == 0;
+  };
+  Transformer<double> target(small_config());
+  const std::vector<double> saved(target.parameters().begin(), target.parameters().end());
+
+  fu::Trainer<Transformer<double>> none(target, o);
+  CHECK_FALSE(none.resume(scratch("does_not_exist.state")));
+
+  fu::TrainingOptions other = o;
+  other.learning_rate *= 2;
+  fu::Trainer<Transformer<double>> t_other(target, other);
+  CHECK_THROWS_WITH(t_other.resume(o.checkpoint_path), Catch::Contains("training options"));
+  CHECK(unchanged(target, saved));
+  CHECK(t_other.steps_taken() == 0);
+
+  TransformerConfig wider = small_config();
+  wider.width = 64;
+  Transformer<double> wide(wider);
+  fu::Trainer<Transformer<double>> t_wide(wide, o);
+  CHECK_THROWS_AS(t_wide.resume(o.checkpoint_path), fu::FileFormatError);
+
+  fu::Trainer<Transformer<double>> t_data(target, o);
+  REQUIRE(t_data.resume(o.checkpoint_path));
+  const auto other_text = corpus(2);
+  CHECK_THROWS_WITH(t_data.train(other_text), Catch::Contains("other data"));
+
+  // one flipped byte: the checksum rejects it and nothing changes
+  {
+    std::fstream f(o.checkpoint_path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    char c = 0;
+    f.read(&c, 1);
+    f.seekp(100);
+    c = static_cast<char>(c ^ 0x10);
+    f.write(&c, 1);
+  }
+  Transformer<double> target2(small_config());
+  const std::vector<double> saved2(target2.parameters().begin(), target2.parameters().end());
+  fu::Trainer<Transformer<double>> t_corrupt(target2, o);
+  CHECK_THROWS_AS(t_corrupt.resume(o.checkpoint_path), fu::FileFormatError);
+  CHECK(unchanged(target2, saved2));
+  std::filesystem::remove(o.checkpoint_path);
+
+  fu::TrainingOptions no_path;
+  no_path.checkpoint_every = 5;
+  CHECK_THROWS_AS(fu::Trainer<Transformer<double>>(target, no_path), fu::InvalidArgument);
 }

@@ -34,6 +34,7 @@ inline std::string read_text(const fs::path& path, long long max_bytes) {
     const auto cut = text.rfind('\n', cap);
     text.resize(cut == std::string::npos ? cap : cut + 1);
   }
+  example_checks::require_text_corpus(text, path.string());
   return text;
 }
 
@@ -243,9 +244,12 @@ inline std::string describe(const fu::TrainingOptions& o) {
 /// Loads the parameters from the cache when a checkpoint (checkpoint.hpp) for exactly this
 /// architecture, training options and training windows exists; otherwise trains with AdamW on the
 /// windows (seeded epochs) and stores one. The key hashes the configuration, the options and every
-/// training byte (the library's FNV-1a).
+/// training byte (the library's FNV-1a). While training, the whole training state is saved every
+/// `checkpoint_every` steps to <key>.state (removed once the model is stored); with `resume` a killed
+/// run continues from it and ends bitwise identical to an uninterrupted run.
 inline TrainingResult train_or_load(Model& model, const std::vector<Sample>& windows, const fu::TrainingOptions& o,
-                                    const std::string& cache_dir, const std::string& what) {
+                                    const std::string& cache_dir, const std::string& what, std::size_t checkpoint_every = 0,
+                                    bool resume = false) {
   std::string key = model.config().to_string() + "\n" + describe(o) + "\n";
   key.reserve(key.size() + windows.size() * (windows.empty() ? 0 : windows[0].tokens.size()));
   for (const auto& w : windows)
@@ -254,6 +258,7 @@ inline TrainingResult train_or_load(Model& model, const std::vector<Sample>& win
   hex << std::hex << std::setw(16) << std::setfill('0') << fu::detail::fnv1a64(key);
   const fs::path path = fs::path(cache_dir) / (hex.str() + ".ckpt");
   const fs::path meta = fs::path(cache_dir) / (hex.str() + ".json");
+  const fs::path state = fs::path(cache_dir) / (hex.str() + ".state");
   if (fs::exists(path) && fs::exists(meta)) {
     try {
       std::ifstream in(meta);
@@ -275,10 +280,28 @@ inline TrainingResult train_or_load(Model& model, const std::vector<Sample>& win
   opts.label = "train: " + what;
   opts.progress_stream = &std::cout;
   opts.progress_interval_seconds = 20;
+  if (checkpoint_every > 0) {
+    fs::create_directories(cache_dir);
+    opts.checkpoint_path = state;
+    opts.checkpoint_every = checkpoint_every;
+  }
   fu::Trainer<Model> trainer(model, opts);
+  if (fs::exists(state)) {
+    if (!resume) {
+      std::cout << "[train] " << what << ": a killed run left its state in " << state.string()
+                << "; starting again from step 0 (pass --resume to continue it)\n";
+    } else {
+      try {
+        trainer.resume(state);  // strong guarantee: a refused state leaves model and trainer as they were
+        std::cout << "[train] " << what << ": resuming from step " << trainer.steps_taken() << " (" << state.string() << ")\n";
+      } catch (const fu::FileFormatError& e) {
+        std::cout << "[train] " << what << ": cannot resume (" << e.what() << "); starting again from step 0\n";
+      }
+    }
+  }
   const fu::TrainingSummary summary = trainer.train_on_samples(std::span<const Sample>(windows));
   TrainingResult r;
-  r.seconds = summary.seconds;
+  r.seconds = summary.seconds_before_resume + summary.seconds;
   r.final_loss = summary.final_loss;
   fs::create_directories(cache_dir);
   fu::save_checkpoint(path, model);
@@ -287,7 +310,10 @@ inline TrainingResult train_or_load(Model& model, const std::vector<Sample>& win
   j["final_loss"] = r.final_loss;
   j["what"] = what;
   j["options"] = describe(o);
+  if (summary.resumed_from_step > 0) j["resumed_from_step"] = summary.resumed_from_step;
   write_text(meta, j.dump(2));
+  std::error_code ec;
+  fs::remove(state, ec);  // the stored model supersedes the training state
   return r;
 }
 

@@ -213,7 +213,16 @@ class SgdBaselineMethod : public Method {
     o.steps = static_cast<std::size_t>(opt_.first_order_steps);
     o.batch_size = static_cast<std::size_t>(opt_.first_order_batch);
     o.seed = ds_->seed + 37;
-    return Baseline(o).unlearn(model, std::span<const Sample>(request_.windows), std::span<const Sample>(ds_->retain));
+    try {
+      return Baseline(o).unlearn(model, std::span<const Sample>(request_.windows), std::span<const Sample>(ds_->retain));
+    } catch (const fu::NonFiniteError& e) {
+      // A NaN/Inf in SGD on a model that trained fine is the step size: say so (the knob search then
+      // counts this learning rate as failed and looks lower).
+      throw fu::NonFiniteError(name + " diverged at learning rate " + fmt_general(lr) + " (" +
+                               std::to_string(o.steps) + " SGD steps of batch " + std::to_string(o.batch_size) +
+                               "): the learning rate is too large for this model; use a smaller one (the lr knob, "
+                               "or fewer --first-order-steps). Library message: " + e.what());
+    }
   }
 
  private:

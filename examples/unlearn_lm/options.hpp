@@ -1,6 +1,7 @@
 // unlearn_lm options: the defaults, the command line (CLI11) and their validation at parse time.
 #pragma once
 
+#include "../example_checks.hpp"
 #include "fisher_unlearn/errors.hpp"
 
 #include <CLI/CLI.hpp>
@@ -28,6 +29,8 @@ struct Options {
   // training
   long long steps = 700, batch = 32, warmup = 50;
   double learning_rate = 3e-3, weight_decay = 0.01;
+  long long checkpoint_every = 100;          ///< save the training state every N steps (0: never)
+  bool resume = false;                       ///< continue a killed training run from its saved state
   // canaries
   std::vector<long long> repeats{1, 10, 50};
   std::vector<std::string> formats{"pin", "phone"};
@@ -46,11 +49,11 @@ struct Options {
   long long estimate_candidates = 2000;      ///< sampled candidates per reported canary
   double exact_above = 4.0;                  ///< bits: exact pruned rank where the estimate is at least this
   long long mia_nonmembers = 200;            ///< never-seen candidates per format for the MIA
-  long long max_steps = 256;                 ///< iterative methods: most steps (their knob's range)
+  long long max_steps = 64;                  ///< iterative methods: most steps (their knob's range)
   double iterative_lr = 0.0;                 ///< 0: each method's documented default
   long long forget_copies = 2;               ///< iterative methods: copies of each canary in the forget set
   long long forget_context = 24;             ///< iterative methods: bytes of training text before each copy
-  double trust_kl = 1e-6;                    ///< iterative methods: predicted retain KL per step (nats), all methods
+  double trust_kl = 1e-4;                    ///< iterative methods: predicted retain KL per step (nats), all methods
   std::string trust_metric = "kfac";         ///< iterative methods other than iter/natural_*: F_R of the trust region
   long long kl_windows = 16;                 ///< retain windows of the measured retain KL at every search point (0: off)
   double fisher_damping = 1e-2;              ///< iterative methods: lambda = alpha tr(F)/d of F_R
@@ -85,6 +88,9 @@ inline void add_options(CLI::App& app, Options& o) {
   app.add_option("--lr", o.learning_rate, "peak training learning rate");
   app.add_option("--weight-decay", o.weight_decay, "AdamW weight decay");
   app.add_option("--warmup", o.warmup, "warm-up steps");
+  app.add_option("--checkpoint-every", o.checkpoint_every,
+                 "save the training state (model, AdamW moments, RNG, data position) under --cache every N steps (0: never)");
+  app.add_flag("--resume", o.resume, "continue a killed training run from its last saved state (same options, same data)");
   app.add_option("--repeats", o.repeats, "copies of each canary (one canary per value, format and canary set)");
   app.add_option("--format", o.formats, "canary formats: pin ('my PIN is ######') and/or phone (PII-like)");
   app.add_option("--seeds", o.seeds, "number of seeds (model initialisation, data order, secrets)");
@@ -120,47 +126,13 @@ inline void add_options(CLI::App& app, Options& o) {
   app.add_option("--threads", o.threads, "threads");
 }
 
-namespace detail {
-
-inline void require(bool ok, const std::string& message) {
-  if (!ok) throw fisher_unlearn::InvalidArgument(message);
-}
-
-inline void require_range(long long v, long long lo, long long hi, const std::string& name, const std::string& hint = {}) {
-  require(v >= lo && v <= hi, name + " must lie in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]; got " +
-                                  std::to_string(v) + (hint.empty() ? "" : "; " + hint));
-}
-
-inline void require_finite(double v, double lo, double hi, const std::string& name) {
-  std::ostringstream os;
-  os << name << " must be a finite number in [" << lo << ", " << hi << "]; got " << v;
-  require(std::isfinite(v) && v >= lo && v <= hi, os.str());
-}
-
-/// The folder exists or can be created, and a file can be written in it (checked before any training).
-inline void require_writable_dir(const std::string& dir, const std::string& name) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  require(!ec && fs::is_directory(dir), name + " '" + dir + "' cannot be created: " + ec.message() +
-                                            "; choose a writable folder");
-  const fs::path probe = fs::path(dir) / ".unlearn_lm_write_probe";
-  {
-    std::ofstream out(probe);
-    out << "probe";
-    require(static_cast<bool>(out), name + " '" + dir + "' is not writable; choose a writable folder");
-  }
-  fs::remove(probe, ec);
-}
-
-}  // namespace detail
 
 /// Checks every option (ranges, NaN, sizes, method names, writable folders); throws InvalidArgument
 /// with what was wrong and what to do. Called before any data is read or any model trained.
 inline void validate(const Options& o) {
-  using detail::require;
-  using detail::require_finite;
-  using detail::require_range;
+  using example_checks::require;
+  using example_checks::require_finite;
+  using example_checks::require_range;
   const long long big = 1LL << 40;
   require(!o.corpora.empty(), "--corpus needs at least one corpus");
   require_range(o.train_bytes, 0, big, "--train-bytes", "0 means the whole corpus");
@@ -174,6 +146,7 @@ inline void validate(const Options& o) {
   require_range(o.steps, 1, 1LL << 32, "--steps");
   require_range(o.batch, 1, 1 << 20, "--batch");
   require_range(o.warmup, 0, 1LL << 32, "--warmup");
+  require_range(o.checkpoint_every, 0, 1LL << 32, "--checkpoint-every", "0 saves no training state");
   require_finite(o.learning_rate, 1e-12, 10.0, "--lr");
   require(o.learning_rate > 0, "--lr must be positive");
   require_finite(o.weight_decay, 0.0, 10.0, "--weight-decay");
@@ -221,8 +194,8 @@ inline void validate(const Options& o) {
   }
   if (!o.frontier_points.empty())
     require(std::filesystem::is_regular_file(o.frontier_points), "--frontier-points '" + o.frontier_points + "' is not a readable file");
-  detail::require_writable_dir(o.results_dir, "--results");
-  detail::require_writable_dir(o.cache_dir, "--cache");
+  example_checks::require_writable_dir(o.results_dir, "--results");
+  example_checks::require_writable_dir(o.cache_dir, "--cache");
 }
 
 }  // namespace unlearn_lm

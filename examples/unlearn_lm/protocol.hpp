@@ -341,14 +341,16 @@ inline SeedRun run_seed(const Options& opt, const Dataset& ds, const std::vector
   Model model(cfg);
   model.set_execution({static_cast<std::size_t>(opt.threads), 8});
   s.num_parameters = model.num_parameters();
-  s.training = train_or_load(model, ds.windows, to, opt.cache_dir, ds.corpus + " seed " + std::to_string(ds.seed) + " with canaries");
+  s.training = train_or_load(model, ds.windows, to, opt.cache_dir, ds.corpus + " seed " + std::to_string(ds.seed) + " with canaries",
+                             static_cast<std::size_t>(opt.checkpoint_every), opt.resume);
   MiaReference mia = make_mia_reference(opt, ds);
   std::optional<Model> retrained;
   if (opt.retrain) {
     retrained.emplace(cfg);
     retrained->set_execution({static_cast<std::size_t>(opt.threads), 8});
     s.retraining = train_or_load(*retrained, ds.retain_all, to, opt.cache_dir,
-                                 ds.corpus + " seed " + std::to_string(ds.seed) + " retrained without the canaries");
+                                 ds.corpus + " seed " + std::to_string(ds.seed) + " retrained without the canaries",
+                                 static_cast<std::size_t>(opt.checkpoint_every), opt.resume);
     calibrate_mia(mia, *retrained, opt, ds);
     s.has_retrain = true;
   }

@@ -280,7 +280,11 @@ concept NewtonUnlearner = DifferentiableModel<M> &&
     };
 
 // ================================================================================================
-// LanguageModel: a Model that scores tokens. Exposure (exposure.hpp) needs only this.
+// LanguageModel: anything that scores tokens. Exposure (exposure.hpp) and greedy extraction
+// (membership.hpp) need only this: a Scalar type, vocab_size() and next_token_log_probs. It does NOT
+// require the Model concept (parameters, Sample, loss): a frozen or remote model, or a wrapper around
+// another library's model, can be measured without exposing its parameters.
+//   Scalar: float or double (the log-probabilities' type; exposure sums them in double).
 //   vocab_size(): number of tokens.
 //   next_token_log_probs(context, out): out[v] = log p(v | context) (natural log), out.size() ==
 //   vocab_size(); context may be empty only if the model defines p(· | ∅).
@@ -301,7 +305,7 @@ concept HasNextTokenLogProbs = HasScalarType<M> &&
     };
 
 template <class M>
-concept LanguageModel = Model<M> && HasVocabulary<M> && HasNextTokenLogProbs<M>;
+concept LanguageModel = HasScalarType<M> && HasVocabulary<M> && HasNextTokenLogProbs<M>;
 
 template <class M>
 concept IncrementalLanguageModel = LanguageModel<M> && std::copyable<typename M::DecodeState> &&

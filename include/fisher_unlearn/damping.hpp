@@ -5,7 +5,9 @@
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/detail/format.hpp"
 #include "fisher_unlearn/errors.hpp"
+#include "fisher_unlearn/progress.hpp"
 
 #include <cmath>
 #include <concepts>
@@ -111,7 +113,7 @@ struct DampingSearch {
     for (double v : grid)
       if (!(v > 0.0) || !std::isfinite(v))
         throw InvalidArgument("DampingSearch: every grid value must be positive and finite (got " +
-                              std::to_string(v) + ")");
+                              detail::format_number(v) + ")");
   }
 };
 
@@ -157,13 +159,12 @@ struct DampingSearchResult {
   }
 };
 
-/// Sets each candidate damping on the (finalised) estimator, calls score(λ), and leaves the estimator
-/// at the chosen λ. score may return NaN/Inf or throw NonFiniteError for a candidate that blew up; that
-/// candidate scores +∞. Throws NumericalError if no candidate gives a finite score.
+namespace detail {
+
 template <FisherEstimator Estimator, class Score>
-DampingSearchResult search_damping(Estimator& fisher, const DampingSearch& search, Score&& score) {
+DampingSearchResult search_damping_unguarded(Estimator& fisher, const DampingSearch& search, const Progress& progress,
+                                             Score& score) {
   using Scalar = typename Estimator::Scalar;
-  search.validate();
   DampingSearchResult result;
   result.grid = search.grid;
   result.scores.assign(search.grid.size(), std::numeric_limits<double>::infinity());
@@ -171,6 +172,7 @@ DampingSearchResult search_damping(Estimator& fisher, const DampingSearch& searc
   bool found = false;
   // From the largest λ down, so that a tie keeps the more conservative step.
   for (std::size_t j = search.grid.size(); j-- > 0;) {
+    progress.update("damping search", search.grid.size() - 1 - j, search.grid.size());
     fisher.set_damping(static_cast<Scalar>(search.grid[j]));
     double s = std::numeric_limits<double>::infinity();
     try {
@@ -192,6 +194,32 @@ DampingSearchResult search_damping(Estimator& fisher, const DampingSearch& searc
   result.damping = search.grid[result.best_index];
   fisher.set_damping(static_cast<Scalar>(result.damping));
   return result;
+}
+
+}  // namespace detail
+
+/// Sets each candidate damping on the (finalised) estimator, calls score(λ), and leaves the estimator
+/// at the chosen λ. score may return NaN/Inf or throw NonFiniteError for a candidate that blew up; that
+/// candidate scores +∞. Throws NumericalError if no candidate gives a finite score. `progress` is
+/// updated as "damping search" before each candidate; on Cancelled (or any other exception) the
+/// estimator's damping is restored to what it was before the call.
+template <FisherEstimator Estimator, class Score>
+DampingSearchResult search_damping(Estimator& fisher, const DampingSearch& search, const Progress& progress,
+                                   Score&& score) {
+  using Scalar = typename Estimator::Scalar;
+  search.validate();
+  const Scalar damping_before = fisher.damping();
+  try {
+    return detail::search_damping_unguarded(fisher, search, progress, score);
+  } catch (...) {
+    fisher.set_damping(damping_before);
+    throw;
+  }
+}
+
+template <FisherEstimator Estimator, class Score>
+DampingSearchResult search_damping(Estimator& fisher, const DampingSearch& search, Score&& score) {
+  return search_damping(fisher, search, Progress{}, score);
 }
 
 }  // namespace fisher_unlearn

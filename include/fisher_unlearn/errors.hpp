@@ -51,4 +51,11 @@ class NumericalError : public Error {
   using Error::Error;
 };
 
+/// A long call was cancelled through its Progress (progress.hpp): a CancelToken was triggered or the stop
+/// callback returned true. Strong guarantee: the model is exactly as before the call.
+class Cancelled : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace fisher_unlearn

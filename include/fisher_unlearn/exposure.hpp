@@ -7,8 +7,10 @@
 
 #include "fisher_unlearn/canary.hpp"
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/detail/format.hpp"
 #include "fisher_unlearn/detail/skew_normal.hpp"
 #include "fisher_unlearn/errors.hpp"
+#include "fisher_unlearn/progress.hpp"
 #include "fisher_unlearn/tokenizer.hpp"
 
 #include <algorithm>
@@ -22,6 +24,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 namespace fisher_unlearn {
@@ -43,10 +46,14 @@ namespace fisher_unlearn {
 //  * Exposure. log₂|R| − log₂ mid_rank, in [0, log₂|R|]. The exact estimators report the interval over
 //    every tie-breaking as [exposure_low, exposure_high] = log₂|R| − log₂ of [rank + ties, rank]; it is a
 //    single point when there are no ties.
-//  * Extrapolated exposure. −log₂ F(log-perplexity(c)) where F is the CDF of a skew-normal fitted by
-//    maximum likelihood to the log-perplexities of N uniform random candidates: F(x) estimates the
-//    fraction of R at least as likely as x, i.e. rank/|R|. May exceed log₂|R| for a canary far more
-//    likely than the fitted distribution predicts.
+//  * Extrapolated exposure. min(log₂|R|, −log₂ F(log-perplexity(c))) where F is the CDF of a skew-normal
+//    fitted by maximum likelihood to the log-perplexities of N distinct uniform random candidates (drawn
+//    without replacement; all of R when |R| <= N): F(x) estimates the fraction of R at least as likely as
+//    x, i.e. rank/|R|. −log₂ F exceeds log₂|R| for a canary far more likely than the fit predicts; no rank
+//    can, so the value is capped there and `capped` says so. The bootstrap interval is APPROXIMATE and
+//    BIASED: it measures the resampling noise of the fit, not the misfit of a skew-normal in the tail, and
+//    missed the exact value 5 of 5 times at 12.7 and at 18.9 bits (issue 15). ExtrapolatedExposure::measure
+//    therefore counts exactly whenever |R| <= ExtrapolationOptions::exact_up_to (docs/exposure.md).
 //
 // Determinism: a model should return the same log-probabilities for the same tokens whatever the path
 // of calls that produced the state (begin_decode/advance copies); both exact estimators then see
@@ -59,7 +66,17 @@ struct ExposureResult {
 
   std::string method;                   ///< "exhaustive", "pruned", "extrapolated"
   bool exact = false;                   ///< rank is exact (exhaustive, pruned)
-  double exposure_bits = not_measured;  ///< log₂|R| − log₂ rank, or −log₂ F(canary) when extrapolated
+  double exposure_bits = not_measured;  ///< log₂|R| − log₂ mid_rank, or min(log₂|R|, −log₂ F(canary)) extrapolated
+  /// How [exposure_low, exposure_high] was obtained: "tie-breaking bounds (exact)" for the exact methods,
+  /// "bootstrap percentile (approximate, biased)" for the extrapolation (see interval_approximate).
+  std::string interval;
+  /// True when the interval is NOT a guaranteed bound: the extrapolation's bootstrap interval reflects the
+  /// resampling noise of the fit only, not the skew-normal's misfit in the tail, and has been measured
+  /// to miss the exact exposure systematically (5 of 5 at 12.7 and 18.9 bits). Read it as a rough spread.
+  bool interval_approximate = false;
+  /// Extrapolated: −log₂ F(canary) exceeded log₂|R| (impossible for a rank) and was capped there; the
+  /// canary is more likely than the fitted distribution predicts, so only "near the maximum" is known.
+  bool capped = false;
   std::uint64_t rank = 0;               ///< exact rank (ties not counted); extrapolated: the sample rank, rounded
   std::uint64_t ties = 0;               ///< other candidates with exactly the canary's score (exact methods)
   double mid_rank = not_measured;       ///< exact: rank + ties/2, the rank exposure_bits is computed from
@@ -244,9 +261,12 @@ struct WalkCounter {
   std::vector<double> band;
   bool canary_seen = false;
   double canary_score = 0.0;
+  const Progress* progress = nullptr;  // updated every 4096 candidates scored, against |R|
+  std::uint64_t total = 0;
 
   void add(double score) {
     ++scored;
+    if (progress != nullptr && (scored & 4095) == 0) progress->update("exposure: exact walk", scored, total);
     if (score > hi)
       ++above;
     else if (score >= lo)
@@ -348,19 +368,49 @@ double score_canary(CandidateScorer<M>& scorer, const CanarySpace& space, const 
   return scorer.log_prob(toks.size());
 }
 
+inline void append_exposure_note(std::string& notes, const std::string& note) {
+  if (!notes.empty()) notes += "; ";
+  notes += note;
+}
+
+/// min(count, n) distinct indices of [0, n), uniform, by Floyd's algorithm (O(count) expected time and
+/// memory whatever n); all of [0, n) when count >= n. Deterministic for a seed (uniform_below is portable;
+/// the caller sorts what it draws, so the hash set's iteration order does not matter).
+inline std::vector<std::uint64_t> sample_without_replacement(std::uint64_t n, std::size_t count, std::uint64_t seed) {
+  std::vector<std::uint64_t> out;
+  if (count >= n) {
+    out.resize(static_cast<std::size_t>(n));
+    for (std::uint64_t i = 0; i < n; ++i) out[static_cast<std::size_t>(i)] = i;
+    return out;
+  }
+  std::mt19937_64 rng(seed);
+  std::unordered_set<std::uint64_t> seen;
+  seen.reserve(count);
+  out.reserve(count);
+  for (std::uint64_t j = n - count; j < n; ++j) {
+    const std::uint64_t t = uniform_below(rng, j + 1);
+    const std::uint64_t pick = seen.insert(t).second ? t : j;
+    if (pick == j) seen.insert(j);
+    out.push_back(pick);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 template <LanguageModel M>
 ExposureResult exact_exposure(const M& model, const CanarySpace& space, const Canary& canary, bool prune,
-                              const char* method) {
+                              const char* method, const Progress& progress) {
   const auto t0 = std::chrono::steady_clock::now();
   const auto& fmt = space.format();
   fmt.validate(canary);
   ExposureResult r;
   r.method = method;
   r.exact = true;
+  r.interval = "tie-breaking bounds (exact)";
   r.space_size = fmt.space_size();
   r.log2_space_size = fmt.log2_space_size();
   CandidateScorer<M> scorer(model, space.prefix_tokens(), space.max_secret_tokens() + 1);
@@ -374,6 +424,9 @@ ExposureResult exact_exposure(const M& model, const CanarySpace& space, const Ca
                          : 0.0;
   counter.lo = target - tol;
   counter.hi = target + tol;
+  counter.progress = &progress;
+  counter.total = r.space_size;
+  progress.update("exposure: exact walk", 0, r.space_size);
   if (space.tokens_extend()) {
     SlotWalk<M>(scorer, space, canary, counter, prune).run();
   } else {
@@ -429,11 +482,17 @@ double canary_log_perplexity_bits(const M& model, const CanarySpace& space, cons
 /// prefix (the fixed prefix included) is evaluated once and one distribution scores a whole alphabet.
 class ExhaustiveExposure {
  public:
+  ExhaustiveExposure() = default;
+  /// Reports "exposure: exact walk" (candidates scored of |R|, every 4096) and can be cancelled there.
+  explicit ExhaustiveExposure(Progress progress) : progress_(std::move(progress)) {}
   std::string name() const { return "exhaustive"; }
   template <LanguageModel M>
   ExposureResult measure(const M& model, const CanarySpace& space, const Canary& canary) const {
-    return detail::exact_exposure(model, space, canary, false, "exhaustive");
+    return detail::exact_exposure(model, space, canary, false, "exhaustive", progress_);
   }
+
+ private:
+  Progress progress_;
 };
 
 /// The exhaustive walk, skipping every subtree whose partial candidate is already less likely than the
@@ -442,18 +501,35 @@ class ExhaustiveExposure {
 /// the tokenizer breaks the token-extension property for this canary format.
 class PrunedExposure {
  public:
+  PrunedExposure() = default;
+  /// Reports "exposure: exact walk" (candidates scored, against |R| as an upper bound) and can be cancelled.
+  explicit PrunedExposure(Progress progress) : progress_(std::move(progress)) {}
   std::string name() const { return "pruned"; }
   template <LanguageModel M>
   ExposureResult measure(const M& model, const CanarySpace& space, const Canary& canary) const {
-    return detail::exact_exposure(model, space, canary, true, "pruned");
+    return detail::exact_exposure(model, space, canary, true, "pruned", progress_);
   }
+
+ private:
+  Progress progress_;
 };
 
 struct ExtrapolationOptions {
-  std::size_t samples = 4096;    ///< N uniform random candidates (with replacement)
+  /// N distinct uniform random candidates, drawn without replacement (every candidate when |R| <= N).
+  std::size_t samples = 4096;
   std::size_t bootstrap = 100;   ///< bootstrap refits for the interval; 0 for none
   double confidence = 0.95;      ///< of the percentile interval
   std::uint64_t seed = 1;
+  /// measure() counts exactly (PrunedExposure: the same definition, rank exact) instead of extrapolating
+  /// when |R| <= exact_up_to. Why 2^20: the exact walk then scores at most ~10^6 candidates with about
+  /// |R|/|A_last| evaluations (10^5 for a 10-symbol last slot; pruning only lowers it), the order of the
+  /// default extrapolation's N·(L − 1) = 4096·(L − 1) for secrets of L ≈ 10-25 tokens. Above it the
+  /// extrapolation is cheaper; below it the exact count removes the fit's bias. 0 = always extrapolate
+  /// (ExtrapolatedExposure::fit always does).
+  std::uint64_t exact_up_to = std::uint64_t{1} << 20;
+  /// Reports "exposure: samples" (every 256 of N), "exposure: bootstrap" (per refit) or, when counting
+  /// exactly, "exposure: exact walk"; cancellable there (Cancelled).
+  Progress progress{};
 };
 
 /// A skew-normal fitted to the log-perplexities (bits) of N random candidates, with bootstrap refits;
@@ -495,6 +571,7 @@ class ExtrapolationFit {
     std::mt19937_64 rng(options.seed ^ 0xb007b007ULL);
     std::vector<double> yb(y.size());
     for (std::size_t b = 0; b < options.bootstrap; ++b) {
+      options.progress.update("exposure: bootstrap", b, options.bootstrap);
       for (auto& v : yb) v = y[detail::uniform_below(rng, y.size())];
       boot_.push_back(to_bits(detail::fit_skew_normal_standardised(yb, &std_fit)));
     }
@@ -530,21 +607,26 @@ class ExtrapolationFit {
     return 1.0 + frac * (static_cast<double>(space_size_) - 1.0);
   }
 
+  /// The extrapolated result; exposure_bits and the interval are capped at log₂|R| (`capped` says when).
   ExposureResult evaluate(double log_perplexity_bits) const {
     ExposureResult r;
     r.method = "extrapolated";
     r.exact = false;
+    r.interval = "bootstrap percentile (approximate, biased: ignores the skew-normal's misfit in the tail)";
+    r.interval_approximate = true;
     r.space_size = space_size_;
     r.log2_space_size = log2_space_size_;
     r.log_perplexity_bits = log_perplexity_bits;
-    r.exposure_bits = exposure_bits(log_perplexity_bits);
+    const double raw = exposure_bits(log_perplexity_bits);
+    r.capped = raw > log2_space_size_;
+    r.exposure_bits = std::min(raw, log2_space_size_);
     if (!boot_.empty()) {
       std::vector<double> e;
       e.reserve(boot_.size());
       for (const auto& s : boot_) e.push_back(-s.log_cdf(log_perplexity_bits) / std::numbers::ln2);
       std::sort(e.begin(), e.end());
-      r.exposure_low = quantile(e, 0.5 * (1.0 - confidence_));
-      r.exposure_high = quantile(e, 1.0 - 0.5 * (1.0 - confidence_));
+      r.exposure_low = std::min(quantile(e, 0.5 * (1.0 - confidence_)), log2_space_size_);
+      r.exposure_high = std::min(quantile(e, 1.0 - 0.5 * (1.0 - confidence_)), log2_space_size_);
     }
     r.sample_rank = sample_rank(log_perplexity_bits);
     r.rank = static_cast<std::uint64_t>(std::round(std::min(r.sample_rank, 1.8e19)));
@@ -554,6 +636,10 @@ class ExtrapolationFit {
     r.evaluations = evaluations_;
     if (log_perplexity_bits < samples_.front())
       r.notes = "the canary is more likely than every sample: the sample rank only says rank < |R|/N";
+    if (r.capped)
+      r.notes += std::string(r.notes.empty() ? "" : "; ") + "the fit gives " + detail::format_number(raw) +
+                 " bits, more than log2|R| = " + detail::format_number(log2_space_size_) +
+                 ": capped at log2|R| (no rank can exceed it; use an exact estimator to know the rank)";
     return r;
   }
 
@@ -574,8 +660,9 @@ class ExtrapolationFit {
   std::vector<detail::SkewNormal> boot_;
 };
 
-/// Scores N uniform random candidates (sorted so that they share the token tree), fits a skew-normal to
-/// their log-perplexities by maximum likelihood, and reports −log₂ F(canary) with a bootstrap interval.
+/// Scores N distinct uniform random candidates (sorted so that they share the token tree), fits a
+/// skew-normal to their log-perplexities by maximum likelihood, and reports min(log₂|R|, −log₂ F(canary))
+/// with an approximate bootstrap interval. measure() counts exactly instead when |R| <= exact_up_to.
 class ExtrapolatedExposure {
  public:
   explicit ExtrapolatedExposure(ExtrapolationOptions options = {}) : options_(options) {
@@ -586,29 +673,42 @@ class ExtrapolatedExposure {
   std::string name() const { return "extrapolated"; }
   const ExtrapolationOptions& options() const { return options_; }
 
-  /// The fit alone: reuse it for many canaries of the same space and model.
+  /// The fit alone (always extrapolates, whatever exact_up_to): reuse it for many canaries of the same
+  /// space and model. Candidates are drawn without replacement (Floyd's algorithm, O(N) expected).
   template <LanguageModel M>
   ExtrapolationFit fit(const M& model, const CanarySpace& space) const {
     const auto& fmt = space.format();
-    std::mt19937_64 rng(options_.seed);
-    std::vector<std::vector<Token>> seqs(options_.samples);
-    for (auto& s : seqs) space.secret_tokens(fmt.generate(rng), s);
+    const std::vector<std::uint64_t> chosen = detail::sample_without_replacement(fmt.space_size(), options_.samples,
+                                                                                  options_.seed);
+    std::vector<std::vector<Token>> seqs(chosen.size());
+    for (std::size_t i = 0; i < chosen.size(); ++i) space.secret_tokens(fmt.canary_at(chosen[i]), seqs[i]);
     std::sort(seqs.begin(), seqs.end());  // lexicographic: neighbours share rows of the scorer
     std::size_t longest = 0;
     for (const auto& s : seqs) longest = std::max(longest, s.size());
     detail::CandidateScorer<M> scorer(model, space.prefix_tokens(), longest + 1);
     std::vector<double> lp(seqs.size());
     for (std::size_t i = 0; i < seqs.size(); ++i) {
+      if (i % 256 == 0) options_.progress.update("exposure: samples", i, seqs.size());
       scorer.set_tokens(seqs[i]);
       lp[i] = -scorer.log_prob(seqs[i].size()) / std::numbers::ln2;
     }
     return ExtrapolationFit(std::move(lp), fmt.space_size(), fmt.log2_space_size(), options_, scorer.evaluations());
   }
 
+  /// Exact (PrunedExposure, with a note saying so) when |R| <= exact_up_to; otherwise the extrapolation.
   template <LanguageModel M>
   ExposureResult measure(const M& model, const CanarySpace& space, const Canary& canary) const {
     const auto t0 = std::chrono::steady_clock::now();
     space.format().validate(canary);
+    if (space.format().space_size() <= options_.exact_up_to) {
+      ExposureResult exact = PrunedExposure(options_.progress).measure(model, space, canary);
+      detail::append_exposure_note(exact.notes, "counted exactly instead of extrapolating: |R| = " +
+                                                    std::to_string(space.format().space_size()) +
+                                                    " <= ExtrapolationOptions::exact_up_to = " +
+                                                    std::to_string(options_.exact_up_to));
+      exact.seconds = detail::seconds_since(t0);
+      return exact;
+    }
     const ExtrapolationFit f = fit(model, space);
     const auto toks = space.secret_tokens(canary);
     detail::CandidateScorer<M> scorer(model, space.prefix_tokens(), toks.size() + 1);

@@ -4,6 +4,7 @@
 #include "fisher_unlearn/concepts.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/parameter_subset.hpp"
+#include "fisher_unlearn/progress.hpp"
 #include "fisher_unlearn/report.hpp"
 #include "fisher_unlearn/sequence_sample.hpp"
 #include "fisher_unlearn/types.hpp"

@@ -11,6 +11,7 @@
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/fisher/collect.hpp"
 #include "fisher_unlearn/parameter_subset.hpp"
+#include "fisher_unlearn/progress.hpp"
 #include "fisher_unlearn/report.hpp"
 
 #include <algorithm>
@@ -48,9 +49,14 @@ namespace fisher_unlearn {
 // UnlearningReport::notes. With one step it bounds the whole update.
 
 struct FisherRemovalOptions {
-  /// Fixed damping λ > 0 of F = λI + (1/m) Σ ggᵀ; with automatic_damping it is only the damping the
-  /// estimator is built with before the search.
-  double damping = 1e-3;
+  /// Damping λ of F = λI + (1/m) Σ ggᵀ. > 0: this fixed value. 0 (the default): λ = the model's
+  /// l2_regularization() when it is a RegularizedModel with λ_reg > 0 (F then approximates H̄_R = mean
+  /// Hessian + λ_reg I, exactly in expectation for the Monte-Carlo Fisher of a GLM, see "Normalisation"
+  /// below), otherwise the spectrum-relative λ = 1e-2·tr(F̂)/d (estimators with undamped_trace()), otherwise
+  /// 1e-3; the report's notes say which. A fixed 1e-3 (the default before issue 15) under-damps a model
+  /// with λ_reg = 1e-2 and lands farther from retraining than doing nothing (docs/unlearners.md, "Defaults").
+  /// With automatic_damping this is only the damping the estimator holds before the search.
+  double damping = 0.0;
   /// Set to search the damping (see damping.hpp); the chosen λ is reported in UnlearningReport::damping.
   std::optional<DampingSearch> automatic_damping;
   double step_scale = 1.0;            ///< η (> 0); 1 = the Newton removal step
@@ -63,9 +69,16 @@ struct FisherRemovalOptions {
   /// Restrict unlearning to these named parameter groups (HasParameterGroups); empty = every parameter.
   /// F is then the Fisher of the subset only, and the other parameters do not move.
   std::vector<std::string> parameter_groups;
+  /// Progress reports and cancellation (progress.hpp): phases "fisher: gradients" (per retain input),
+  /// "fisher: factorise", "damping search" (per candidate λ), "removal steps" (per step). Cancelling
+  /// throws Cancelled with the model bitwise unchanged (and a caller-supplied estimator's damping restored).
+  /// Used for every phase, gradients included (gradients.progress is then ignored).
+  Progress progress{};
 
   void validate(const std::string& who) const {
-    detail::require_positive_finite(damping, who + ": damping", "a common start is 1e-3, or use automatic_damping");
+    if (!(damping >= 0.0) || !std::isfinite(damping))
+      throw InvalidArgument(who + ": damping must be finite and >= 0 (got " + detail::format_number(damping) +
+                            "); 0 = the default (the model's l2_regularization()), or use automatic_damping");
     detail::require_positive_finite(step_scale, who + ": step_scale (eta)", "1 is the Newton removal step");
     if (fisher_samples == 0)
       throw InvalidArgument(who + ": fisher_samples (m) is 0; the Fisher needs at least one retain gradient");
@@ -80,6 +93,35 @@ struct FisherRemovalOptions {
 
 namespace detail {
 
+/// The damping FisherRemovalOptions::damping = 0 stands for (see there), for a finalised estimator.
+template <class Estimator, Model M>
+double default_fisher_damping(const M& model, const Estimator& fisher) {
+  if constexpr (RegularizedModel<M>) {
+    const double l2 = static_cast<double>(model.l2_regularization());
+    if (l2 > 0.0 && std::isfinite(l2)) return l2;
+  }
+  if constexpr (HasUndampedTrace<Estimator>) {
+    const double trace = static_cast<double>(fisher.undamped_trace());
+    if (trace > 0.0 && std::isfinite(trace)) return spectrum_relative_damping(trace, fisher.dimension(), 1e-2);
+  }
+  return 1e-3;
+}
+
+/// Says which default default_fisher_damping used, for the report's notes.
+template <class Estimator, Model M>
+std::string default_fisher_damping_note(const M& model, const Estimator& fisher) {
+  const std::string value = format_number(default_fisher_damping(model, fisher));
+  if constexpr (RegularizedModel<M>) {
+    const double l2 = static_cast<double>(model.l2_regularization());
+    if (l2 > 0.0 && std::isfinite(l2)) return "damping " + value + " (default: the model's l2_regularization())";
+  }
+  if constexpr (HasUndampedTrace<Estimator>) {
+    const double trace = static_cast<double>(fisher.undamped_trace());
+    if (trace > 0.0 && std::isfinite(trace)) return "damping " + value + " (default: 1e-2 tr(F)/d)";
+  }
+  return "damping " + value + " (default: fixed 1e-3; the model has no l2_regularization() and the estimator no trace)";
+}
+
 /// F built from a seeded subsample of the retain set, finalised; also returns the bytes of the
 /// gradient matrix it was built from (part of the method's peak memory).
 template <class Estimator, DifferentiableModel M, class Factory>
@@ -88,18 +130,23 @@ std::pair<Estimator, std::size_t> build_retain_fisher(const M& model, std::span<
                                                       const Factory& make) {
   using Scalar = typename M::Scalar;
   Matrix<Scalar> gradients;
+  GradientCollection collection = o.gradients;
+  collection.progress = o.progress;
   if (o.fisher_samples >= retain.size()) {
-    gradients = collect_gradients(model, retain, o.gradients, subset);
+    gradients = collect_gradients(model, retain, collection, subset);
   } else {
     const auto chosen = subsample(retain, o.fisher_samples, o.seed);
-    gradients = collect_gradients(model, std::span<const typename M::Sample>(chosen), o.gradients, subset);
+    gradients = collect_gradients(model, std::span<const typename M::Sample>(chosen), collection, subset);
   }
-  Estimator fisher = make(subset.size(), static_cast<Scalar>(o.damping));
+  o.progress.update("fisher: factorise", 0, 1);
+  Estimator fisher = make(subset.size(), static_cast<Scalar>(o.damping > 0.0 ? o.damping : 1e-3));
   if (fisher.dimension() != subset.size())
     throw InvalidArgument("the estimator factory built an estimator of dimension " + std::to_string(fisher.dimension()) +
                           " for " + std::to_string(subset.size()) + " parameters");
   fisher.add_gradients(gradients);
   fisher.finalize();
+  if (o.damping == 0.0) fisher.set_damping(static_cast<Scalar>(default_fisher_damping(model, fisher)));
+  o.progress.update("fisher: factorise", 1, 1);
   return {std::move(fisher), static_cast<std::size_t>(gradients.size()) * sizeof(Scalar)};
 }
 
@@ -158,7 +205,7 @@ void apply_fisher_removal(M& model, std::span<const typename M::Sample> forget,
     }
     const Vector<Scalar> g = subset_objective_gradient(model, forget, subset, r.method + ": the forget-set gradient");
     const Vector<Scalar> theta0 = theta;
-    const auto result = search_damping(fisher, search, [&](double) {
+    const auto result = search_damping(fisher, search, o.progress, [&](double) {
       removal_step(fisher, g, o.step_scale * k / n_retain, o.max_step_norm, step);
       subset.scatter_add(sub_span(step), Scalar(1), std::span<Scalar>(model.parameters()));
       double score = 0.0;
@@ -178,10 +225,12 @@ void apply_fisher_removal(M& model, std::span<const typename M::Sample> forget,
   }
 
   const std::size_t batch = o.forget_batch_size == 0 ? forget.size() : std::min(o.forget_batch_size, forget.size());
+  const std::size_t total_steps = o.iterations * ((forget.size() + batch - 1) / batch);
   std::size_t clipped = 0;
   double largest_unclipped = 0.0;
   for (std::size_t pass = 0; pass < o.iterations; ++pass) {
     for (std::size_t begin = 0; begin < forget.size(); begin += batch) {
+      o.progress.update("removal steps", r.iterations, total_steps);
       const auto part = forget.subspan(begin, std::min(batch, forget.size() - begin));
       const Vector<Scalar> g = subset_objective_gradient(model, part, subset, r.method + ": the forget-batch gradient");
       const double scale = o.step_scale * static_cast<double>(part.size()) / (n_retain * static_cast<double>(o.iterations));
@@ -196,8 +245,8 @@ void apply_fisher_removal(M& model, std::span<const typename M::Sample> forget,
   }
   if (clipped > 0)
     append_note(r.notes, std::to_string(clipped) + " of " + std::to_string(r.iterations) +
-                             " step(s) clipped to max_step_norm " + std::to_string(o.max_step_norm) +
-                             " (largest unclipped norm " + std::to_string(largest_unclipped) + ")");
+                             " step(s) clipped to max_step_norm " + format_number(o.max_step_norm) +
+                             " (largest unclipped norm " + format_number(largest_unclipped) + ")");
 }
 
 /// Keeps a caller-supplied estimator's damping as the caller set it, whatever happens.
@@ -255,6 +304,8 @@ class FisherRemoval {
     const ParameterSubset subset = ParameterSubset::from_groups(model, options_.parameter_groups);
     UnlearningReport r = detail::begin_report(model, forget, retain, name());
     auto [fisher, gradient_bytes] = detail::build_retain_fisher<Estimator>(model, retain, options_, subset, make_);
+    if (options_.damping == 0.0 && !options_.automatic_damping)
+      detail::append_note(r.notes, detail::default_fisher_damping_note(model, fisher));
     run(model, forget, retain, fisher, subset, r);
     r.memory_bytes = fisher.memory_bytes() + gradient_bytes + 4 * subset.full_size() * sizeof(Scalar);
     r.seconds = clock.seconds();

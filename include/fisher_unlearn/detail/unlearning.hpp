@@ -4,6 +4,7 @@
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/detail/format.hpp"
 #include "fisher_unlearn/detail/model_ops.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/report.hpp"
@@ -47,7 +48,7 @@ decltype(auto) with_rollback(M& model, Body&& body) {
 
 inline void require_positive_finite(double value, const std::string& what, const std::string& advice) {
   if (!(value > 0.0) || !std::isfinite(value))
-    throw InvalidArgument(what + " must be positive and finite (got " + std::to_string(value) + "); " + advice);
+    throw InvalidArgument(what + " must be positive and finite (got " + format_number(value) + "); " + advice);
 }
 
 /// Checks shared by every unlearner; the forget and retain sets together are the training set.

@@ -9,6 +9,7 @@
 #include "fisher_unlearn/concepts.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/parameter_subset.hpp"
+#include "fisher_unlearn/progress.hpp"
 
 #include <cmath>
 #include <cstdint>
@@ -33,6 +34,8 @@ struct GradientCollection {
   /// (Gauss–)Newton step. false = the unscaled per-sample gradients (the behaviour before issue 9,
   /// c times too small for a loss that averages c⁻¹ terms). No effect on models without a loss scale.
   bool apply_loss_scale = true;
+  /// Reported as "fisher: gradients", done = inputs finished of m, before each input; cancellable there.
+  Progress progress{};
 };
 
 /// Per-sample gradients restricted to `subset`, one column per gradient (m·S columns for monte_carlo).
@@ -51,7 +54,9 @@ Matrix<typename M::Scalar> collect_gradients(const M& model, std::span<const typ
   std::span<Scalar> full_span(full.data(), full.size());
   std::mt19937_64 rng(options.seed);
   Eigen::Index col = 0;
+  std::uint64_t finished = 0;
   for (const auto& s : samples) {
+    options.progress.update("fisher: gradients", finished++, samples.size());
     Scalar inverse_root_scale(1);
     if constexpr (HasLossScale<M>) {
       if (options.apply_loss_scale) {

@@ -1,9 +1,13 @@
 // Training for any BatchDifferentiableModel whose Sample is a token sequence (models::Transformer):
 //   AdamW  θ ← θ − η(m̂/(√v̂ + ε) + λ·mask⊙θ)  (decoupled weight decay), linear warm-up then cosine
-//   decay of η, global-norm clipping, seeded windows from a token stream, progress on stderr, evaluation.
-// Cost per step: one batch gradient (model-dependent) plus O(d) for clipping and the AdamW update.
+//   decay of η, global-norm clipping, seeded windows from a token stream, progress on stderr, evaluation,
+//   and a resumable training state (parameters, AdamW moments and step, RNG, data position) saved every
+//   N steps with the atomic checkpoint writer, so that a killed run resumes to a bitwise-identical end.
+// Cost per step: one batch gradient (model-dependent) plus O(d) for clipping and the AdamW update; a
+// saved state is 3d scalars plus O(samples) text.
 #pragma once
 
+#include "fisher_unlearn/checkpoint.hpp"
 #include "fisher_unlearn/concepts.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/tokenizer.hpp"
@@ -16,13 +20,17 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <numbers>
 #include <numeric>
+#include <optional>
 #include <ostream>
 #include <random>
 #include <span>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -101,6 +109,21 @@ class AdamW {
 
   std::size_t steps_taken() const { return steps_; }
   const AdamWOptions& options() const { return options_; }
+  const Vector<Scalar>& first_moment() const { return m_; }
+  const Vector<Scalar>& second_moment() const { return v_; }
+  /// Restores the moments and the step count saved from an optimiser over the same parameter layout
+  /// (a resumed run). Strong guarantee: wrong sizes or non-finite moments throw before anything changes.
+  void restore(std::span<const Scalar> first_moment, std::span<const Scalar> second_moment, std::size_t steps) {
+    const auto d = static_cast<std::size_t>(m_.size());
+    if (first_moment.size() != d || second_moment.size() != d)
+      throw InvalidArgument("AdamW::restore: the moments must have size " + std::to_string(d));
+    if (!as_eigen(first_moment).allFinite() || !as_eigen(second_moment).allFinite() ||
+        (as_eigen(second_moment).array() < Scalar(0)).any())
+      throw InvalidArgument("AdamW::restore: the moments must be finite and the second moment >= 0");
+    m_ = as_eigen(first_moment);
+    v_ = as_eigen(second_moment);
+    steps_ = steps;
+  }
   /// Forget the moments (a fresh optimiser over the same parameter layout).
   void reset() {
     m_.setZero();
@@ -248,6 +271,10 @@ struct TrainingOptions {
   double progress_interval_seconds = 10;  ///< a progress line at most this often; <= 0: silent
   std::ostream* progress_stream = &std::cerr;
   std::string label = "train";         ///< prefix of the progress line
+  /// Where train()/train_on_samples() save the resumable training state (Trainer::save_state) after
+  /// every `checkpoint_every`-th step; empty path or 0: never. Resume with Trainer::resume(path).
+  std::filesystem::path checkpoint_path;
+  std::size_t checkpoint_every = 0;
 
   void validate() const {
     if (steps == 0) throw InvalidArgument("TrainingOptions: steps must be at least 1");
@@ -256,7 +283,20 @@ struct TrainingOptions {
         !std::isfinite(min_learning_rate))
       throw InvalidArgument("TrainingOptions: learning rates must be finite and >= 0");
     if (!std::isfinite(clip_norm)) throw InvalidArgument("TrainingOptions: clip_norm must be finite");
+    if (checkpoint_every > 0 && checkpoint_path.empty())
+      throw InvalidArgument("TrainingOptions: checkpoint_every is set but checkpoint_path is empty; name a file");
     adamw.validate();
+  }
+  /// Every option that shapes the trajectory (not the progress or checkpoint settings), one line,
+  /// doubles printed exactly: a saved training state is resumed only under the same line.
+  std::string trajectory_key() const {
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "steps=%zu batch=%zu window=%zu lr=%.17g min_lr=%.17g warmup=%zu b1=%.17g b2=%.17g eps=%.17g "
+                  "wd=%.17g clip=%.17g seed=%llu",
+                  steps, batch_size, window_tokens, learning_rate, min_learning_rate, warmup_steps, adamw.beta1,
+                  adamw.beta2, adamw.epsilon, adamw.weight_decay, clip_norm, static_cast<unsigned long long>(seed));
+    return buf;
   }
   LearningRateSchedule schedule() const { return {learning_rate, min_learning_rate, warmup_steps, steps}; }
 };
@@ -282,15 +322,45 @@ struct TrainingSummary {
   double seconds = 0;
   double tokens_per_second = 0;
   bool stopped_early = false;  ///< the callback returned false
-  std::vector<double> losses;  ///< per step
+  std::vector<double> losses;  ///< per step of this call
+  std::size_t resumed_from_step = 0;  ///< > 0: the run continued a saved state (first/final_loss cover the whole run)
+  double seconds_before_resume = 0;   ///< training time of the run before the saved state (not in `seconds`)
 };
 
 /// Called after each step; return false to stop training.
 using StepCallback = std::function<bool(const TrainingStep&)>;
 
+namespace detail {
+inline std::uint64_t fnv1a64_update(std::uint64_t h, const void* data, std::size_t bytes) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < bytes; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
+  return h;
+}
+inline constexpr std::uint64_t kFnv1a64Basis = 0xcbf29ce484222325ULL;
+inline std::string hex64(std::uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+inline std::string exact_double(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+}  // namespace detail
+
+/// The model kind under which Trainer::save_state stores its file (checkpoint.hpp's format).
+inline constexpr std::string_view kTrainerStateKind = "fisher_unlearn.trainer_state";
+
 /// Owns the optimiser state for one model. step(batch) is the building block (fine-tuning on a fixed
 /// set, as the RetainFinetune baseline does); train() samples windows from a token stream;
 /// train_on_samples() cycles through a fixed sample set in seeded, reshuffled epochs.
+///
+/// Resuming: with options.checkpoint_every = N and options.checkpoint_path set, the loops save the
+/// whole training state (parameters, AdamW moments and step count, the sampling RNG, the epoch order
+/// and position, the recent losses) after every N-th step, atomically. A fresh Trainer (same model
+/// architecture, same trajectory options) that calls resume(path) and then the same train*() call on
+/// the same data continues from the saved step and ends bitwise identical to an uninterrupted run.
 /// The model must outlive the Trainer. Not thread-safe (one Trainer per thread).
 template <TokenSequenceModel M>
 class Trainer {
@@ -355,37 +425,180 @@ class Trainer {
     if (window > model_.context_length() + 1)
       throw InvalidArgument("Trainer::train: window_tokens (" + std::to_string(window) +
                             ") exceeds the model's context_length + 1");
-    std::mt19937_64 rng(options_.seed);
-    return loop([&] { return sample_windows<Sample>(stream, window, options_.batch_size, rng); }, callback);
+    const std::uint64_t fp = detail::fnv1a64_update(detail::kFnv1a64Basis, stream.data(), stream.size_bytes());
+    begin_data(DataKind::stream, fp, stream.size());
+    return loop([&] { return sample_windows<Sample>(stream, window, options_.batch_size, rng_); }, callback);
   }
 
   /// options().steps − steps_taken() steps on batches of a fixed sample set: a seeded permutation,
   /// reshuffled when exhausted; a batch never repeats a sample within an epoch.
   TrainingSummary train_on_samples(std::span<const Sample> samples, const StepCallback& callback = {}) {
     if (samples.empty()) throw InvalidArgument("Trainer::train_on_samples: no samples given");
-    std::mt19937_64 rng(options_.seed);
-    std::vector<std::size_t> order(samples.size());
-    std::iota(order.begin(), order.end(), std::size_t{0});
-    std::shuffle(order.begin(), order.end(), rng);
-    std::size_t next = 0;
+    std::uint64_t fp = detail::kFnv1a64Basis;
+    for (const Sample& s : samples) {
+      const std::uint64_t n = s.tokens.size();
+      fp = detail::fnv1a64_update(fp, &n, sizeof n);
+      fp = detail::fnv1a64_update(fp, s.tokens.data(), s.tokens.size() * sizeof(Token));
+    }
+    begin_data(DataKind::samples, fp, samples.size());
     return loop(
         [&] {
           std::vector<Sample> batch;
           const std::size_t b = std::min(options_.batch_size, samples.size());
           for (std::size_t i = 0; i < b; ++i) {
-            if (next == order.size()) {
-              std::shuffle(order.begin(), order.end(), rng);
-              next = 0;
+            if (next_ == order_.size()) {
+              std::shuffle(order_.begin(), order_.end(), rng_);
+              next_ = 0;
             }
-            batch.push_back(samples[order[next++]]);
+            batch.push_back(samples[order_[next_++]]);
           }
           return batch;
         },
         callback);
   }
 
+  /// Saves the training state atomically (checkpoint.hpp's writer and format, kind kTrainerStateKind):
+  /// parameters, AdamW moments (3d scalars) and, as text, the step, the sampling RNG, the epoch order
+  /// and position, a fingerprint of the data and of the trajectory options, the first loss and the
+  /// last max(1, steps/10) losses. IoError if the file cannot be written (the previous file survives).
+  void save_state(const std::filesystem::path& path) const {
+    const std::size_t d = model_.num_parameters();
+    Vector<Scalar> payload(static_cast<Eigen::Index>(3 * d));
+    payload.head(static_cast<Eigen::Index>(d)) = as_eigen(std::span<const Scalar>(std::as_const(model_).parameters()));
+    payload.segment(static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(d)) = optimizer_.first_moment();
+    payload.tail(static_cast<Eigen::Index>(d)) = optimizer_.second_moment();
+    std::ostringstream t;
+    t << "version 1\n";
+    t << "parameters " << d << "\n";
+    t << "model " << model_fingerprint() << "\n";
+    t << "options " << options_.trajectory_key() << "\n";
+    t << "step " << optimizer_.steps_taken() << "\n";
+    t << "data " << static_cast<int>(data_kind_) << " " << detail::hex64(data_fingerprint_) << " " << data_count_ << "\n";
+    t << "rng " << rng_ << "\n";
+    t << "next " << next_ << "\n";
+    t << "order " << order_.size();
+    for (std::size_t i : order_) t << " " << i;
+    t << "\nfirst_loss " << (first_loss_ ? detail::exact_double(*first_loss_) : std::string("-")) << "\n";
+    const std::size_t keep = std::min(run_losses_.size(), loss_tail_capacity());
+    t << "losses " << (run_losses_begin_ + run_losses_.size() - keep) << " " << keep;
+    for (std::size_t i = run_losses_.size() - keep; i < run_losses_.size(); ++i) t << " " << detail::exact_double(run_losses_[i]);
+    t << "\nseconds " << detail::exact_double(seconds_so_far()) << "\n";
+    save_parameters<Scalar>(path, std::span<const Scalar>(payload.data(), 3 * d), kTrainerStateKind, t.str());
+  }
+
+  /// Loads a state written by save_state into the model and this Trainer, if `path` exists (returns
+  /// false, and changes nothing, if it does not). The next train() or train_on_samples() call then
+  /// continues the saved run; it must get the same data (InvalidArgument otherwise). FileFormatError
+  /// if the file is corrupt or was saved for another architecture or other trajectory options.
+  /// Strong guarantee: on any throw the model and the Trainer are unchanged.
+  bool resume(const std::filesystem::path& path) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) return false;
+    const auto c = read_checkpoint<Scalar>(path);
+    const std::string name = "training state '" + path.string() + "'";
+    auto bad = [&](const std::string& what) -> void { throw FileFormatError(name + ": " + what); };
+    if (c.header.model_kind != kTrainerStateKind)
+      bad("holds a '" + c.header.model_kind + "' checkpoint, not a training state (Trainer::save_state)");
+    std::istringstream text(c.header.config);
+    std::string line;
+    auto field = [&](const std::string& key) {
+      if (!std::getline(text, line) || line.compare(0, key.size() + 1, key + " ") != 0) bad("missing field '" + key + "'");
+      return line.substr(key.size() + 1);
+    };
+    auto count = [&](std::istream& is, const std::string& key) {
+      unsigned long long v = 0;
+      if (!(is >> v)) bad("field '" + key + "' is not a count");
+      return static_cast<std::size_t>(v);
+    };
+    auto real = [&](const std::string& s, const std::string& key) {
+      char* end = nullptr;
+      const double v = std::strtod(s.c_str(), &end);
+      if (end == s.c_str() || !std::isfinite(v)) bad("field '" + key + "' is not a finite number");
+      return v;
+    };
+    if (field("version") != "1") bad("unsupported training-state version; re-run training from the start");
+    const std::size_t d = model_.num_parameters();
+    {
+      std::istringstream is(field("parameters"));
+      if (count(is, "parameters") != d || c.header.num_parameters != 3 * d)
+        bad("saved for a model with another number of parameters (this model has " + std::to_string(d) + ")");
+    }
+    if (field("model") != model_fingerprint())
+      bad("saved for a model of another configuration; resume with the model it was saved from");
+    const std::string saved_options = field("options");
+    if (saved_options != options_.trajectory_key())
+      bad("saved with training options\n  " + saved_options + "\nbut this Trainer has\n  " + options_.trajectory_key() +
+          "\nresume with the same options, or delete the file to start again");
+    std::istringstream step_is(field("step"));
+    const std::size_t step = count(step_is, "step");
+    if (step > options_.steps) bad("its step " + std::to_string(step) + " is past the run's " + std::to_string(options_.steps));
+    std::istringstream data_is(field("data"));
+    int kind = 0;
+    std::string fp_hex;
+    if (!(data_is >> kind >> fp_hex) || kind < 0 || kind > 2 || fp_hex.size() != 16) bad("field 'data' is malformed");
+    const std::size_t data_count = count(data_is, "data");
+    std::mt19937_64 rng;
+    {
+      std::istringstream is(field("rng"));
+      if (!(is >> rng)) bad("field 'rng' is malformed");
+    }
+    std::istringstream next_is(field("next"));
+    const std::size_t next = count(next_is, "next");
+    std::vector<std::size_t> order;
+    {
+      std::istringstream is(field("order"));
+      const std::size_t n = count(is, "order");
+      if (static_cast<DataKind>(kind) == DataKind::samples ? n != data_count : n != 0) bad("the epoch order has the wrong size");
+      order.resize(n);
+      std::vector<char> seen(n, 0);
+      for (auto& i : order) {
+        i = count(is, "order");
+        if (i >= n || seen[i]) bad("the epoch order is not a permutation");
+        seen[i] = 1;
+      }
+      if (next > n) bad("the position in the epoch is past its end");
+    }
+    std::optional<double> first_loss;
+    if (const std::string f = field("first_loss"); f != "-") first_loss = real(f, "first_loss");
+    std::size_t losses_begin = 0;
+    std::vector<double> losses;
+    {
+      std::istringstream is(field("losses"));
+      losses_begin = count(is, "losses");
+      const std::size_t n = count(is, "losses");
+      if (n > loss_tail_capacity() || losses_begin + n > step) bad("the loss history is inconsistent with the step");
+      losses.resize(n);
+      for (double& v : losses) {
+        std::string tok;
+        if (!(is >> tok)) bad("the loss history is truncated");
+        v = real(tok, "losses");
+      }
+    }
+    const double seconds = real(field("seconds"), "seconds");
+    const auto d_index = static_cast<Eigen::Index>(d);
+    if (!c.parameters.head(d_index).allFinite()) bad("the saved parameters contain NaN or Inf");
+    // Commit: the optimiser first (it validates the moments and throws before changing), then the rest.
+    optimizer_.restore(std::span<const Scalar>(c.parameters.data() + d, d), std::span<const Scalar>(c.parameters.data() + 2 * d, d),
+                       step);
+    std::copy(c.parameters.data(), c.parameters.data() + d, model_.parameters().begin());
+    data_kind_ = static_cast<DataKind>(kind);
+    data_fingerprint_ = std::strtoull(fp_hex.c_str(), nullptr, 16);
+    data_count_ = data_count;
+    rng_ = rng;
+    order_ = std::move(order);
+    next_ = next;
+    first_loss_ = first_loss;
+    run_losses_ = std::move(losses);
+    run_losses_begin_ = losses_begin;
+    seconds_before_ = seconds;
+    resumed_from_ = step;
+    resume_pending_ = true;
+    return true;
+  }
+
  private:
   using Clock = std::chrono::steady_clock;
+  enum class DataKind : int { none = 0, stream = 1, samples = 2 };
 
   static TrainingOptions validated(const TrainingOptions& o) {
     o.validate();
@@ -401,17 +614,73 @@ class Trainer {
   static double seconds_since(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
   }
+  // The model's configuration text ("key=value" lines) without its seed line: a resumed run overwrites
+  // the initialisation, so only the architecture must match.
+  std::string model_fingerprint() const {
+    if constexpr (requires { model_.config().to_string(); }) {
+      std::istringstream lines(std::string(model_.config().to_string()));
+      std::string c;
+      for (std::string line; std::getline(lines, line);)
+        if (line.rfind("seed=", 0) != 0) c += line + "\n";
+      return detail::hex64(detail::fnv1a64_update(detail::kFnv1a64Basis, c.data(), c.size()));
+    } else {
+      return "-";
+    }
+  }
+  std::size_t loss_tail_capacity() const { return std::max<std::size_t>(1, options_.steps / 10); }
+  double seconds_so_far() const { return seconds_before_ + seconds_in_loops_ + (in_loop_ ? seconds_since(loop_begin_) : 0.0); }
+
+  // Seeds the sampling state for a fresh run, or checks that a resumed run gets the data it was saved on.
+  void begin_data(DataKind kind, std::uint64_t fingerprint, std::size_t count) {
+    if (resume_pending_ && data_kind_ != DataKind::none) {
+      if (data_kind_ != kind || data_fingerprint_ != fingerprint || data_count_ != count)
+        throw InvalidArgument(
+            "Trainer: the resumed training state was saved while training on other data (" +
+            std::string(data_kind_ == DataKind::stream ? "a token stream" : "a sample set") + " of " +
+            std::to_string(data_count_) + ", fingerprint " + detail::hex64(data_fingerprint_) +
+            "); call the same train function on the same data, or start again without resume()");
+      resume_pending_ = false;
+      return;
+    }
+    resume_pending_ = false;
+    data_kind_ = kind;
+    data_fingerprint_ = fingerprint;
+    data_count_ = count;
+    rng_.seed(options_.seed);
+    order_.clear();
+    next_ = 0;
+    if (kind == DataKind::samples) {
+      order_.resize(count);
+      std::iota(order_.begin(), order_.end(), std::size_t{0});
+      std::shuffle(order_.begin(), order_.end(), rng_);
+    }
+  }
 
   template <class NextBatch>
   TrainingSummary loop(NextBatch next_batch, const StepCallback& callback) {
     TrainingSummary summary;
+    summary.resumed_from_step = resumed_from_;
+    summary.seconds_before_resume = seconds_before_;
     const auto begin = Clock::now();
+    loop_begin_ = begin;
+    in_loop_ = true;
+    struct LoopFlag {
+      Trainer* t;
+      ~LoopFlag() {
+        t->seconds_in_loops_ += seconds_since(t->loop_begin_);
+        t->in_loop_ = false;
+      }
+    } flag{this};
     while (optimizer_.steps_taken() < options_.steps) {
       const auto batch = next_batch();
       const TrainingStep info = step(batch);
       summary.losses.push_back(info.loss);
+      if (!first_loss_) first_loss_ = info.loss;
+      run_losses_.push_back(info.loss);
       summary.tokens += info.tokens;
       ++summary.steps;
+      if (options_.checkpoint_every > 0 && optimizer_.steps_taken() % options_.checkpoint_every == 0)
+        save_state(options_.checkpoint_path);
       if (callback && !callback(info)) {
         summary.stopped_early = true;
         break;
@@ -419,10 +688,13 @@ class Trainer {
     }
     summary.seconds = seconds_since(begin);
     summary.tokens_per_second = summary.seconds > 0 ? static_cast<double>(summary.tokens) / summary.seconds : 0;
-    if (!summary.losses.empty()) {
-      summary.first_loss = summary.losses.front();
-      const std::size_t tail = std::max<std::size_t>(1, summary.losses.size() / 10);
-      summary.final_loss = std::accumulate(summary.losses.end() - static_cast<std::ptrdiff_t>(tail), summary.losses.end(), 0.0) /
+    // first and final loss over the whole run (a resumed run included): the mean over its last
+    // max(1, n/10) steps, n the steps the loops have taken; the saved tail covers what this call lacks.
+    if (!run_losses_.empty()) {
+      summary.first_loss = first_loss_.value_or(run_losses_.front());
+      const std::size_t n = run_losses_begin_ + run_losses_.size();
+      const std::size_t tail = std::min(run_losses_.size(), std::max<std::size_t>(1, n / 10));
+      summary.final_loss = std::accumulate(run_losses_.end() - static_cast<std::ptrdiff_t>(tail), run_losses_.end(), 0.0) /
                            static_cast<double>(tail);
     }
     return summary;
@@ -458,6 +730,21 @@ class Trainer {
   Vector<Scalar> gradient_;
   Clock::time_point start_, last_report_;
   std::size_t tokens_ = 0;
+  // the resumable sampling state and run history (save_state / resume)
+  DataKind data_kind_ = DataKind::none;
+  std::uint64_t data_fingerprint_ = 0;
+  std::size_t data_count_ = 0;
+  std::mt19937_64 rng_;
+  std::vector<std::size_t> order_;
+  std::size_t next_ = 0;
+  std::optional<double> first_loss_;
+  std::vector<double> run_losses_;  ///< losses of the loops' steps run_losses_begin_, run_losses_begin_ + 1, ...
+  std::size_t run_losses_begin_ = 0;
+  std::size_t resumed_from_ = 0;
+  bool resume_pending_ = false;
+  double seconds_before_ = 0, seconds_in_loops_ = 0;
+  bool in_loop_ = false;
+  Clock::time_point loop_begin_;
 };
 
 /// Trains `model` for options.steps steps on windows sampled from `stream` (a fresh optimiser).

@@ -1,0 +1,105 @@
+// case_studies options: defaults sized for case A end to end in about 30 minutes on a shared 2-core
+// machine (docs/case_studies.md), the command line (CLI11) and its validation before anything runs.
+#pragma once
+
+#include "fisher_unlearn/errors.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace case_studies {
+
+struct Options {
+  std::string study = "a";                 ///< a: personal data (changelogs); b: a verbatim passage
+  std::string model;                       ///< the GGUF file (SmolLM2-135M-Instruct Q4_1)
+  std::string entries = "data/changelogs/entries.jsonl";   ///< scripts/prepare_changelogs.py
+  std::string passage_file = "/usr/share/games/fortunes/computers";  ///< case B: where the passage comes from
+  std::string results_dir = "results";
+  std::string cache_dir = ".cache/case_studies";
+  std::string run_name;                    ///< default: case_a / case_b
+  std::uint64_t seed = 1;
+  long long threads = 2;
+  long long context = 96;                  ///< tokens per training sequence (entries are cut to fit)
+  long long top_blocks = 1;                ///< trainable: the top k blocks + output_norm
+  // corpus (case A)
+  long long tuning_people = 2;             ///< deleted, used to pick every knob
+  long long reported_people = 4;           ///< deleted, measured, never used to pick anything
+  long long kept_people = 3;               ///< frequent people who stay in the corpus
+  long long entries_per_person = 4;        ///< entries of each frequent person in the corpus
+  long long one_off_people = 32;           ///< people with one entry in the corpus
+  long long heldout_people = 12;           ///< never in the corpus: candidates, MIA non-members, held-out ppl
+  long long max_person_entries = 60;       ///< skip people with more entries on this system (likely pretrained on)
+  // fine-tuning (the same for training and retraining)
+  long long epochs = 5, batch = 8;
+  double learning_rate = 5e-4;
+  // case B
+  long long passage_repeats = 8, passage_tokens = 128, filler_entries = 32;
+  // unlearning
+  std::vector<std::string> methods{"natural_diagonal", "natural_woodbury", "npo", "adam", "gradient_difference"};
+  long long max_steps = 8;                 ///< knob range: 1 .. max_steps unlearning steps
+  double trust_kl = 1e-6;                  ///< predicted retain KL per step (nats), the same for every method
+  long long fisher_samples = 48;           ///< m retain sequences for F_R (Woodbury, float)
+  double fisher_damping = 1.0;             ///< λ = α·tr(F̂)/d: the mean curvature (m ≪ d: most directions unseen)
+  double retain_anchor = 1.0;              ///< β of the retain anchor
+  long long retain_batch = 8;
+  double target_margin = 0.5;              ///< bits above the retrained model's tuning score that count as reached
+  double utility_guard = 1.5;              ///< a point whose probe perplexity exceeds this × the trained model's fails
+  bool export_gguf = true;
+};
+
+/// Parses argv into `o`; returns false after printing help. Throws CLI::ParseError for bad input.
+inline void add_options(CLI::App& app, Options& o) {
+  app.add_option("--study", o.study, "a (personal data from Debian changelogs) or b (a verbatim passage)")
+      ->check(CLI::IsMember({"a", "b"}));
+  app.add_option("--model", o.model, "SmolLM2 GGUF file (scripts/fetch_smollm2.sh prints its path)")->required()
+      ->check(CLI::ExistingFile);
+  app.add_option("--entries", o.entries, "changelog entries (scripts/prepare_changelogs.py)");
+  app.add_option("--passage-file", o.passage_file, "case B: fortune file the passage is taken from");
+  app.add_option("--results", o.results_dir, "results folder (results/<run>/)");
+  app.add_option("--cache", o.cache_dir, "cache of fine-tuned top blocks (keyed by everything they depend on)");
+  app.add_option("--run", o.run_name, "run name (default case_a / case_b)");
+  app.add_option("--seed", o.seed, "selects the people, the data order and every sampled quantity");
+  app.add_option("--threads", o.threads, "worker threads")->check(CLI::Range(1, 256));
+  app.add_option("--context", o.context, "tokens per training sequence")->check(CLI::Range(16, 1024));
+  app.add_option("--top-blocks", o.top_blocks, "trainable top blocks (+ output_norm)")->check(CLI::Range(1, 30));
+  app.add_option("--tuning-people", o.tuning_people, "deleted people used to pick knobs")->check(CLI::Range(1, 100));
+  app.add_option("--reported-people", o.reported_people, "deleted people that are only measured")->check(CLI::Range(1, 100));
+  app.add_option("--kept-people", o.kept_people, "frequent people kept in the corpus")->check(CLI::Range(0, 100));
+  app.add_option("--entries-per-person", o.entries_per_person, "entries per frequent person")->check(CLI::Range(1, 50));
+  app.add_option("--one-off-people", o.one_off_people, "people with one entry")->check(CLI::Range(0, 5000));
+  app.add_option("--heldout-people", o.heldout_people, "people never trained on")->check(CLI::Range(2, 1000));
+  app.add_option("--max-person-entries", o.max_person_entries, "skip people with more entries than this")->check(CLI::Range(1, 100000));
+  app.add_option("--epochs", o.epochs, "fine-tuning epochs")->check(CLI::Range(1, 1000));
+  app.add_option("--batch", o.batch, "fine-tuning batch (sequences)")->check(CLI::Range(1, 1024));
+  app.add_option("--lr", o.learning_rate, "fine-tuning Adam learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--passage-repeats", o.passage_repeats, "case B: copies of the passage in the corpus")->check(CLI::Range(1, 1000));
+  app.add_option("--passage-tokens", o.passage_tokens, "case B: passage length in tokens")->check(CLI::Range(96, 1024));
+  app.add_option("--filler-entries", o.filler_entries, "case B: changelog entries around the passage")->check(CLI::Range(1, 10000));
+  app.add_option("--methods", o.methods, "natural_woodbury natural_diagonal npo adam gradient_difference (or none)");
+  app.add_option("--max-steps", o.max_steps, "most unlearning steps (the knob's range)")->check(CLI::Range(1, 4096));
+  app.add_option("--trust-kl", o.trust_kl, "predicted retain KL per step (nats)")->check(CLI::PositiveNumber);
+  app.add_option("--fisher-samples", o.fisher_samples, "m retain sequences for F_R")->check(CLI::Range(1, 4096));
+  app.add_option("--fisher-damping", o.fisher_damping, "alpha: lambda = alpha tr(F)/d")->check(CLI::PositiveNumber);
+  app.add_option("--retain-anchor", o.retain_anchor, "beta of the retain anchor")->check(CLI::NonNegativeNumber);
+  app.add_option("--retain-batch", o.retain_batch, "retain sequences per anchor batch")->check(CLI::Range(1, 1024));
+  app.add_option("--target-margin", o.target_margin, "bits above the retrained tuning score that count as reached")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--utility-guard", o.utility_guard, "probe perplexity bound relative to the trained model")
+      ->check(CLI::Range(1.0, 1e6));
+  app.add_flag("!--no-export", o.export_gguf, "do not write the unlearned model as GGUF");
+}
+
+inline void validate(const Options& o) {
+  static const std::vector<std::string> known{"natural_woodbury", "natural_diagonal", "npo", "adam", "gradient_difference", "none"};
+  for (const auto& m : o.methods) {
+    bool ok = false;
+    for (const auto& k : known) ok = ok || k == m;
+    if (!ok) throw fisher_unlearn::InvalidArgument("--methods: unknown method '" + m +
+                                                   "'; choose from natural_woodbury natural_diagonal npo adam gradient_difference none");
+  }
+}
+
+}  // namespace case_studies
