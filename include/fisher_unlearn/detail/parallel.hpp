@@ -1,6 +1,9 @@
-// Internal: a fork-join loop over std::thread. Never starts more threads than there are work items;
-// when the system refuses a thread, the share of the workers it could not start runs on the calling
-// thread, so the result is the same; every started thread is joined before anything propagates.
+// Internal fork-join loops over std::thread, started per call (tens of µs; callers go parallel only for
+// work of a millisecond or more). Never more threads than work items; when the system refuses a thread,
+// the share of the worker it could not start runs on the calling thread, so the result is the same;
+// every started thread is joined before anything propagates. parallel_chunks serves the Fisher kernels:
+// work cut into chunks whose size depends on the problem only, so results are bitwise the same for any
+// thread count (reductions add per-chunk partials in chunk order). Not API.
 #pragma once
 
 #include <algorithm>
@@ -86,6 +89,26 @@ void parallel_for(std::size_t n, std::size_t threads, F&& f, Launcher launch = {
         for (std::size_t i = w; i < n; i += workers) f(i, w);
       },
       launch);
+}
+
+/// 0 means "all hardware threads"; anything else is taken as given.
+inline std::size_t resolve_threads(std::size_t requested) {
+  return requested == 0 ? std::max<std::size_t>(1, std::thread::hardware_concurrency()) : requested;
+}
+
+/// Calls body(chunk) for chunk = 0 … chunks−1; thread t of T takes the contiguous range
+/// [t·chunks/T, (t+1)·chunks/T). The first exception thrown by any body is rethrown after all joined.
+/// `min_chunks_per_thread` keeps small problems on fewer threads (a thread start costs more than a tiny chunk).
+template <class Body>
+void parallel_chunks(std::size_t threads, std::size_t chunks, Body&& body, std::size_t min_chunks_per_thread = 1) {
+  threads = std::min(resolve_threads(threads), std::max<std::size_t>(1, chunks / std::max<std::size_t>(1, min_chunks_per_thread)));
+  if (threads <= 1 || chunks <= 1) {
+    for (std::size_t c = 0; c < chunks; ++c) body(c);
+    return;
+  }
+  run_workers(threads, chunks, [&](std::size_t t, std::size_t workers) {
+    for (std::size_t c = t * chunks / workers; c < (t + 1) * chunks / workers; ++c) body(c);
+  });
 }
 
 }  // namespace fisher_unlearn::detail
