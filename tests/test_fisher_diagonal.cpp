@@ -148,6 +148,7 @@ TEST_CASE("DiagonalFisher: finite gradients whose squares overflow are rejected 
   g.finalize();
   fu::Vector<float> fout(2);
   CHECK_THROWS_AS(g.apply_power(1.0, (fu::Vector<float>(2) << 1e10f, 1.0f).finished(), fout), fu::NumericalError);
+}
 
 TEMPLATE_TEST_CASE("DiagonalFisher: several row blocks on 1, 2 and 3 threads give the same bits and the fp64 reference",
                    "[fisher][diagonal][threads]", float, double) {
