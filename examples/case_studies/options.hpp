@@ -2,6 +2,7 @@
 // machine (docs/case_studies.md), the command line (CLI11) and its validation before anything runs.
 #pragma once
 
+#include "../example_checks.hpp"
 #include "fisher_unlearn/errors.hpp"
 
 #include <CLI/CLI.hpp>
@@ -100,6 +101,16 @@ inline void validate(const Options& o) {
     if (!ok) throw fisher_unlearn::InvalidArgument("--methods: unknown method '" + m +
                                                    "'; choose from natural_woodbury natural_diagonal npo adam gradient_difference none");
   }
+  // CLI11's PositiveNumber/NonNegativeNumber let NaN and Inf through: refuse them here, by name.
+  example_checks::require_finite(o.learning_rate, 1e-12, 10.0, "--lr");
+  example_checks::require_finite(o.trust_kl, 1e-12, 1e6, "--trust-kl");
+  example_checks::require_finite(o.fisher_damping, 1e-12, 1e6, "--fisher-damping");
+  example_checks::require_finite(o.retain_anchor, 0.0, 1e6, "--retain-anchor");
+  example_checks::require_finite(o.target_margin, 0.0, 64.0, "--target-margin");
+  example_checks::require_finite(o.utility_guard, 1.0, 1e6, "--utility-guard");
+  // before the model is loaded or anything fine-tuned
+  example_checks::require_writable_dir(o.results_dir, "--results");
+  example_checks::require_writable_dir(o.cache_dir, "--cache");
 }
 
 }  // namespace case_studies

@@ -131,6 +131,13 @@ if(have_binary_corpus)
   expect("fisher_scale: binary text" 1 "does not look like a text corpus" ${fs} "${WORK_DIR}/data/binary/train.txt")
 endif()
 
+if(CASE_STUDIES)
+  set(cs "${CASE_STUDIES}" --model "${WORK_DIR}/no_model.gguf" --results "${WORK_DIR}/results" --cache "${WORK_DIR}/cache")
+  expect("case_studies: lr nan" 2 "--lr must be a finite number in" ${cs} --lr nan)
+  expect("case_studies: trust-kl inf" 2 "--trust-kl must be a finite number in" ${cs} --trust-kl inf)
+  expect("case_studies: unknown method" 2 "unknown method 'sgd'" ${cs} --methods sgd)
+endif()
+
 expect("removal_study: unknown argument" 1 "unknown argument '--quik'; the only option is --quick" "${REMOVAL_STUDY}" --quik)
 
 list(LENGTH failures nfail)
