@@ -132,9 +132,12 @@ if(have_binary_corpus)
 endif()
 
 if(CASE_STUDIES)
+  # --model must name an existing file (CLI11 checks it); validation runs before it is read.
+  file(WRITE "${WORK_DIR}/no_model.gguf" "not read: the options are refused first\n")
   set(cs "${CASE_STUDIES}" --model "${WORK_DIR}/no_model.gguf" --results "${WORK_DIR}/results" --cache "${WORK_DIR}/cache")
   expect("case_studies: lr nan" 2 "--lr must be a finite number in" ${cs} --lr nan)
-  expect("case_studies: trust-kl inf" 2 "--trust-kl must be a finite number in" ${cs} --trust-kl inf)
+  expect("case_studies: trust-kl inf" 2 "--trust-kl must be a finite number in \\[1e-12, 1e\\+06\\]; got inf" ${cs} --trust-kl inf)
+  expect("case_studies: lr 0" 2 "--lr must be a finite number in \\[1e-12, 10\\]; got 0" ${cs} --lr 0)
   expect("case_studies: unknown method" 2 "unknown method 'sgd'" ${cs} --methods sgd)
 endif()
 
