@@ -6,6 +6,9 @@
 
 #include "fisher_unlearn/fisher/diagonal.hpp"
 
+#include <limits>
+#include <vector>
+
 namespace fu = fisher_unlearn;
 using namespace fisher_test;
 
@@ -102,4 +105,53 @@ TEST_CASE("DiagonalFisher: powers p and -p are inverse to each other and p = 0 i
   CHECK(relative_error(back, v) < 1e-14);
   CHECK(relative_error(identity, v) < 1e-15);
   CHECK(fisher.memory_bytes() == 3 * 25 * sizeof(double));  // sum, mean, and the batch scratch vector
+}
+
+TEMPLATE_TEST_CASE("DiagonalFisher: several row blocks on 1, 2 and 3 threads give the same bits and the fp64 reference",
+                   "[fisher][diagonal][threads]", float, double) {
+  using Scalar = TestType;
+  // d spans several accumulation blocks (2048 rows) and product blocks (8192 rows), with a ragged tail.
+  const Eigen::Index d = 20'011, m = 5;
+  const fu::Matrix<Scalar> g = random_gradients<Scalar>(d, m, 91);
+  const fu::Vector<Scalar> v = random_vector<Scalar>(d, 92);
+  // The fp64 reference: λ + (1/m)Σ g², elementwise.
+  const Eigen::VectorXd mean_sq = g.template cast<double>().rowwise().squaredNorm() / double(m);
+  const double damping = 0.1 * mean_sq.maxCoeff();
+  std::vector<std::vector<fu::Vector<Scalar>>> outputs;
+  for (std::size_t threads : {std::size_t(1), std::size_t(2), std::size_t(3)}) {
+    fu::DiagonalFisher<Scalar> fisher(static_cast<std::size_t>(d), static_cast<Scalar>(damping));
+    fisher.set_num_threads(threads);
+    REQUIRE(fisher.num_threads() == threads);
+    fisher.add_gradients(g.leftCols(2));
+    fisher.add_gradients(g.rightCols(m - 2));
+    fisher.finalize();
+    std::vector<fu::Vector<Scalar>> outs;
+    for (double p : {-1.0, -0.5, -0.25, 1.0, -0.3}) {
+      fu::Vector<Scalar> out(d);
+      fisher.apply_power(p, v, out);
+      const Eigen::VectorXd ref =
+          ((mean_sq.array() + double(static_cast<Scalar>(damping))).pow(p) * v.template cast<double>().array()).matrix();
+      INFO("threads = " << threads << ", p = " << p);
+      CHECK(relative_error(out, ref) < tolerance<Scalar>());
+      outs.push_back(out);
+    }
+    outputs.push_back(outs);
+  }
+  for (std::size_t t = 1; t < outputs.size(); ++t)
+    for (std::size_t k = 0; k < outputs[0].size(); ++k) CHECK((outputs[t][k].array() == outputs[0][k].array()).all());
+}
+
+TEST_CASE("DiagonalFisher: a NaN in the last row block on 2 threads throws and changes nothing", "[fisher][diagonal][threads]") {
+  const Eigen::Index d = 10'000;
+  fu::Matrix<float> g = random_gradients<float>(d, 3, 93);
+  fu::DiagonalFisher<float> fisher(static_cast<std::size_t>(d), 0.1f);
+  fisher.set_num_threads(2);
+  fisher.add_gradients(g);
+  fisher.finalize();
+  const fu::Vector<float> before = fisher.diagonal();
+  g(d - 1, 1) = std::numeric_limits<float>::quiet_NaN();
+  CHECK_THROWS_AS(fisher.add_gradients(g), fu::NonFiniteError);
+  CHECK(fisher.num_gradients() == 3);
+  fisher.finalize();
+  CHECK((fisher.diagonal().array() == before.array()).all());
 }

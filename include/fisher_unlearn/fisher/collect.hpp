@@ -7,6 +7,7 @@
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/detail/format.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/parameter_subset.hpp"
 #include "fisher_unlearn/progress.hpp"
@@ -62,7 +63,7 @@ Matrix<typename M::Scalar> collect_gradients(const M& model, std::span<const typ
       if (options.apply_loss_scale) {
         const double c = static_cast<double>(model.loss_scale(s));
         if (!(c > 0.0) || !std::isfinite(c))
-          throw InvalidArgument("collect_gradients: the model's loss_scale(sample) is " + std::to_string(c) +
+          throw InvalidArgument("collect_gradients: the model's loss_scale(sample) is " + ::fisher_unlearn::detail::format_number(c) +
                                 "; it must be positive and finite (loss = c · Σ weighted NLL terms)");
         inverse_root_scale = static_cast<Scalar>(1.0 / std::sqrt(c));
       }

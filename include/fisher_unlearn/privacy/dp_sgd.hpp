@@ -7,6 +7,7 @@
 
 #include "fisher_unlearn/concepts.hpp"
 #include "fisher_unlearn/detail/model_ops.hpp"
+#include "fisher_unlearn/detail/format.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/models/transformer_training.hpp"
 #include "fisher_unlearn/parameter_subset.hpp"
@@ -82,7 +83,7 @@ class PoissonSampler {
  public:
   PoissonSampler(double rate, std::uint64_t seed) : rate_(rate), rng_(seed) {
     if (!(rate > 0.0 && rate <= 1.0))
-      throw InvalidArgument("PoissonSampler: the sampling rate " + std::to_string(rate) + " must lie in (0, 1]");
+      throw InvalidArgument("PoissonSampler: the sampling rate " + ::fisher_unlearn::detail::format_number(rate) + " must lie in (0, 1]");
   }
   double rate() const { return rate_; }
 
@@ -139,13 +140,13 @@ struct DpSgdOptions {
 
   void validate() const {
     if (!(sampling_rate > 0.0 && sampling_rate <= 1.0))
-      throw InvalidArgument("DpSgdOptions: sampling_rate q = " + std::to_string(sampling_rate) +
+      throw InvalidArgument("DpSgdOptions: sampling_rate q = " + ::fisher_unlearn::detail::format_number(sampling_rate) +
                             " must lie in (0, 1] (q = expected batch size / number of records)");
     if (!(noise_multiplier >= 0.0) || !std::isfinite(noise_multiplier))
-      throw InvalidArgument("DpSgdOptions: noise_multiplier σ = " + std::to_string(noise_multiplier) +
+      throw InvalidArgument("DpSgdOptions: noise_multiplier σ = " + ::fisher_unlearn::detail::format_number(noise_multiplier) +
                             " must be finite and >= 0 (noise_multiplier_for_epsilon() finds σ for a target ε)");
     if (!(clip_norm > 0.0))
-      throw InvalidArgument("DpSgdOptions: clip_norm C = " + std::to_string(clip_norm) +
+      throw InvalidArgument("DpSgdOptions: clip_norm C = " + ::fisher_unlearn::detail::format_number(clip_norm) +
                             " must be > 0 (per-sample gradients are scaled to norm <= C)");
     if (std::isinf(clip_norm) && noise_multiplier != 0.0)
       throw InvalidArgument("DpSgdOptions: clip_norm = +inf (no clipping) gives unbounded sensitivity and infinite "
