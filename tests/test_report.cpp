@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "fisher_unlearn/damping.hpp"
+#include "fisher_unlearn/detail/unlearning.hpp"
 #include "fisher_unlearn/report.hpp"
 
 #include <bit>
@@ -138,6 +139,7 @@ TEST_CASE("UnlearningReport: the text form and damping messages show small numbe
   fu::DampingSearch s;
   s.grid = {1e-12, -1e-9};
   CHECK_THROWS_WITH(s.validate(), Catch::Contains("-1e-09"));
+  CHECK_THROWS_WITH(fu::detail::require_positive_finite(-2e-9, "step_scale", "use 1"), Catch::Contains("(got -2e-09)"));
   CHECK(fu::detail::format_number(1e-7) == "1e-07");
   CHECK(fu::detail::format_number(std::numeric_limits<double>::quiet_NaN()) == "nan");
   CHECK(fu::detail::format_number(-std::numeric_limits<double>::infinity()) == "-inf");

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "fisher_unlearn/canary.hpp"
+#include "fisher_unlearn/detail/format.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/sequence_sample.hpp"
 #include "fisher_unlearn/tokenizer.hpp"
@@ -103,7 +104,7 @@ inline SequenceSample make_forget_sample(const CanarySpace& space, const Canary&
   const double separator_weight = options.separator_weight.value_or(
       options.target == ForgetTarget::other_symbols || options.whole_canary ? 1.0 : 0.0);
   if (!std::isfinite(separator_weight) || separator_weight < 0.0)
-    throw InvalidArgument("make_forget_sample: separator_weight is " + std::to_string(separator_weight) +
+    throw InvalidArgument("make_forget_sample: separator_weight is " + ::fisher_unlearn::detail::format_number(separator_weight) +
                           "; it must be finite and >= 0 (0 leaves the separators out)");
 
   const auto prefix = space.prefix_tokens();

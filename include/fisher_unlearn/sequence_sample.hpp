@@ -3,6 +3,7 @@
 // Validation is O(n + Σ|support|²) per call; nothing is allocated.
 #pragma once
 
+#include "fisher_unlearn/detail/format.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/tokenizer.hpp"
 
@@ -122,7 +123,7 @@ inline double validate_sequence_targets(const SequenceTargets& targets, std::siz
       }
     }
     if (!q.probabilities.empty() && std::abs(sum - 1.0) > 1e-6)
-      fail(name + "'s probabilities sum to " + std::to_string(sum) + ", not 1; normalise them");
+      fail(name + "'s probabilities sum to " + ::fisher_unlearn::detail::format_number(sum) + ", not 1; normalise them");
   }
   return total;
 }

@@ -7,6 +7,8 @@
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/detail/format.hpp"
+#include "fisher_unlearn/detail/model_ops.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/parameter_subset.hpp"
 #include "fisher_unlearn/progress.hpp"
@@ -62,7 +64,7 @@ Matrix<typename M::Scalar> collect_gradients(const M& model, std::span<const typ
       if (options.apply_loss_scale) {
         const double c = static_cast<double>(model.loss_scale(s));
         if (!(c > 0.0) || !std::isfinite(c))
-          throw InvalidArgument("collect_gradients: the model's loss_scale(sample) is " + std::to_string(c) +
+          throw InvalidArgument("collect_gradients: the model's loss_scale(sample) is " + ::fisher_unlearn::detail::format_number(c) +
                                 "; it must be positive and finite (loss = c · Σ weighted NLL terms)");
         inverse_root_scale = static_cast<Scalar>(1.0 / std::sqrt(c));
       }
@@ -70,13 +72,13 @@ Matrix<typename M::Scalar> collect_gradients(const M& model, std::span<const typ
     for (std::size_t k = 0; k < draws; ++k, ++col) {
       if (options.kind == FisherKind::monte_carlo) {
         if constexpr (SampledFisherModel<M>) {
-          model.sampled_gradient(s, rng, full_span);
+          detail::checked_sampled_gradient(model, s, rng, full_span, "collect_gradients");
         } else {
           throw InvalidArgument("a Monte-Carlo Fisher needs a model with sampled_gradient(sample, rng, out) "
                                 "(the SampledFisherModel concept); use FisherKind::empirical otherwise");
         }
       } else {
-        model.gradient(s, full_span);
+        detail::checked_gradient(model, s, full_span, "collect_gradients");
       }
       subset.gather(std::span<const Scalar>(full.data(), full.size()),
                     std::span<Scalar>(G.col(col).data(), static_cast<std::size_t>(G.rows())));

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/detail/format.hpp"
 #include "fisher_unlearn/errors.hpp"
 
 #include <algorithm>
@@ -103,7 +104,7 @@ ResolvedOptions<Scalar> resolve(const GradientCheckOptions& o) {
   r.atol_given = o.absolute_tolerance.has_value();
   r.atol_base = o.absolute_tolerance.value_or(is_float ? 2e-3 : 1e-8);
   if (!(r.step > 0) || !std::isfinite(r.step) || r.step >= 1)
-    throw InvalidArgument("check_gradient: step must be in (0, 1), got " + std::to_string(r.step) +
+    throw InvalidArgument("check_gradient: step must be in (0, 1), got " + ::fisher_unlearn::detail::format_number(r.step) +
                           "; the default is epsilon^(1/3) of the model's Scalar");
   if (!(r.rtol >= 0) || !std::isfinite(r.rtol))
     throw InvalidArgument("check_gradient: relative_tolerance must be finite and >= 0");
