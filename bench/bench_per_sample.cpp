@@ -99,7 +99,38 @@ void BM_collect_gradients(benchmark::State& state, const Setting& s) {
   label(state, f, clock.seconds());
 }
 
-// The baseline: Σ_s ∇loss(s) of the same batch in one call.
+// The same per-sample gradients on 2 threads: each thread has its own copy of the model (gradient() uses
+// the model's scratch buffers) and takes half of the batch.
+void BM_per_sample_gradients_threads2(benchmark::State& state, const Setting& s) {
+  Fixture& f = fixture(s);
+  const auto d = static_cast<Eigen::Index>(f.model.num_parameters());
+  Mat<float> g(d, static_cast<Eigen::Index>(kBatch));
+  std::vector<Model> models{f.model, f.model};
+  const LoopClock clock;
+  for (auto _ : state) {
+    fu::detail::parallel_chunks(2, 2, [&](std::size_t t) {
+      for (std::size_t i = t * kBatch / 2; i < (t + 1) * kBatch / 2; ++i)
+        models[t].gradient(f.batch[i], std::span<float>(g.col(static_cast<Eigen::Index>(i)).data(), std::size_t(d)));
+    });
+    benchmark::ClobberMemory();
+  }
+  label(state, f, clock.seconds());
+}
+
+// The baseline: Σ_s ∇loss(s) of the same batch in one call (threads: the model's own chunked threading).
+void BM_batched_gradient_threads(benchmark::State& state, const Setting& s, std::size_t threads) {
+  Fixture& f = fixture(s);
+  Model model = f.model;
+  model.set_execution({.num_threads = threads, .sequences_per_chunk = 8});
+  Vec<float> g(static_cast<Eigen::Index>(model.num_parameters()));
+  const LoopClock clock;
+  for (auto _ : state) {
+    model.sum_loss_and_gradient(f.samples(), std::span<float>(g.data(), std::size_t(g.size())));
+    benchmark::ClobberMemory();
+  }
+  label(state, f, clock.seconds());
+}
+
 void BM_batched_gradient(benchmark::State& state, const Setting& s) {
   Fixture& f = fixture(s);
   Vec<float> g(static_cast<Eigen::Index>(f.model.num_parameters()));
@@ -163,6 +194,14 @@ int main(int argc, char** argv) {
       benchmark::RegisterBenchmark((name + s.name).c_str(), fn, std::cref(s))
           ->UseRealTime()
           ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("per_sample/gradients/" + s.name + "/threads2").c_str(),
+                                 &BM_per_sample_gradients_threads2, std::cref(s))
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("per_sample/batched_gradient/" + s.name + "/threads2").c_str(),
+                                 &BM_batched_gradient_threads, std::cref(s), std::size_t(2))
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -7,10 +7,24 @@
 //   log_grid(1e-6, 1, 7) scored on 128 retain windows, 512 retain windows, the 10 canary windows forgotten.
 // Everything single-threaded. $FISHER_UNLEARN_BENCH_TRAIN_STEPS overrides the 1200 steps (quick runs only:
 // the speed-up is then against a shorter training, and the counters say so).
+//
+// Issue 14 item 4: the iterated natural gradient (NaturalGradientUnlearning, natural_gradient.hpp) at the
+// fixed setting of unlearn_lm's iter/natural_woodbury (examples/unlearn_lm/iterative.hpp, docs/experiment.md):
+// forget samples = 2 copies of the canary, each with 24 bytes of the preceding text, the loss on the
+// secret's digits towards the other digits (ForgetTarget::other_symbols, DescentObjective); F_R from
+// m = 256 empirical retain gradients, λ = 10⁻²·tr(F̂)/d; η = 10⁴ with the trust region ½δᵀF_Rδ ≤ κ = 10⁻⁶;
+// retain anchor β = 1 on 16 retain windows per step; 128 steps (what the 3-seed run of docs/experiment.md
+// took on every seed). One row per F_R estimator: Woodbury (m gradients), K-FAC and EK-FAC (the layer
+// route: NaturalGradientUnlearning builds them from the layers' statistics). The "/threads2" rows run
+// model and estimator on 2 threads, against a training on 2 threads.
 #include "ceilings.hpp"
 #include "corpus.hpp"
 
+#include <fisher_unlearn/canary.hpp>
+#include <fisher_unlearn/canary_forget.hpp>
 #include <fisher_unlearn/damping.hpp>
+#include <fisher_unlearn/fisher/kfac.hpp>
+#include <fisher_unlearn/natural_gradient.hpp>
 #include <fisher_unlearn/fisher/diagonal.hpp>
 #include <fisher_unlearn/fisher/woodbury.hpp>
 #include <fisher_unlearn/models/transformer.hpp>
@@ -72,6 +86,7 @@ fu::TrainingOptions demo_training() {
 struct Data {
   std::vector<Token> stream;
   std::vector<Sample> forget, retain;
+  std::vector<std::size_t> canary_offsets;  // byte = token offsets of the canary copies in the stream
   std::string source;
 };
 
@@ -100,6 +115,7 @@ Data make_data() {
   }
   Data data;
   data.source = corpus.source;
+  data.canary_offsets = canary_offsets;
   data.stream = fu::ByteTokenizer{}.encode(text);
   const std::size_t window = demo_config().context_length + 1;
   // Each forget window ends just after its canary copy, so the secret digits are predicted from the prefix.
@@ -124,9 +140,9 @@ Data& data() {
   return d;
 }
 
-Model fresh_model() {
+Model fresh_model(std::size_t threads = 1) {
   Model m(demo_config());
-  m.set_execution({.num_threads = 1, .sequences_per_chunk = 8});
+  m.set_execution({.num_threads = threads, .sequences_per_chunk = 8});
   return m;
 }
 
@@ -139,12 +155,12 @@ std::optional<Model>& trained_model() {
 
 // Training the demo model from scratch: the cost of retraining without the forgotten data (the same
 // steps on batches of the same size; only the stream differs by the canary lines).
-void BM_train_from_scratch(benchmark::State& state) {
+void BM_train_from_scratch(benchmark::State& state, std::size_t threads) {
   Data& d = data();
   for (auto _ : state) {
-    Model m = fresh_model();
+    Model m = fresh_model(threads);
     fu::train_language_model(m, std::span<const Token>(d.stream), demo_training());
-    trained_model() = std::move(m);
+    if (threads == 1 || !trained_model()) trained_model() = std::move(m);
   }
   state.counters["steps"] = benchmark::Counter(double(training_steps()));
   state.counters["batch"] = benchmark::Counter(32.0);
@@ -179,10 +195,88 @@ void BM_fisher_removal(benchmark::State& state) {
   std::cerr << "[bench] " << report << "\n";
 }
 
+// The forget samples of the natural-gradient rows: the first 2 copies of the canary, each with up to 24
+// bytes of the text before it, scored on the secret's digits (towards the other digits).
+std::vector<Sample> canary_forget_samples() {
+  Data& d = data();
+  const std::string prefix = kCanary.substr(0, kCanary.size() - 6);  // "my PIN is "
+  const fu::CanarySpace space(fu::CanaryFormat::digits(prefix, 6), fu::ByteTokenizer{});
+  const fu::Canary secret = space.format().parse(kCanary);
+  fu::ForgetSampleOptions fo;
+  fo.target = fu::ForgetTarget::other_symbols;
+  fo.max_tokens = demo_config().context_length + 1;
+  std::vector<Sample> out;
+  for (std::size_t k = 0; k < std::min<std::size_t>(2, d.canary_offsets.size()); ++k) {
+    const std::size_t off = d.canary_offsets[k];
+    const std::size_t begin = off > 24 ? off - 24 : 0;
+    out.push_back(fu::make_forget_sample(space, secret, std::span<const Token>(d.stream).subspan(begin, off - begin), fo));
+  }
+  return out;
+}
+
+constexpr std::size_t kNaturalGradientSteps = 128;
+
+fu::NaturalGradientOptions natural_gradient_options() {
+  fu::NaturalGradientOptions o;
+  o.learning_rate = 1e4;  // the trust region sets the step
+  o.max_steps = kNaturalGradientSteps;
+  o.max_kl = 1e-6;
+  o.fisher_samples = 256;
+  o.seed = 41;
+  o.retain_weight = 1.0;
+  o.retain_batch_size = 16;
+  return o;  // damping: the default λ = 1e-2·tr(F̂)/d
+}
+
+template <class Estimator>
+void BM_natural_gradient(benchmark::State& state, std::size_t threads) {
+  Data& d = data();
+  if (!trained_model()) {
+    state.SkipWithError("run unlearning/train_from_scratch first (it trains the starting model)");
+    return;
+  }
+  const std::vector<Sample> forget = canary_forget_samples();
+  using Unlearner = fu::NaturalGradientUnlearning<Estimator>;
+  std::optional<Unlearner> unlearner;
+  if constexpr (fu::LayerFactoredEstimator<Estimator>) {
+    unlearner.emplace(natural_gradient_options(), fu::DescentObjective{}, fu::NaturalGradient{},
+                      typename Unlearner::LayerFactory([threads](std::vector<fu::LinearLayer> layers, std::size_t dim,
+                                                                  typename Estimator::Scalar damping) {
+                        (void)threads;
+                        return Estimator(std::move(layers), dim, damping);
+                      }));
+  } else {
+    unlearner.emplace(natural_gradient_options(), fu::DescentObjective{}, fu::NaturalGradient{},
+                      typename Unlearner::Factory([threads](std::size_t dim, typename Estimator::Scalar damping) {
+                        Estimator e(dim, damping);
+                        if constexpr (requires { e.set_num_threads(threads); }) e.set_num_threads(threads);
+                        return e;
+                      }));
+  }
+  fu::NaturalGradientResult result;
+  for (auto _ : state) {
+    Model m = *trained_model();
+    m.set_execution({.num_threads = threads, .sequences_per_chunk = 8});
+    result = unlearner->unlearn_detailed(m, std::span<const Sample>(forget), std::span<const Sample>(d.retain));
+    benchmark::DoNotOptimize(m.parameters().data());
+  }
+  const auto& r = result.report;
+  state.counters["steps"] = benchmark::Counter(double(result.steps.size()));
+  state.counters["forget_objective_before"] = benchmark::Counter(result.steps.empty() ? 0.0 : result.steps.front().objective);
+  state.counters["forget_objective_last"] = benchmark::Counter(result.steps.empty() ? 0.0 : result.steps.back().objective);
+  state.counters["forget_loss_before"] = benchmark::Counter(r.forget_loss_before);
+  state.counters["forget_loss_after"] = benchmark::Counter(r.forget_loss_after);
+  state.counters["retain_loss_before"] = benchmark::Counter(r.retain_loss_before);
+  state.counters["retain_loss_after"] = benchmark::Counter(r.retain_loss_after);
+  state.counters["threads"] = benchmark::Counter(double(threads));
+  state.SetLabel("stop: " + result.stop_reason);
+  std::cerr << "[bench] " << r << " (stop: " << result.stop_reason << ")\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::RegisterBenchmark("unlearning/train_from_scratch", BM_train_from_scratch)
+  benchmark::RegisterBenchmark("unlearning/train_from_scratch", BM_train_from_scratch, std::size_t(1))
       ->Iterations(1)
       ->UseRealTime()
       ->Unit(benchmark::kSecond);
@@ -194,6 +288,27 @@ int main(int argc, char** argv) {
       ->Iterations(3)
       ->UseRealTime()
       ->Unit(benchmark::kSecond);
+  for (std::size_t t : {std::size_t(1), std::size_t(2)}) {
+    const std::string sfx = t == 1 ? "" : "/threads2";
+    if (t == 2)
+      benchmark::RegisterBenchmark("unlearning/train_from_scratch/threads2", BM_train_from_scratch, t)
+          ->Iterations(1)
+          ->UseRealTime()
+          ->Unit(benchmark::kSecond);
+    benchmark::RegisterBenchmark(("unlearning/natural_gradient<woodbury>" + sfx).c_str(),
+                                 BM_natural_gradient<fu::WoodburyFisher<float>>, t)
+        ->Iterations(1)
+        ->UseRealTime()
+        ->Unit(benchmark::kSecond);
+    benchmark::RegisterBenchmark(("unlearning/natural_gradient<kfac>" + sfx).c_str(), BM_natural_gradient<fu::KfacFisher<float>>, t)
+        ->Iterations(1)
+        ->UseRealTime()
+        ->Unit(benchmark::kSecond);
+    benchmark::RegisterBenchmark(("unlearning/natural_gradient<ekfac>" + sfx).c_str(), BM_natural_gradient<fu::EkfacFisher<float>>, t)
+        ->Iterations(1)
+        ->UseRealTime()
+        ->Unit(benchmark::kSecond);
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -3,16 +3,20 @@
 // (2n³ FLOP per n×n product). Cost: a few hundred milliseconds, paid once per binary and per size.
 //
 // Every measured routine in bench/ reports its rate beside one of these, measured in the same process
-// on the same kind of buffers, so that "fraction of ceiling" compares like with like. The library runs
-// on one thread (Eigen without OpenMP), so the ceilings are single-thread ceilings too.
+// on the same kind of buffers, so that "fraction of ceiling" compares like with like. Each ceiling is
+// measured at the thread count of the routine it is compared with: T threads each stream (or multiply)
+// a contiguous 1/T of the arrays (of C's columns), started the way the library starts its threads.
 #pragma once
 
 #include <benchmark/benchmark.h>
+
+#include <fisher_unlearn/detail/parallel.hpp>
 
 #include <Eigen/Core>
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -78,20 +82,26 @@ struct StreamBuffers {
       : a(random_vector<Scalar>(static_cast<Eigen::Index>(n), 1)),
         b(random_vector<Scalar>(static_cast<Eigen::Index>(n), 2)),
         c(random_vector<Scalar>(static_cast<Eigen::Index>(n), 3)) {}
-  void run(StreamKernel k) {
-    switch (k) {
-      case StreamKernel::read: {
-        Scalar sum = a.sum();
-        benchmark::DoNotOptimize(sum);
-        break;
+  void run(StreamKernel k, std::size_t threads = 1) {
+    const Eigen::Index n = a.size();
+    const auto t = static_cast<Eigen::Index>(threads);
+    fisher_unlearn::detail::parallel_chunks(threads, threads, [&](std::size_t part) {
+      const Eigen::Index begin = n * static_cast<Eigen::Index>(part) / t;
+      const Eigen::Index len = n * (static_cast<Eigen::Index>(part) + 1) / t - begin;
+      switch (k) {
+        case StreamKernel::read: {
+          Scalar sum = a.segment(begin, len).sum();
+          benchmark::DoNotOptimize(sum);
+          break;
+        }
+        case StreamKernel::copy:
+          b.segment(begin, len) = a.segment(begin, len);
+          break;
+        case StreamKernel::triad:
+          c.segment(begin, len).noalias() = a.segment(begin, len) + Scalar(0.5) * b.segment(begin, len);
+          break;
       }
-      case StreamKernel::copy:
-        b = a;
-        break;
-      case StreamKernel::triad:
-        c.noalias() = a + Scalar(0.5) * b;
-        break;
-    }
+    });
     benchmark::ClobberMemory();
   }
   Vec<Scalar> a, b, c;
@@ -100,21 +110,33 @@ struct StreamBuffers {
 /// Streaming bandwidth in bytes/s of kernel k over n-element arrays (best of several passes),
 /// measured once per (kernel, Scalar, n) in this process.
 template <class Scalar>
-double stream_bandwidth(StreamKernel k, std::size_t n) {
-  static std::map<std::pair<int, std::size_t>, double> cache;
-  const auto key = std::make_pair(static_cast<int>(k), n);
+double stream_bandwidth(StreamKernel k, std::size_t n, std::size_t threads = 1) {
+  static std::map<std::tuple<int, std::size_t, std::size_t>, double> cache;
+  const auto key = std::make_tuple(static_cast<int>(k), n, threads);
   if (auto it = cache.find(key); it != cache.end()) return it->second;
   StreamBuffers<Scalar> buffers(n);
   const int repeats = std::clamp(static_cast<int>(4e8 / stream_bytes<Scalar>(k, n)), 5, 200);
-  const double seconds = best_seconds([&] { buffers.run(k); }, repeats);
+  const double seconds = best_seconds([&] { buffers.run(k, threads); }, repeats);
   return cache[key] = stream_bytes<Scalar>(k, n) / seconds;
+}
+
+/// C = A·B on `threads` threads: thread t computes a contiguous 1/T of C's columns with Eigen's GEMM.
+template <class Scalar>
+void threaded_gemm(const Mat<Scalar>& a, const Mat<Scalar>& b, Mat<Scalar>& c, std::size_t threads) {
+  const Eigen::Index cols = b.cols();
+  const auto t = static_cast<Eigen::Index>(threads);
+  fisher_unlearn::detail::parallel_chunks(threads, threads, [&](std::size_t part) {
+    const Eigen::Index begin = cols * static_cast<Eigen::Index>(part) / t;
+    const Eigen::Index len = cols * (static_cast<Eigen::Index>(part) + 1) / t - begin;
+    c.middleCols(begin, len).noalias() = a * b.middleCols(begin, len);
+  });
 }
 
 /// Eigen's GEMM rate in FLOP/s for C = A·B with A r×k and B k×c (2rkc FLOP), best of several runs.
 template <class Scalar>
-double gemm_rate(Eigen::Index rows, Eigen::Index inner, Eigen::Index cols) {
-  static std::map<std::tuple<Eigen::Index, Eigen::Index, Eigen::Index>, double> cache;
-  const auto key = std::make_tuple(rows, inner, cols);
+double gemm_rate(Eigen::Index rows, Eigen::Index inner, Eigen::Index cols, std::size_t threads = 1) {
+  static std::map<std::tuple<Eigen::Index, Eigen::Index, Eigen::Index, std::size_t>, double> cache;
+  const auto key = std::make_tuple(rows, inner, cols, threads);
   if (auto it = cache.find(key); it != cache.end()) return it->second;
   const Mat<Scalar> a = random_matrix<Scalar>(rows, inner, 4);
   const Mat<Scalar> b = random_matrix<Scalar>(inner, cols, 5);
@@ -123,7 +145,7 @@ double gemm_rate(Eigen::Index rows, Eigen::Index inner, Eigen::Index cols) {
   const int repeats = std::clamp(static_cast<int>(2e10 / flops), 3, 50);
   const double seconds = best_seconds(
       [&] {
-        c.noalias() = a * b;
+        threaded_gemm(a, b, c, threads);
         benchmark::DoNotOptimize(c.data());
         benchmark::ClobberMemory();
       },
@@ -133,30 +155,30 @@ double gemm_rate(Eigen::Index rows, Eigen::Index inner, Eigen::Index cols) {
 
 /// The reference GEMM rate every set-up is compared with: a square n = 1024 product.
 template <class Scalar>
-double square_gemm_rate() {
-  return gemm_rate<Scalar>(1024, 1024, 1024);
+double square_gemm_rate(std::size_t threads = 1) {
+  return gemm_rate<Scalar>(1024, 1024, 1024, threads);
 }
 
 // ---- the ceilings as benchmarks of their own, so the table can show them beside the routines ----
 
 template <class Scalar>
-void BM_ceiling_stream(benchmark::State& state, StreamKernel k) {
+void BM_ceiling_stream(benchmark::State& state, StreamKernel k, std::size_t threads = 1) {
   const auto n = static_cast<std::size_t>(state.range(0));
   StreamBuffers<Scalar> buffers(n);
-  for (auto _ : state) buffers.run(k);
+  for (auto _ : state) buffers.run(k, threads);
   const double bytes = stream_bytes<Scalar>(k, n);
   state.counters["bytes_per_s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(std::string("ceiling: stream ") + to_string(k));
 }
 
 template <class Scalar>
-void BM_ceiling_gemm(benchmark::State& state) {
+void BM_ceiling_gemm(benchmark::State& state, std::size_t threads = 1) {
   const Eigen::Index rows = state.range(0), inner = state.range(1), cols = state.range(2);
   const Mat<Scalar> a = random_matrix<Scalar>(rows, inner, 4);
   const Mat<Scalar> b = random_matrix<Scalar>(inner, cols, 5);
   Mat<Scalar> c(rows, cols);
   for (auto _ : state) {
-    c.noalias() = a * b;
+    threaded_gemm(a, b, c, threads);
     benchmark::DoNotOptimize(c.data());
     benchmark::ClobberMemory();
   }
@@ -176,6 +198,23 @@ class LoopClock {
 
  private:
   std::chrono::steady_clock::time_point start_;
+};
+
+/// The fastest single iteration of a timed loop: `of_ceiling_best` = ideal ÷ fastest iteration compares
+/// best with best (the ceilings are best-of-N too), which a shared, preempted machine distorts far less
+/// than the mean: on a loaded machine the mean of a 100 ms routine includes preemptions that a best-of
+/// ceiling escaped.
+class BestIteration {
+ public:
+  void start() { t0_ = std::chrono::steady_clock::now(); }
+  void stop() {
+    best_ = std::min(best_, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count());
+  }
+  double seconds() const { return best_; }
+
+ private:
+  std::chrono::steady_clock::time_point t0_{};
+  double best_ = 1e300;
 };
 
 /// Sets `name` = ideal_seconds / measured seconds per iteration (1.0 means at the ceiling).

@@ -5,6 +5,12 @@
 #   bench/run_all.sh            the full run (about 10–15 minutes on 2 cores; the demo training is most of it)
 #   bench/run_all.sh --quick    short timings and a 100-step training: checks the pipeline, not the goals
 #   bench/run_all.sh --no-peer  skip PyTorch
+#   bench/run_all.sh --no-compile  the PyTorch peer without torch.compile (compiling takes minutes)
+#
+# The PyTorch peer runs on a current PyTorch from PyPI (2.15) in .cache/torch-venv, installed on first use
+# by bench/peers/setup_torch_venv.sh (~2.1 GB; ~540 MB torch download + the few nvidia wheels
+# `import torch` needs); PYTHON_FOR_PEER overrides the interpreter. Every routine runs at 1 and 2
+# threads, the peer at the same thread counts.
 #
 # Environment: BUILD_DIR (default build-bench), RESULTS_DIR (default $BUILD_DIR/results). Results: the
 # Google Benchmark JSON of every binary, peer.json, meta.json, run.log and table.md in RESULTS_DIR.
@@ -14,10 +20,12 @@ source scripts/common.sh
 
 quick=0
 peer=1
+compile=1
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
     --no-peer) peer=0 ;;
+    --no-compile) compile=0 ;;
     -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
   esac
@@ -42,7 +50,7 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DFISHER_UNLEARN_BUILD_BENCH=O
   -DFISHER_UNLEARN_ENABLE_CUDA=OFF -DFISHER_UNLEARN_BUILD_TESTS=OFF -DFISHER_UNLEARN_BUILD_EXAMPLES=OFF >>"$log" 2>&1
 # Each binary on its own, so that one that does not build leaves the others' rows in the table.
 built=()
-for name in bench_fisher bench_per_sample bench_exposure bench_unlearning bench_dp_sgd; do
+for name in bench_fisher bench_per_sample bench_exposure bench_unlearning bench_dp_sgd bench_llama; do
   if cmake --build "$build" -j"$fu_jobs" --target "$name" >>"$log" 2>&1; then
     built+=("$name")
   else
@@ -50,6 +58,12 @@ for name in bench_fisher bench_per_sample bench_exposure bench_unlearning bench_
   fi
 done
 [ ${#built[@]} -gt 0 ] || { echo "[bench] nothing built (log: $log)" >&2; exit 1; }
+
+# The SmolLM2 GGUF for bench_llama (its rows are skipped when it cannot be fetched).
+if [ -x scripts/fetch_smollm2.sh ] && [ -z "${FISHER_UNLEARN_SMOLLM2:-}" ]; then
+  if gguf=$(scripts/fetch_smollm2.sh 2>>"$log"); then export FISHER_UNLEARN_SMOLLM2="$gguf"; else
+    say "scripts/fetch_smollm2.sh failed: bench_llama's rows will read 'not measured'"; fi
+fi
 
 load_at_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$results/meta.json" "$load_at_start" "$*" <<'EOF'
@@ -95,14 +109,32 @@ run bench_per_sample "${repeat[@]}" --export_dir="$export_dir"
 run bench_exposure
 run bench_unlearning
 run bench_dp_sgd "${repeat[@]}"
+run bench_llama "${repeat[@]}"
 rm -f "$results/peer.json"
 if [ "$peer" -eq 1 ]; then
-  say "running the PyTorch peer"
-  min_seconds=1.0
-  [ "$quick" -eq 1 ] && min_seconds=0.2
-  python3 bench/peers/torch_peer.py "$export_dir" --out "$results/peer.json" --min-seconds "$min_seconds" 2>&1 |
-    tee -a "$log" || say "the PyTorch peer failed (see $log); the table is printed without it"
+  peer_python="${PYTHON_FOR_PEER:-}"
+  if [ -z "$peer_python" ]; then
+    say "PyTorch for the peer: bench/peers/setup_torch_venv.sh (first use downloads ~2 GB into .cache/)"
+    peer_python=$(bench/peers/setup_torch_venv.sh 2>>"$log") || peer_python=""
+  fi
+  if [ -z "$peer_python" ]; then
+    say "no PyTorch 2.x venv (see $log); the table is printed without the peer"
+  else
+    say "running the PyTorch peer ($("$peer_python" -c 'import torch; print(torch.__version__)'))"
+    min_seconds=1.0
+    peer_flags=(--threads 1,2)
+    if [ "$quick" -eq 1 ]; then min_seconds=0.2; elif [ "$compile" -eq 1 ]; then peer_flags+=(--compile); fi
+    "$peer_python" bench/peers/torch_peer.py "$export_dir" --out "$results/peer.json" --min-seconds "$min_seconds" \
+      "${peer_flags[@]}" 2>&1 | tee -a "$log" || say "the PyTorch peer failed (see $log); the table is printed without it"
+  fi
 fi
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$log"
+python3 - "$results/meta.json" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'EOF2'
+import json, sys
+meta = json.load(open(sys.argv[1]))
+meta["load_at_end"] = sys.argv[2]
+json.dump(meta, open(sys.argv[1], "w"), indent=1)
+EOF2
 
 python3 bench/report.py "$results" > "$results/table.md"
 echo

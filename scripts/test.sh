@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs every test: a release build (with the CUDA target compiled where nvcc
-# exists; its tests skip without a device), then the same suite under AddressSanitizer +
-# UndefinedBehaviorSanitizer in a second build directory.
+# Sets up, builds and runs every test: a release build with GCC (with the CUDA target compiled where
+# nvcc exists; its tests skip without a device), then the same suite under AddressSanitizer +
+# UndefinedBehaviorSanitizer in a second build directory, then the tests built with Clang 19 (warnings
+# are errors there: the headers must stay portable), then a short smoke run of every libFuzzer
+# harness (scripts/fuzz.sh).
 #   ./scripts/test.sh            everything
-#   ./scripts/test.sh --fast     release build only, no sanitizer pass
+#   ./scripts/test.sh --fast     GCC release build only, no sanitizer, Clang or fuzz pass
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$fu_root"
@@ -43,4 +45,21 @@ if [ "$fast" -eq 0 ]; then
   echo "== tests (sanitizers; consumer and compile-fail tests ran in the release pass) =="
   (cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
      ctest --output-on-failure -j "$fu_jobs" --timeout 1800 -LE "consumer|compile_fail|slow")
+
+  # Clang 19 with libstdc++: the tests only (the examples and benches build with GCC above), -Werror so
+  # that a header Clang rejects or warns about fails here; the fast suite (slow tests ran above).
+  echo "== Clang 19 build (build-clang/) =="
+  ensure_packages clang-19 libclang-rt-19-dev
+  [ -f build-clang/CMakeCache.txt ] || export CXX=clang++-19
+  configure_build build-clang -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS="-Werror" \
+        -DFISHER_UNLEARN_ENABLE_CUDA=OFF -DFISHER_UNLEARN_BUILD_EXAMPLES=OFF
+  unset CXX
+  cmake --build build-clang -j "$fu_jobs"
+  echo "== tests (Clang 19) =="
+  (cd build-clang && ctest --output-on-failure -j "$fu_jobs" --timeout 900 -LE "consumer|compile_fail|slow")
+
+  # Every parser's libFuzzer harness from its seeds, ${FISHER_UNLEARN_FUZZ_SECONDS:-30} s each (the long
+  # runs: ./scripts/fuzz.sh, figures in docs/transformer.md and docs/llama.md).
+  echo "== fuzz smoke (build-fuzz/) =="
+  "$fu_root/scripts/fuzz.sh" --seconds "${FISHER_UNLEARN_FUZZ_SECONDS:-30}"
 fi

@@ -10,8 +10,14 @@
 #include <fstream>
 #include <iterator>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
+
+#if defined(__unix__)
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
 
 namespace fu = fisher_unlearn;
 namespace fs = std::filesystem;
@@ -230,3 +236,100 @@ TEST_CASE("Checkpoint: unwritable destinations and missing files raise IoError")
   Transformer<float> target(config());
   CHECK_THROWS_AS(fu::load_checkpoint(dir.path / "missing.ckpt", target), fu::IoError);
 }
+
+TEST_CASE("Checkpoint: a model with no parameters round-trips (no memcpy through a null pointer)") {
+  // Regression: loading a 0-parameter checkpoint called memcpy(nullptr, ..., 0), which UBSan aborts on.
+  TempDir dir("empty");
+  const fs::path file = dir.path / "empty.ckpt";
+  fu::save_parameters<float>(file, std::span<const float>(), "empty", "");
+  const auto c = fu::read_checkpoint<float>(file);
+  CHECK(c.header.num_parameters == 0);
+  CHECK(c.parameters.size() == 0);
+  fu::load_parameters<float>(file, std::span<float>(), "empty", "");
+  std::vector<double> one{1.5};
+  CHECK_THROWS_AS(fu::load_parameters<double>(file, std::span<double>(one), "empty", ""), fu::FileFormatError);
+  CHECK(one[0] == 1.5);
+}
+
+TEST_CASE("Checkpoint: a configuration asking for petabytes is rejected before anything is allocated") {
+  // Regression: load_transformer built the model from the stored configuration before comparing its
+  // parameter count with the file, so a small file could demand terabytes (std::bad_alloc) or a GB.
+  TempDir dir("huge");
+  const fs::path file = dir.path / "huge.ckpt";
+  const std::vector<float> few(10, 0.25f);
+  for (const char* sizes : {"vocab_size=16777216\ncontext_length=1048576\nnum_layers=4096\nwidth=65536\n"
+                            "num_heads=8\nmlp_ratio=64\nseed=1\n",
+                            "vocab_size=262144\ncontext_length=8\nnum_layers=1\nwidth=1024\nnum_heads=8\n"
+                            "mlp_ratio=4\nseed=1\n"}) {
+    fu::save_parameters<float>(file, few, fu::kTransformerCheckpointKind, sizes);
+    std::string message;
+    try {
+      (void)fu::load_transformer<float>(file);
+      message = "(loaded)";
+    } catch (const fu::FileFormatError& e) {
+      message = e.what();
+    } catch (const std::exception& e) {
+      message = std::string("untyped: ") + e.what();
+    }
+    INFO(message);
+    CHECK(message.find("holds 10 parameters but its configuration describes") != std::string::npos);
+  }
+  // A consistent file still loads.
+  const Transformer<float> model(config());
+  fu::save_checkpoint(file, model);
+  CHECK(bit_equal(params(fu::load_transformer<float>(file)), params(model)));
+}
+
+TEST_CASE("Checkpoint: a path that is a directory raises IoError naming the problem") {
+  // Regression: reading a directory escaped as std::ios_base::failure.
+  TempDir dir("directory");
+  Transformer<float> model(config());
+  const auto before = params(model);
+  for (auto call : {+[](const fs::path& p, Transformer<float>& m) { fu::load_checkpoint(p, m); },
+                    +[](const fs::path& p, Transformer<float>&) { (void)fu::read_checkpoint_header(p); },
+                    +[](const fs::path& p, Transformer<float>& m) { fu::save_checkpoint(p, m); }}) {
+    std::string message;
+    try {
+      call(dir.path, model);
+      message = "(no error)";
+    } catch (const fu::IoError& e) {
+      message = e.what();
+    } catch (const std::exception& e) {
+      message = std::string("untyped: ") + e.what();
+    }
+    INFO(message);
+    CHECK(message.find("is a directory") != std::string::npos);
+  }
+  CHECK(bit_equal(before, params(model)));
+  CHECK(fs::is_directory(dir.path));
+}
+
+#if defined(__unix__)
+TEST_CASE("Checkpoint: a save removes the temporary files that killed saves of the same path left") {
+  // Regression: a save killed between creating and renaming its temporary file left
+  // "<name>.tmp.<N>.<PID>" behind for ever (292 MB after 20 kills of the driver).
+  TempDir dir("stale");
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);  // `child` is now a PID of no running process
+  const std::string dead = std::to_string(child), alive = std::to_string(::getpid());
+  const fs::path target = dir.path / "m.ckpt";
+  const std::vector<std::string> stale = {"m.ckpt.tmp.0." + dead, "m.ckpt.tmp.17." + dead};
+  const std::vector<std::string> kept = {"m.ckpt.tmp.3." + alive,  // a save in progress in a live process
+                                         "other.ckpt.tmp.0." + dead,  // another file's
+                                         "m.ckpt.tmp.x." + dead, "m.ckpt.tmp.0", "m.ckpt.tmp.0." + dead + ".bak",
+                                         "m.ckpt.notes"};
+  for (const auto& name : stale) write_bytes(dir.path / name, "partial");
+  for (const auto& name : kept) write_bytes(dir.path / name, "keep");
+  const Transformer<float> model(config());
+  fu::save_checkpoint(target, model);
+  for (const auto& name : stale) CHECK_FALSE(fs::exists(dir.path / name));
+  for (const auto& name : kept) CHECK(fs::exists(dir.path / name));
+  CHECK(fs::exists(target));
+  std::size_t files = 0;
+  for ([[maybe_unused]] const auto& entry : fs::directory_iterator(dir.path)) ++files;
+  CHECK(files == kept.size() + 1);
+}
+#endif

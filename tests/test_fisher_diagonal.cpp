@@ -6,6 +6,9 @@
 
 #include "fisher_unlearn/fisher/diagonal.hpp"
 
+#include <limits>
+#include <vector>
+
 namespace fu = fisher_unlearn;
 using namespace fisher_test;
 
@@ -102,4 +105,96 @@ TEST_CASE("DiagonalFisher: powers p and -p are inverse to each other and p = 0 i
   CHECK(relative_error(back, v) < 1e-14);
   CHECK(relative_error(identity, v) < 1e-15);
   CHECK(fisher.memory_bytes() == 3 * 25 * sizeof(double));  // sum, mean, and the batch scratch vector
+}
+
+TEST_CASE("DiagonalFisher: finite gradients whose squares overflow are rejected one at a time as in a batch",
+          "[fisher][diagonal]") {
+  // Regression: add_gradient accepted a finite 1e200 entry (its square is Inf in double) that
+  // add_gradients rejected, and apply_power(+1) then returned NaN (Inf · 0) without a word.
+  fu::DiagonalFisher<double> f(3, 0.5);
+  const fu::Vector<double> ok = (fu::Vector<double>(3) << 1.0, -2.0, 3.0).finished();
+  f.add_gradient(ok);
+  const fu::Vector<double> huge = (fu::Vector<double>(3) << 1e200, 0.0, 1.0).finished();
+  CHECK_THROWS_AS(f.add_gradient(huge), fu::NonFiniteError);
+  fu::Matrix<double> huge_batch(3, 1);
+  huge_batch.col(0) = huge;
+  CHECK_THROWS_AS(f.add_gradients(huge_batch), fu::NonFiniteError);
+  // Squares that fit but whose sum does not: the second one is refused, one at a time and as a batch.
+  const fu::Vector<double> big = (fu::Vector<double>(3) << 1.2e154, 0.0, 0.0).finished();
+  f.add_gradient(big);
+  CHECK_THROWS_AS(f.add_gradient(big), fu::NonFiniteError);
+  fu::Matrix<double> big_batch(3, 1);
+  big_batch.col(0) = big;
+  CHECK_THROWS_AS(f.add_gradients(big_batch), fu::NonFiniteError);
+  REQUIRE(f.num_gradients() == 2);  // the refused ones left nothing behind
+  f.finalize();
+  const fu::Vector<double> diag = f.diagonal();
+  CHECK(diag[0] == Approx(0.5 + (1.0 + 1.2e154 * 1.2e154) / 2).epsilon(1e-12));
+  CHECK(diag[1] == Approx(0.5 + 2.0));
+  CHECK(diag[2] == Approx(0.5 + 4.5));
+
+  // F v with a finite F that overflows on multiplication: typed, never NaN or Inf.
+  fu::Vector<double> out(3);
+  const fu::Vector<double> v = (fu::Vector<double>(3) << 1e10, 0.0, 1.0).finished();
+  CHECK_THROWS_AS(f.apply_power(1.0, v, out), fu::NumericalError);
+  const fu::Vector<double> small = (fu::Vector<double>(3) << 1.0, 0.0, 1.0).finished();
+  f.apply_power(1.0, small, out);
+  CHECK(out.allFinite());
+  f.apply_power(-1.0, v, out);
+  CHECK(out.allFinite());
+
+  fu::DiagonalFisher<float> g(2, 1.0f);
+  g.add_gradient((fu::Vector<float>(2) << 1e15f, 0.0f).finished());  // 1e30 fits a double, F v not a float
+  g.finalize();
+  fu::Vector<float> fout(2);
+  CHECK_THROWS_AS(g.apply_power(1.0, (fu::Vector<float>(2) << 1e10f, 1.0f).finished(), fout), fu::NumericalError);
+}
+
+TEMPLATE_TEST_CASE("DiagonalFisher: several row blocks on 1, 2 and 3 threads give the same bits and the fp64 reference",
+                   "[fisher][diagonal][threads]", float, double) {
+  using Scalar = TestType;
+  // d spans several accumulation blocks (2048 rows) and product blocks (8192 rows), with a ragged tail.
+  const Eigen::Index d = 20'011, m = 5;
+  const fu::Matrix<Scalar> g = random_gradients<Scalar>(d, m, 91);
+  const fu::Vector<Scalar> v = random_vector<Scalar>(d, 92);
+  // The fp64 reference: λ + (1/m)Σ g², elementwise.
+  const Eigen::VectorXd mean_sq = g.template cast<double>().rowwise().squaredNorm() / double(m);
+  const double damping = 0.1 * mean_sq.maxCoeff();
+  std::vector<std::vector<fu::Vector<Scalar>>> outputs;
+  for (std::size_t threads : {std::size_t(1), std::size_t(2), std::size_t(3)}) {
+    fu::DiagonalFisher<Scalar> fisher(static_cast<std::size_t>(d), static_cast<Scalar>(damping));
+    fisher.set_num_threads(threads);
+    REQUIRE(fisher.num_threads() == threads);
+    fisher.add_gradients(g.leftCols(2));
+    fisher.add_gradients(g.rightCols(m - 2));
+    fisher.finalize();
+    std::vector<fu::Vector<Scalar>> outs;
+    for (double p : {-1.0, -0.5, -0.25, 1.0, -0.3}) {
+      fu::Vector<Scalar> out(d);
+      fisher.apply_power(p, v, out);
+      const Eigen::VectorXd ref =
+          ((mean_sq.array() + double(static_cast<Scalar>(damping))).pow(p) * v.template cast<double>().array()).matrix();
+      INFO("threads = " << threads << ", p = " << p);
+      CHECK(relative_error(out, ref) < tolerance<Scalar>());
+      outs.push_back(out);
+    }
+    outputs.push_back(outs);
+  }
+  for (std::size_t t = 1; t < outputs.size(); ++t)
+    for (std::size_t k = 0; k < outputs[0].size(); ++k) CHECK((outputs[t][k].array() == outputs[0][k].array()).all());
+}
+
+TEST_CASE("DiagonalFisher: a NaN in the last row block on 2 threads throws and changes nothing", "[fisher][diagonal][threads]") {
+  const Eigen::Index d = 10'000;
+  fu::Matrix<float> g = random_gradients<float>(d, 3, 93);
+  fu::DiagonalFisher<float> fisher(static_cast<std::size_t>(d), 0.1f);
+  fisher.set_num_threads(2);
+  fisher.add_gradients(g);
+  fisher.finalize();
+  const fu::Vector<float> before = fisher.diagonal();
+  g(d - 1, 1) = std::numeric_limits<float>::quiet_NaN();
+  CHECK_THROWS_AS(fisher.add_gradients(g), fu::NonFiniteError);
+  CHECK(fisher.num_gradients() == 3);
+  fisher.finalize();
+  CHECK((fisher.diagonal().array() == before.array()).all());
 }

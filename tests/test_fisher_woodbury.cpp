@@ -386,3 +386,55 @@ TEMPLATE_TEST_CASE("WoodburyFisher: the sliding window and replace_oldest work i
   CHECK(relative_error(product(sliding, -1.0, v), product(rebuilt, -1.0, v)) < tolerance<Scalar>());
 }
 }  // namespace
+
+TEMPLATE_TEST_CASE("WoodburyFisher: many row blocks on 1, 2 and 3 threads give the same bits and the fp64 Woodbury reference",
+                   "[fisher][woodbury][threads]", float, double) {
+  using Scalar = TestType;
+  // d spans several row blocks (4096) and reduction groups (d/16 rounded to blocks), with a ragged tail;
+  // the gradients arrive in two batches, so the Gram's cross term is exercised too.
+  const Eigen::Index d = 70'001, m = 7;
+  const fu::Matrix<Scalar> g = random_gradients<Scalar>(d, m, 94);
+  const fu::Vector<Scalar> v = random_vector<Scalar>(d, 95);
+  // fp64 reference, by the identities in plain Eigen double arithmetic (no library kernel):
+  // F⁻¹v = (v − G(mλI + GᵀG)⁻¹Gᵀv)/λ and F^p v = λ^p v + G·U·diag(((λ+σ)^p − λ^p)/(mσ))·Uᵀ·Gᵀv.
+  const Eigen::MatrixXd gd = g.template cast<double>();
+  const Eigen::VectorXd vd = v.template cast<double>();
+  const Eigen::MatrixXd gram = gd.transpose() * gd;
+  const double damping_wanted = 0.05 * gram.trace() / double(m) / double(d) * 100.0;
+  const double lambda = double(static_cast<Scalar>(damping_wanted));
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(gram / double(m));
+  const Eigen::VectorXd gtv = gd.transpose() * vd;
+  auto reference = [&](double p) -> Eigen::VectorXd {
+    if (p == -1.0) {
+      Eigen::MatrixXd system = gram;
+      system.diagonal().array() += double(m) * lambda;
+      return (vd - gd * system.llt().solve(gtv)) / lambda;
+    }
+    Eigen::VectorXd c = eig.eigenvectors().transpose() * gtv;
+    for (Eigen::Index j = 0; j < m; ++j) {
+      const double s = eig.eigenvalues()[j];
+      c[j] *= (std::pow(lambda + s, p) - std::pow(lambda, p)) / (double(m) * s);
+    }
+    return std::pow(lambda, p) * vd + gd * (eig.eigenvectors() * c);
+  };
+  std::vector<std::vector<fu::Vector<Scalar>>> outputs;
+  for (std::size_t threads : {std::size_t(1), std::size_t(2), std::size_t(3)}) {
+    fu::WoodburyFisher<Scalar> fisher(static_cast<std::size_t>(d), static_cast<Scalar>(damping_wanted));
+    fisher.set_num_threads(threads);
+    REQUIRE(fisher.num_threads() == threads);
+    fisher.add_gradients(g.leftCols(3));
+    fisher.add_gradients(g.rightCols(m - 3));
+    fisher.finalize();
+    CHECK(std::abs(fisher.undamped_trace() - gram.trace() / double(m)) < 1e-12 * gram.trace());
+    std::vector<fu::Vector<Scalar>> outs;
+    for (double p : {-1.0, -0.25, 1.0}) {
+      const fu::Vector<Scalar> out = product(fisher, p, v);
+      INFO("threads = " << threads << ", p = " << p);
+      CHECK(relative_error(out, reference(p)) < tolerance<Scalar>());
+      outs.push_back(out);
+    }
+    outputs.push_back(outs);
+  }
+  for (std::size_t t = 1; t < outputs.size(); ++t)
+    for (std::size_t k = 0; k < outputs[0].size(); ++k) CHECK((outputs[t][k].array() == outputs[0][k].array()).all());
+}

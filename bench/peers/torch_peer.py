@@ -11,15 +11,17 @@ that bench/report.py puts beside the C++ timings of the same run.
   fisher_diagonal/    Σ g² accumulation and (diag + λ)⁻¹ v, float32.
   fisher_woodbury/    set-up (GᵀG, eigh, Cholesky of mλI + GᵀG) and F⁻¹v by the Woodbury identity, float64.
 
-PyTorch runs on one thread (torch.set_num_threads(1)), like the library. Usage:
-  torch_peer.py EXPORT_DIR --out peer.json [--threads N] [--min-seconds S]
+Every case runs at each thread count of --threads (default 1 and 2, as the library's rows) and, with
+--compile, also through torch.compile (inductor's C++ backend on the CPU); each row keeps every
+formulation's time and the fastest one ("best"), so ours is compared with the fastest usual PyTorch.
+Run it with a current PyTorch: bench/peers/setup_torch_venv.sh installs 2.15 into .cache/. Usage:
+  torch_peer.py EXPORT_DIR --out peer.json [--threads 1,2] [--compile] [--min-seconds S]
 """
 import argparse
 import glob
 import json
 import math
 import os
-import statistics
 import sys
 import time
 
@@ -34,8 +36,9 @@ vmap, grad = functorch_transforms(torch)
 
 
 def timed(fn, min_seconds, min_runs=3, max_runs=50):
-    """Median wall-clock seconds of fn() over repeated runs, after one warm-up run (one timed run only
-    when the warm-up alone took over 5 s: those cases are far from the noise)."""
+    """Fastest wall-clock seconds of fn() over repeated runs, after one warm-up run (one timed run only
+    when the warm-up alone took over 5 s). The fastest, not the median: on a shared machine it is the
+    run least disturbed by preemption, and the library's Fisher rows are read the same way (best_seconds)."""
     t0 = time.perf_counter()
     fn()
     if time.perf_counter() - t0 > 5.0:
@@ -46,7 +49,7 @@ def timed(fn, min_seconds, min_runs=3, max_runs=50):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 def rel_err(ours, ref):
@@ -132,7 +135,18 @@ def make_transformer_loss(layout, eps):
     return loss
 
 
-def per_sample_peer(directory, min_seconds):
+def fastest(times):
+    """(name, seconds) of the fastest formulation in {name: seconds}."""
+    name = min(times, key=times.get)
+    return name, times[name]
+
+
+def compiled(fn):
+    """torch.compile(fn); the first call (compilation, tens of seconds) happens in the untimed warm-up."""
+    return torch.compile(fn, dynamic=False)
+
+
+def per_sample_peer(directory, min_seconds, compile_too=False):
     e = Export(directory)
     val = e.values
     layout = TransformerLayout(*(int(val[k]) for k in
@@ -181,12 +195,23 @@ def per_sample_peer(directory, min_seconds):
         "vmap_grad": timed(lambda: per_sample_fn(theta, tokens), min_seconds),
         "autograd_loop": timed(loop, min_seconds),
     }
-    return {"d": layout.total, "batch": B, "seconds_per_batch": times, "rel_err": checks}
+    if compile_too:
+        per_sample_compiled = compiled(per_sample_fn)
+        checks["per_sample_gradients(compiled)"] = rel_err(ours_per_sample, per_sample_compiled(theta, tokens))
+        times["vmap_grad_compiled"] = timed(lambda: per_sample_compiled(theta, tokens), min_seconds)
+        batched_grad_compiled = compiled(lambda th, tok: grad(lambda t: loss(t, tok).sum())(th))
+        checks["batched_gradient(compiled)"] = rel_err(ours_batched, batched_grad_compiled(theta, tokens))
+        times["batched_gradient_compiled"] = timed(lambda: batched_grad_compiled(theta, tokens), min_seconds)
+    best = {
+        "per_sample": fastest({k: times[k] for k in ("vmap_grad", "autograd_loop", "vmap_grad_compiled") if k in times}),
+        "batched": fastest({k: times[k] for k in ("batched_gradient", "batched_gradient_compiled") if k in times}),
+    }
+    return {"d": layout.total, "batch": B, "seconds_per_batch": times, "best": best, "rel_err": checks}
 
 
 # ---- Fisher estimators ------------------------------------------------------------------------------
 
-def diagonal_peer(directory, min_seconds):
+def diagonal_peer(directory, min_seconds, compile_too=False):
     e = Export(directory)
     lam = float(e.values["damping"])
     G = e.array("gradients", torch)  # m × d, float32 (gradients as rows)
@@ -194,28 +219,49 @@ def diagonal_peer(directory, min_seconds):
     m = G.shape[0]
     sum_sq = torch.empty(G.shape[1])
 
-    def accumulate():
-        torch.sum(G * G, dim=0, out=sum_sq)
-        return sum_sq
-
-    accumulate()
-    diag = sum_sq / m + lam
-    out = torch.empty_like(v)
-
-    def apply():
-        torch.div(v, diag, out=out)
-        return out
-
-    apply()
-    return {
-        "d": G.shape[1], "m": m,
-        "seconds": {"accumulate": timed(accumulate, min_seconds), "apply_inverse": timed(apply, min_seconds)},
-        "rel_err": {"diagonal": rel_err(e.array("ours_diagonal", torch), diag),
-                    "apply_inverse": rel_err(e.array("ours_apply_inverse", torch), out)},
+    # Σ g² over the m rows, in the usual ways (the fastest is the row's PyTorch time). The library
+    # accumulates in double; these in float32, as a PyTorch user would.
+    accumulations = {
+        "sum(G*G)": lambda: torch.sum(G * G, dim=0, out=sum_sq),
+        "square().sum": lambda: G.square().sum(dim=0),
+        "einsum": lambda: torch.einsum("md,md->d", G, G),
+        "vector_norm²": lambda: torch.linalg.vector_norm(G, dim=0).square_(),
     }
+    if compile_too:
+        acc_compiled = compiled(lambda x: (x * x).sum(dim=0))
+        accumulations["compiled"] = lambda: acc_compiled(G)
+    diag = accumulations["sum(G*G)"]().clone() / m + lam
+    out = torch.empty_like(v)
+    applications = {
+        "div(out=)": lambda: torch.div(v, diag, out=out),
+        "mul(reciprocal)": lambda: torch.mul(v, diag.reciprocal(), out=out),
+    }
+    quarters = {
+        "pow": lambda: torch.mul(v, diag.pow(-0.25), out=out),
+        "rsqrt∘sqrt": lambda: torch.mul(v, torch.rsqrt(torch.sqrt(diag)), out=out),
+    }
+    if compile_too:
+        apply_compiled = compiled(lambda a, b: a / b)
+        quarter_compiled = compiled(lambda a, b: a * b.pow(-0.25))
+        applications["compiled"] = lambda: apply_compiled(v, diag)
+        quarters["compiled"] = lambda: quarter_compiled(v, diag)
+    errs = {"diagonal": rel_err(e.array("ours_diagonal", torch), diag)}
+    for name, fn in accumulations.items():
+        errs[f"accumulate[{name}]"] = rel_err(fn() / m + lam, diag)
+    applications["div(out=)"]()
+    errs["apply_inverse"] = rel_err(e.array("ours_apply_inverse", torch), out)
+    times = {}
+    for group, table in (("accumulate", accumulations), ("apply_inverse", applications), ("apply_quarter", quarters)):
+        for name, fn in table.items():
+            times[f"{group}[{name}]"] = timed(fn, min_seconds)
+    seconds, best = {}, {}
+    for group in ("accumulate", "apply_inverse", "apply_quarter"):
+        name, t = fastest({k: v for k, v in times.items() if k.startswith(group + "[")})
+        seconds[group], best[group] = t, name
+    return {"d": G.shape[1], "m": m, "seconds": seconds, "best": best, "all_seconds": times, "rel_err": errs}
 
 
-def woodbury_peer(directory, min_seconds):
+def woodbury_peer(directory, min_seconds, compile_too=False):
     e = Export(directory)
     lam = float(e.values["damping"])
     G = e.array("gradients", torch)  # m × d, float64 (rows are gradients, so G here is the library's Gᵀ)
@@ -247,28 +293,40 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("export_dir")
     parser.add_argument("--out", required=True, help="JSON file for bench/report.py")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1, as the library)")
+    parser.add_argument("--threads", default="1,2",
+                        help="comma-separated torch intra-op thread counts (default 1,2, as the library's rows)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile'd formulations (minutes of compilation on first use)")
     parser.add_argument("--min-seconds", type=float, default=1.0, help="time each case for at least this long")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    result = {"torch_version": torch.__version__, "threads": torch.get_num_threads(),
-              "blas": "see torch.__config__.show()", "per_sample": {}, "fisher": {}}
-    for directory in sorted(glob.glob(os.path.join(args.export_dir, "per_sample_*"))):
-        name = os.path.basename(directory)[len("per_sample_"):]
-        print(f"[peer] per-sample gradients, {name} model ...", file=sys.stderr, flush=True)
-        result["per_sample"][name] = per_sample_peer(directory, args.min_seconds)
-    for name, fn in (("diagonal", diagonal_peer), ("woodbury", woodbury_peer)):
-        directory = os.path.join(args.export_dir, "fisher_" + name)
-        if os.path.isdir(directory):
-            print(f"[peer] Fisher {name} ...", file=sys.stderr, flush=True)
-            result["fisher"][name] = fn(directory, args.min_seconds)
+    thread_counts = [int(t) for t in args.threads.split(",") if t.strip()]
+    if not thread_counts or min(thread_counts) < 1:
+        raise SystemExit(f"--threads: expected a list of positive integers such as 1,2; got {args.threads!r}")
+    result = {"torch_version": torch.__version__, "compile": bool(args.compile),
+              "blas": "see torch.__config__.show()", "by_threads": {}}
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        run = {"threads": torch.get_num_threads(), "per_sample": {}, "fisher": {}}
+        for directory in sorted(glob.glob(os.path.join(args.export_dir, "per_sample_*"))):
+            name = os.path.basename(directory)[len("per_sample_"):]
+            print(f"[peer] {threads} thread(s): per-sample gradients, {name} model ...", file=sys.stderr, flush=True)
+            run["per_sample"][name] = per_sample_peer(directory, args.min_seconds, args.compile)
+        for name, fn in (("diagonal", diagonal_peer), ("woodbury", woodbury_peer)):
+            directory = os.path.join(args.export_dir, "fisher_" + name)
+            if os.path.isdir(directory):
+                print(f"[peer] {threads} thread(s): Fisher {name} ...", file=sys.stderr, flush=True)
+                run["fisher"][name] = fn(directory, args.min_seconds, args.compile)
+        result["by_threads"][str(threads)] = run
+        for section in ("per_sample", "fisher"):
+            for name, r in run[section].items():
+                errs = ", ".join(f"{k} {v:.2e}" for k, v in r["rel_err"].items())
+                print(f"[peer] {threads} thread(s) {section}/{name}: relative error ours vs torch: {errs}")
+    # The first thread count's results at the top level too (the layout report.py has always read).
+    first = result["by_threads"][str(thread_counts[0])]
+    result.update(threads=first["threads"], per_sample=first["per_sample"], fisher=first["fisher"])
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
-    for section in ("per_sample", "fisher"):
-        for name, r in result[section].items():
-            errs = ", ".join(f"{k} {v:.2e}" for k, v in r["rel_err"].items())
-            print(f"[peer] {section}/{name}: relative error ours vs torch: {errs}")
-    print(f"[peer] wrote {args.out} (torch {torch.__version__}, {torch.get_num_threads()} thread(s))")
+    print(f"[peer] wrote {args.out} (torch {torch.__version__}, threads {thread_counts}, compile {args.compile})")
 
 
 if __name__ == "__main__":

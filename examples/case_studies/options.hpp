@@ -2,6 +2,7 @@
 // machine (docs/case_studies.md), the command line (CLI11) and its validation before anything runs.
 #pragma once
 
+#include "../example_checks.hpp"
 #include "fisher_unlearn/errors.hpp"
 
 #include <CLI/CLI.hpp>
@@ -74,19 +75,18 @@ inline void add_options(CLI::App& app, Options& o) {
   app.add_option("--max-person-entries", o.max_person_entries, "skip people with more entries than this")->check(CLI::Range(1, 100000));
   app.add_option("--epochs", o.epochs, "fine-tuning epochs")->check(CLI::Range(1, 1000));
   app.add_option("--batch", o.batch, "fine-tuning batch (sequences)")->check(CLI::Range(1, 1024));
-  app.add_option("--lr", o.learning_rate, "fine-tuning Adam learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--lr", o.learning_rate, "fine-tuning Adam learning rate");
   app.add_option("--passage-repeats", o.passage_repeats, "case B: copies of the passage in the corpus")->check(CLI::Range(1, 1000));
   app.add_option("--passage-tokens", o.passage_tokens, "case B: passage length in tokens")->check(CLI::Range(96, 1024));
   app.add_option("--filler-entries", o.filler_entries, "case B: changelog entries around the passage")->check(CLI::Range(1, 10000));
   app.add_option("--methods", o.methods, "natural_woodbury natural_diagonal npo adam gradient_difference (or none)");
   app.add_option("--max-steps", o.max_steps, "most unlearning steps (the knob's range)")->check(CLI::Range(1, 4096));
-  app.add_option("--trust-kl", o.trust_kl, "predicted retain KL per step (nats)")->check(CLI::PositiveNumber);
+  app.add_option("--trust-kl", o.trust_kl, "predicted retain KL per step (nats)");
   app.add_option("--fisher-samples", o.fisher_samples, "m retain sequences for F_R")->check(CLI::Range(1, 4096));
-  app.add_option("--fisher-damping", o.fisher_damping, "alpha: lambda = alpha tr(F)/d")->check(CLI::PositiveNumber);
-  app.add_option("--retain-anchor", o.retain_anchor, "beta of the retain anchor")->check(CLI::NonNegativeNumber);
+  app.add_option("--fisher-damping", o.fisher_damping, "alpha: lambda = alpha tr(F)/d");
+  app.add_option("--retain-anchor", o.retain_anchor, "beta of the retain anchor");
   app.add_option("--retain-batch", o.retain_batch, "retain sequences per anchor batch")->check(CLI::Range(1, 1024));
-  app.add_option("--target-margin", o.target_margin, "bits above the retrained tuning score that count as reached")
-      ->check(CLI::NonNegativeNumber);
+  app.add_option("--target-margin", o.target_margin, "bits above the retrained tuning score that count as reached");
   app.add_option("--utility-guard", o.utility_guard, "probe perplexity bound relative to the trained model")
       ->check(CLI::Range(1.0, 1e6));
   app.add_flag("!--no-export", o.export_gguf, "do not write the unlearned model as GGUF");
@@ -100,6 +100,17 @@ inline void validate(const Options& o) {
     if (!ok) throw fisher_unlearn::InvalidArgument("--methods: unknown method '" + m +
                                                    "'; choose from natural_woodbury natural_diagonal npo adam gradient_difference none");
   }
+  // The reals are checked here, not by CLI11 (whose range validators let NaN through and print the
+  // infinite bound of PositiveNumber as a 309-digit number).
+  example_checks::require_finite(o.learning_rate, 1e-12, 10.0, "--lr");
+  example_checks::require_finite(o.trust_kl, 1e-12, 1e6, "--trust-kl");
+  example_checks::require_finite(o.fisher_damping, 1e-12, 1e6, "--fisher-damping");
+  example_checks::require_finite(o.retain_anchor, 0.0, 1e6, "--retain-anchor");
+  example_checks::require_finite(o.target_margin, 0.0, 64.0, "--target-margin");
+  example_checks::require_finite(o.utility_guard, 1.0, 1e6, "--utility-guard");
+  // before the model is loaded or anything fine-tuned
+  example_checks::require_writable_dir(o.results_dir, "--results");
+  example_checks::require_writable_dir(o.cache_dir, "--cache");
 }
 
 }  // namespace case_studies

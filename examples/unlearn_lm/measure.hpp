@@ -33,10 +33,10 @@ inline std::vector<double> candidate_log_perplexities(const Model& model, const 
   const Model::DecodeState base = model.begin_decode(space.prefix_tokens());
   const std::vector<fu::Canary> candidates = space.format().generate(seed, n);
   std::vector<double> out(n);
-  parallel_for(threads, threads, [&](std::size_t t) {
+  run_workers(threads, n, [&](std::size_t t, std::size_t workers) {
     std::vector<float> buf(model.vocab_size());
     std::vector<Token> tokens;
-    for (std::size_t i = t; i < n; i += threads) {
+    for (std::size_t i = t; i < n; i += workers) {
       space.secret_tokens(candidates[i], tokens);
       out[i] = secret_log_perplexity(model, base, tokens, buf);
     }
@@ -89,10 +89,10 @@ inline std::vector<double> score_candidates(const Model& model, const fu::Canary
                                             const std::vector<fu::Canary>& cands, std::size_t threads) {
   const Model::DecodeState base = model.begin_decode(space.prefix_tokens());
   std::vector<double> out(cands.size());
-  parallel_for(threads, threads, [&](std::size_t t) {
+  run_workers(threads, cands.size(), [&](std::size_t t, std::size_t workers) {
     std::vector<float> buf(model.vocab_size());
     std::vector<Token> tokens;
-    for (std::size_t i = t; i < cands.size(); i += threads) {
+    for (std::size_t i = t; i < cands.size(); i += workers) {
       space.secret_tokens(cands[i], tokens);
       out[i] = secret_log_perplexity(model, base, tokens, buf);
     }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "fisher_unlearn/checkpoint.hpp"
+#include "fisher_unlearn/detail/parallel.hpp"
 #include "fisher_unlearn/models/transformer.hpp"
 
 #include <algorithm>
@@ -53,27 +54,17 @@ inline void write_text(const fs::path& path, const std::string& content) {
   fu::detail::write_file_atomically(path, content);
 }
 
-/// Runs body(i) for i in [0, n) on `threads` threads (the model's const methods are thread-safe);
-/// the first exception is rethrown after every thread has finished.
+/// Runs body(i) for i in [0, n) on at most `threads` threads, never more than n (the model's const
+/// methods are thread-safe); the first exception is rethrown after every thread has finished.
 inline void parallel_for(std::size_t n, std::size_t threads, const std::function<void(std::size_t)>& body) {
-  threads = std::max<std::size_t>(1, std::min(threads, n));
-  if (threads == 1) {
-    for (std::size_t i = 0; i < n; ++i) body(i);
-    return;
-  }
-  std::vector<std::thread> pool;
-  std::vector<std::exception_ptr> errors(threads);
-  for (std::size_t t = 0; t < threads; ++t)
-    pool.emplace_back([&, t] {
-      try {
-        for (std::size_t i = t; i < n; i += threads) body(i);
-      } catch (...) {
-        errors[t] = std::current_exception();
-      }
-    });
-  for (auto& th : pool) th.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  fu::detail::parallel_for(n, threads, [&](std::size_t i, std::size_t) { body(i); });
+}
+
+/// Runs body(worker, workers) on workers = min(threads, work_items) threads (at least 1); each worker
+/// takes its share of the work by stride, e.g. items worker, worker + workers, ...
+inline void run_workers(std::size_t threads, std::size_t work_items,
+                        const std::function<void(std::size_t, std::size_t)>& body) {
+  fu::detail::run_workers(threads, work_items, body);
 }
 
 struct MeanSd {

@@ -165,7 +165,8 @@ class FirstOrderBaseline {
     Eigen::VectorXd mean = Eigen::VectorXd::Zero(g.size());
     double sum_sq = 0.0;
     for (std::size_t i : idx) {
-      model.gradient(samples[i], std::span<Scalar>(g.data(), static_cast<std::size_t>(g.size())));
+      detail::checked_gradient(model, samples[i], std::span<Scalar>(g.data(), static_cast<std::size_t>(g.size())),
+                               "first-order baseline (step size)");
       const Eigen::VectorXd gd = g.template cast<double>();
       mean += gd;
       sum_sq += gd.squaredNorm();
@@ -274,7 +275,8 @@ class FirstOrderBaseline {
     using Scalar = typename M::Scalar;
     sum.setZero();
     for (std::size_t i : batch) {
-      model.gradient(samples[i], std::span<Scalar>(g.data(), static_cast<std::size_t>(g.size())));
+      detail::checked_gradient(model, samples[i], std::span<Scalar>(g.data(), static_cast<std::size_t>(g.size())),
+                               "first-order baseline");
       sum += g;
     }
     sum /= static_cast<Scalar>(batch.size());

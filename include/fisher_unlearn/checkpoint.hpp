@@ -29,6 +29,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <span>
 #include <string>
 #include <string_view>
@@ -36,6 +37,8 @@
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/types.h>
 #include <unistd.h>
 #define FISHER_UNLEARN_POSIX_FILES 1
 #endif
@@ -97,6 +100,7 @@ UInt get_le(std::string_view in, std::size_t at) {
 template <SupportedScalar Scalar>
 void put_scalars(std::string& out, std::span<const Scalar> values) {
   using Bits = std::conditional_t<sizeof(Scalar) == 4, std::uint32_t, std::uint64_t>;
+  if (values.empty()) return;  // a 0-parameter model: data() may be null
   if constexpr (std::endian::native == std::endian::little) {
     out.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(Scalar));
   } else {
@@ -106,6 +110,7 @@ void put_scalars(std::string& out, std::span<const Scalar> values) {
 template <SupportedScalar Scalar>
 void get_scalars(std::string_view in, std::size_t at, std::span<Scalar> values) {
   using Bits = std::conditional_t<sizeof(Scalar) == 4, std::uint32_t, std::uint64_t>;
+  if (values.empty()) return;  // memcpy(nullptr, ..., 0) is undefined behaviour
   if constexpr (std::endian::native == std::endian::little) {
     std::memcpy(values.data(), in.data() + at, values.size() * sizeof(Scalar));
   } else {
@@ -114,11 +119,52 @@ void get_scalars(std::string_view in, std::size_t at, std::span<Scalar> values) 
   }
 }
 
+/// Removes the temporary files "<name>.tmp.<N>.<PID>" that earlier writes of `path` left behind when
+/// their process was killed mid-save: only those whose PID names no running process (POSIX; a no-op
+/// elsewhere). Errors are ignored: cleaning up is a courtesy, never a reason to fail a save.
+inline void remove_stale_temporaries(const std::filesystem::path& path) {
+#ifdef FISHER_UNLEARN_POSIX_FILES
+  namespace fs = std::filesystem;
+  const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  const std::string prefix = path.filename().string() + ".tmp.";
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    // The rest must be "<digits>.<digits>"; the second number is the writer's PID.
+    const std::string rest = name.substr(prefix.size());
+    const std::size_t dot = rest.find('.');
+    if (dot == 0 || dot == std::string::npos || dot + 1 == rest.size()) continue;
+    const std::string counter = rest.substr(0, dot), pid_text = rest.substr(dot + 1);
+    auto digits = [](const std::string& s) {
+      return s.size() <= 18 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    };
+    if (!digits(counter) || !digits(pid_text)) continue;
+    const long long pid = std::stoll(pid_text);
+    if (pid <= 0 || pid > static_cast<long long>(std::numeric_limits<::pid_t>::max())) continue;
+    if (::kill(static_cast<::pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
+    std::error_code remove_ec;
+    if (it->is_regular_file(remove_ec)) fs::remove(it->path(), remove_ec);
+  }
+#else
+  (void)path;
+#endif
+}
+
 /// Writes `bytes` to `path` so that readers see either the old file or the complete new one: a
 /// temporary file in the same directory is written, flushed to disk, then renamed over `path`.
+/// Temporary files of earlier writes to `path` whose process died are removed first.
 inline void write_file_atomically(const std::filesystem::path& path, std::string_view bytes) {
   static std::atomic<unsigned> counter{0};
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec))
+      throw IoError("cannot write checkpoint '" + path.string() +
+                    "': it is a directory; pass a file name (for example '" + (path / "model.ckpt").string() + "')");
+  }
+  remove_stale_temporaries(path);
   std::string suffix = ".tmp." + std::to_string(counter.fetch_add(1));
 #ifdef FISHER_UNLEARN_POSIX_FILES
   suffix += "." + std::to_string(static_cast<long>(::getpid()));
@@ -172,9 +218,19 @@ inline void write_file_atomically(const std::filesystem::path& path, std::string
 }
 
 inline std::string read_whole_file(const std::filesystem::path& path) {
+  {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec))
+      throw IoError("cannot read checkpoint '" + path.string() + "': it is a directory, not a checkpoint file");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError("cannot open checkpoint '" + path.string() + "' for reading; check the path");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string bytes;
+  try {
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } catch (const std::ios_base::failure& e) {  // libstdc++ throws from underflow on a read error
+    throw IoError("reading checkpoint '" + path.string() + "' failed: " + e.what());
+  }
   if (in.bad()) throw IoError("reading checkpoint '" + path.string() + "' failed");
   return bytes;
 }
@@ -221,10 +277,11 @@ inline CheckpointHeader parse_checkpoint(std::string_view bytes, const std::stri
 
 }  // namespace detail
 
-/// Writes `parameters` with a model kind and a configuration text (both stored verbatim) atomically.
+namespace detail {
+
+/// The bytes of a checkpoint (what save_parameters writes).
 template <SupportedScalar Scalar>
-void save_parameters(const std::filesystem::path& path, std::span<const Scalar> parameters, std::string_view model_kind,
-                     std::string_view config) {
+std::string encode_checkpoint(std::span<const Scalar> parameters, std::string_view model_kind, std::string_view config) {
   if (model_kind.size() > detail::kCheckpointMaxText || config.size() > detail::kCheckpointMaxText)
     throw InvalidArgument("save_parameters: model kind and configuration text must be at most 1 MiB each");
   std::string bytes;
@@ -239,7 +296,31 @@ void save_parameters(const std::filesystem::path& path, std::span<const Scalar> 
   bytes.append(config);
   detail::put_scalars<Scalar>(bytes, parameters);
   detail::put_le<std::uint64_t>(bytes, detail::fnv1a64(bytes));
-  detail::write_file_atomically(path, bytes);
+  return bytes;
+}
+
+/// read_checkpoint on an in-memory image (`name` appears in messages).
+template <SupportedScalar Scalar>
+CheckpointContents<Scalar> decode_checkpoint(std::string_view bytes, const std::string& name) {
+  std::size_t at = 0;
+  CheckpointContents<Scalar> c;
+  c.header = detail::parse_checkpoint(bytes, name, at);
+  if (c.header.scalar_code != detail::scalar_code<Scalar>())
+    throw FileFormatError("checkpoint '" + name + "' holds " + c.header.scalar_name() + " parameters but a " +
+                          detail::scalar_code_name(detail::scalar_code<Scalar>()) +
+                          " model asked for them; load it into a model of the stored precision");
+  c.parameters.resize(static_cast<Eigen::Index>(c.header.num_parameters));
+  detail::get_scalars<Scalar>(bytes, at, std::span<Scalar>(c.parameters.data(), c.header.num_parameters));
+  return c;
+}
+
+}  // namespace detail
+
+/// Writes `parameters` with a model kind and a configuration text (both stored verbatim) atomically.
+template <SupportedScalar Scalar>
+void save_parameters(const std::filesystem::path& path, std::span<const Scalar> parameters, std::string_view model_kind,
+                     std::string_view config) {
+  detail::write_file_atomically(path, detail::encode_checkpoint<Scalar>(parameters, model_kind, config));
 }
 
 /// The header of a checkpoint, after validating the whole file (magic, version, sizes, checksum).
@@ -252,17 +333,7 @@ inline CheckpointHeader read_checkpoint_header(const std::filesystem::path& path
 /// A validated checkpoint whose parameters are stored as Scalar (FileFormatError otherwise).
 template <SupportedScalar Scalar>
 CheckpointContents<Scalar> read_checkpoint(const std::filesystem::path& path) {
-  const std::string bytes = detail::read_whole_file(path);
-  std::size_t at = 0;
-  CheckpointContents<Scalar> c;
-  c.header = detail::parse_checkpoint(bytes, path.string(), at);
-  if (c.header.scalar_code != detail::scalar_code<Scalar>())
-    throw FileFormatError("checkpoint '" + path.string() + "' holds " + c.header.scalar_name() +
-                          " parameters but a " + detail::scalar_code_name(detail::scalar_code<Scalar>()) +
-                          " model asked for them; load it into a model of the stored precision");
-  c.parameters.resize(static_cast<Eigen::Index>(c.header.num_parameters));
-  detail::get_scalars<Scalar>(bytes, at, std::span<Scalar>(c.parameters.data(), c.header.num_parameters));
-  return c;
+  return detail::decode_checkpoint<Scalar>(detail::read_whole_file(path), path.string());
 }
 
 /// Loads into `parameters` if the file's scalar type, size, model kind and configuration text all
@@ -311,24 +382,41 @@ void load_checkpoint(const std::filesystem::path& path, models::Transformer<Scal
   std::copy(c.parameters.begin(), c.parameters.end(), model.parameters().begin());
 }
 
-/// Builds a Transformer from the configuration stored in the checkpoint and loads its parameters.
+namespace detail {
+
+/// load_transformer on an in-memory image (`name` appears in messages).
 template <SupportedScalar Scalar>
-models::Transformer<Scalar> load_transformer(const std::filesystem::path& path) {
-  const auto c = read_checkpoint<Scalar>(path);
+models::Transformer<Scalar> decode_transformer(std::string_view bytes, const std::string& name) {
+  const auto c = decode_checkpoint<Scalar>(bytes, name);
   if (c.header.model_kind != kTransformerCheckpointKind)
-    throw FileFormatError("checkpoint '" + path.string() + "' holds a '" + c.header.model_kind +
-                          "' model, not a transformer");
+    throw FileFormatError("checkpoint '" + name + "' holds a '" + c.header.model_kind + "' model, not a transformer");
   models::TransformerConfig config = models::TransformerConfig::parse(c.header.config);
   try {
     config.validate();
   } catch (const InvalidArgument& e) {
-    throw FileFormatError("checkpoint '" + path.string() + "' has an invalid configuration: " + e.what());
+    throw FileFormatError("checkpoint '" + name + "' has an invalid configuration: " + e.what());
   }
+  // Count before building: a corrupt or hostile configuration may describe petabytes of parameters,
+  // but only as many as the file holds (checked by decode_checkpoint) are ever allocated. validate()
+  // bounds every size, so the count cannot overflow 64 bits.
+  const std::uint64_t expected = models::TransformerLayout(config).total;
+  if (c.header.num_parameters != expected)
+    throw FileFormatError("checkpoint '" + name + "' holds " + std::to_string(c.header.num_parameters) +
+                          " parameters but its configuration describes " + std::to_string(expected) +
+                          "; the file is corrupt or was not written by save_checkpoint");
   models::Transformer<Scalar> model(config);
-  if (c.header.num_parameters != model.num_parameters())
-    throw FileFormatError("checkpoint '" + path.string() + "': parameter count does not match its configuration");
   std::copy(c.parameters.begin(), c.parameters.end(), model.parameters().begin());
   return model;
+}
+
+}  // namespace detail
+
+/// Builds a Transformer from the configuration stored in the checkpoint and loads its parameters. The
+/// parameter count the configuration implies is checked against the file before the model is built, so
+/// no more memory than the file's size is allocated for a corrupt or hostile file.
+template <SupportedScalar Scalar>
+models::Transformer<Scalar> load_transformer(const std::filesystem::path& path) {
+  return detail::decode_transformer<Scalar>(detail::read_whole_file(path), path.string());
 }
 
 }  // namespace fisher_unlearn

@@ -26,6 +26,14 @@ class NonFiniteError : public Error {
   using Error::Error;
 };
 
+/// The user's model broke a rule of its concept that the library can detect, for example gradient()
+/// left entries of its output unwritten (the library fills the buffer with a marked NaN before each
+/// call). A kind of InvalidArgument: the model is an argument.
+class ModelContractError : public InvalidArgument {
+ public:
+  using InvalidArgument::InvalidArgument;
+};
+
 /// An object was used before it was ready (for example an estimator applied before finalize()).
 class StateError : public Error {
  public:

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/data_split.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/parameter_subset.hpp"
 #include "fisher_unlearn/progress.hpp"

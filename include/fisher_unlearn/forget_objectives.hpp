@@ -52,12 +52,15 @@ double mean_loss_and_gradient(const M& model, std::span<const typename M::Sample
   g.resize(d);
   double sum = 0.0;
   if constexpr (BatchDifferentiableModel<M>) {
-    sum = static_cast<double>(model.sum_loss_and_gradient(samples, std::span<Scalar>(g.data(), g.size())));
+    sum = static_cast<double>(checked_sum_loss_and_gradient(
+        model, samples, std::span<Scalar>(g.data(), static_cast<std::size_t>(g.size())), "forget objective"));
   } else {
     g.setZero();
     Vector<Scalar> one(d);
     for (const auto& s : samples) {
-      sum += static_cast<double>(model.gradient(s, std::span<Scalar>(one.data(), one.size())));
+      sum += static_cast<double>(
+          checked_gradient(model, s, std::span<Scalar>(one.data(), static_cast<std::size_t>(one.size())),
+                           "forget objective"));
       g += one;
     }
   }
@@ -167,7 +170,8 @@ class NpoObjective {
     const double k = static_cast<double>(forget.size());
     double value = 0.0;
     for (std::size_t i = 0; i < forget.size(); ++i) {
-      const double loss = static_cast<double>(model.gradient(forget[i], std::span<Scalar>(one.data(), one.size())));
+      const double loss = static_cast<double>(detail::checked_gradient(
+          model, forget[i], std::span<Scalar>(one.data(), static_cast<std::size_t>(one.size())), "NpoObjective"));
       const double r = -scale_ * (loss - reference_losses_[i]);
       value += detail::softplus(beta_ * r);
       g += static_cast<Scalar>(-2.0 * scale_ * detail::logistic(beta_ * r) / k) * one;

@@ -37,8 +37,11 @@ Matrix<double> objective_hessian(const M& model, std::span<const typename M::Sam
     Vector<Scalar> col(d);
     for (Eigen::Index j = 0; j < d; ++j) {
       e[j] = Scalar(1);
-      model.hessian_vector_product(samples, std::span<const Scalar>(e.data(), e.size()),
-                                   std::span<Scalar>(col.data(), col.size()));
+      const std::span<Scalar> out(col.data(), static_cast<std::size_t>(col.size()));
+      detail::mark_unwritten(out);
+      model.hessian_vector_product(samples, std::span<const Scalar>(e.data(), e.size()), out);
+      detail::require_written(std::span<const Scalar>(out), "objective_hessian",
+                              "hessian_vector_product(samples, v, out)", "Hessian-vector product");
       e[j] = Scalar(0);
       h.col(j) = col.template cast<double>();
     }

@@ -24,6 +24,13 @@ if(MODE STREQUAL "installed")
            -DFISHER_UNLEARN_BUILD_TESTS=OFF -DFISHER_UNLEARN_BUILD_EXAMPLES=OFF
            -DFISHER_UNLEARN_ENABLE_CUDA=OFF -DCMAKE_INSTALL_PREFIX=${prefix})
   run_step(${CMAKE_COMMAND} --install ${WORK_DIR}/library)
+  # Built without CUDA: the headers of fisher_unlearn::cuda must not be installed (its library is not).
+  if(EXISTS ${prefix}/include/fisher_unlearn/cuda)
+    message(FATAL_ERROR "include/fisher_unlearn/cuda was installed by a build with FISHER_UNLEARN_ENABLE_CUDA=OFF")
+  endif()
+  if(NOT EXISTS ${prefix}/include/fisher_unlearn/fisher_unlearn.hpp)
+    message(FATAL_ERROR "the umbrella header fisher_unlearn/fisher_unlearn.hpp was not installed")
+  endif()
   run_step(${CMAKE_COMMAND} -S ${consumer_dir} -B ${WORK_DIR}/consumer -DCMAKE_PREFIX_PATH=${prefix})
 elseif(MODE STREQUAL "subdirectory")
   run_step(${CMAKE_COMMAND} -S ${consumer_dir} -B ${WORK_DIR}/consumer

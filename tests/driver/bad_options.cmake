@@ -131,6 +131,16 @@ if(have_binary_corpus)
   expect("fisher_scale: binary text" 1 "does not look like a text corpus" ${fs} "${WORK_DIR}/data/binary/train.txt")
 endif()
 
+if(CASE_STUDIES)
+  # --model must name an existing file (CLI11 checks it); validation runs before it is read.
+  file(WRITE "${WORK_DIR}/no_model.gguf" "not read: the options are refused first\n")
+  set(cs "${CASE_STUDIES}" --model "${WORK_DIR}/no_model.gguf" --results "${WORK_DIR}/results" --cache "${WORK_DIR}/cache")
+  expect("case_studies: lr nan" 2 "--lr must be a finite number in" ${cs} --lr nan)
+  expect("case_studies: trust-kl inf" 2 "--trust-kl must be a finite number in \\[1e-12, 1e\\+06\\]; got inf" ${cs} --trust-kl inf)
+  expect("case_studies: lr 0" 2 "--lr must be a finite number in \\[1e-12, 10\\]; got 0" ${cs} --lr 0)
+  expect("case_studies: unknown method" 2 "unknown method 'sgd'" ${cs} --methods sgd)
+endif()
+
 expect("removal_study: unknown argument" 1 "unknown argument '--quik'; the only option is --quick" "${REMOVAL_STUDY}" --quik)
 
 list(LENGTH failures nfail)

@@ -8,6 +8,7 @@
 
 #include "fisher_unlearn/concepts.hpp"
 #include "fisher_unlearn/detail/format.hpp"
+#include "fisher_unlearn/detail/model_ops.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/parameter_subset.hpp"
 #include "fisher_unlearn/progress.hpp"
@@ -71,13 +72,13 @@ Matrix<typename M::Scalar> collect_gradients(const M& model, std::span<const typ
     for (std::size_t k = 0; k < draws; ++k, ++col) {
       if (options.kind == FisherKind::monte_carlo) {
         if constexpr (SampledFisherModel<M>) {
-          model.sampled_gradient(s, rng, full_span);
+          detail::checked_sampled_gradient(model, s, rng, full_span, "collect_gradients");
         } else {
           throw InvalidArgument("a Monte-Carlo Fisher needs a model with sampled_gradient(sample, rng, out) "
                                 "(the SampledFisherModel concept); use FisherKind::empirical otherwise");
         }
       } else {
-        model.gradient(s, full_span);
+        detail::checked_gradient(model, s, full_span, "collect_gradients");
       }
       subset.gather(std::span<const Scalar>(full.data(), full.size()),
                     std::span<Scalar>(G.col(col).data(), static_cast<std::size_t>(G.rows())));

@@ -1,17 +1,21 @@
 // DiagonalFisher: the diagonal of F = λI + (1/m)Σᵢ gᵢgᵢᵀ, i.e. F_kk = λ + (1/m)Σᵢ g_ik², applied as
 // (F^p v)_k = (λ + F̂_kk)^p v_k — exact for every real p for the diagonal matrix (it drops all
 // off-diagonal curvature). Cost: O(d) per gradient, O(d) finalize, O(d) per product; memory 3·d doubles
-// (sum, mean, and a scratch vector for batches).
+// (sum, mean, and the spare accumulator a batch is written into). Threads: set_num_threads().
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
 #include "fisher_unlearn/detail/fisher_common.hpp"
+#include "fisher_unlearn/detail/parallel.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/types.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <limits>
+#include <string>
+#include <vector>
 
 namespace fisher_unlearn {
 
@@ -32,37 +36,65 @@ class DiagonalFisher {
   std::size_t num_gradients() const { return num_gradients_; }
   bool is_finalized() const { return finalized_; }
 
-  /// Adds one gradient (size d). Throws InvalidArgument (size) or NonFiniteError; unchanged then.
+  /// Adds one gradient (size d). Throws InvalidArgument (size) or NonFiniteError (NaN/Inf, or finite
+  /// entries whose squares, or the accumulated sums, overflow double, as add_gradients); unchanged then.
   void add_gradient(Eigen::Ref<const Vector<Scalar>> gradient) {
     detail::check_gradients("DiagonalFisher::add_gradient", gradient, dimension_);
-    sum_of_squares_ += gradient.template cast<double>().cwiseAbs2();
+    spare_ = sum_of_squares_ + gradient.template cast<double>().cwiseAbs2();
+    if (!spare_.allFinite())
+      throw NonFiniteError("DiagonalFisher::add_gradient: a gradient has entries whose squares, or whose "
+                           "accumulated sums of squares, overflow double; nothing was added. Check the model's "
+                           "gradient and the data (or rescale the loss)");
+    sum_of_squares_.swap(spare_);
     ++num_gradients_;
     finalized_ = false;
   }
 
   /// Adds the columns of a d×k matrix. The whole batch is checked before anything is added.
   /// Memory traffic: the gradients are read once, row block by row block (the block's partial sums stay
-  /// in cache across the k columns), and the finiteness check is fused into that pass (a NaN/Inf entry
-  /// makes its row's partial sum non-finite); the partial sums go to a scratch vector that is added to
-  /// the accumulator only once the whole batch has passed, so a rejected batch changes nothing.
+  /// in L1 across the k columns), with the finiteness check fused into that pass (a NaN/Inf entry makes
+  /// its row's partial sum non-finite). The new sums go to a spare accumulator (read the old sums, write
+  /// the new ones: the same traffic as an in-place update) that replaces the old one only once the whole
+  /// batch has passed, so a rejected batch changes nothing. Row blocks are independent, so the result is
+  /// bitwise the same for every thread count.
   void add_gradients(Eigen::Ref<const Matrix<Scalar>> gradients) {
     // Size only (no columns to scan): finiteness is checked inside the accumulation pass below.
     detail::check_gradients("DiagonalFisher::add_gradients", gradients.leftCols(0), dimension_);
     const Eigen::Index k = gradients.cols();
     if (k == 0) return;
     const Eigen::Index d = gradients.rows();
-    pending_.resize(d);
+    spare_.resize(d);
     constexpr Eigen::Index block = 2048;
-    for (Eigen::Index r = 0; r < d; r += block) {
-      const Eigen::Index b = std::min(block, d - r);
-      auto partial = pending_.segment(r, b);
-      partial = gradients.col(0).segment(r, b).template cast<double>().cwiseAbs2();
-      for (Eigen::Index j = 1; j < k; ++j) partial += gradients.col(j).segment(r, b).template cast<double>().cwiseAbs2();
-      if (!partial.allFinite())
-        throw NonFiniteError("DiagonalFisher::add_gradients: a gradient contains NaN or Inf (or entries whose "
-                             "squares overflow); nothing was added. Check the model's gradient and the data");
-    }
-    sum_of_squares_ += pending_;
+    const std::size_t blocks = static_cast<std::size_t>((d + block - 1) / block);
+    std::vector<char> finite(blocks, 1);
+    detail::parallel_chunks(
+        num_threads_, blocks,
+        [&](std::size_t c) {
+          const Eigen::Index r = static_cast<Eigen::Index>(c) * block;
+          const Eigen::Index b = std::min(block, d - r);
+          // Plain loops: the compiler vectorises the float→double conversion, Eigen's cast does not.
+          double partial[block];
+          const Scalar* g0 = gradients.data() + r;
+          for (Eigen::Index i = 0; i < b; ++i) partial[i] = static_cast<double>(g0[i]) * static_cast<double>(g0[i]);
+          for (Eigen::Index j = 1; j < k; ++j) {
+            const Scalar* gj = gradients.data() + j * gradients.outerStride() + r;
+            for (Eigen::Index i = 0; i < b; ++i) partial[i] += static_cast<double>(gj[i]) * static_cast<double>(gj[i]);
+          }
+          const double* old_sum = sum_of_squares_.data() + r;
+          double* new_sum = spare_.data() + r;
+          // Sums of squares are ≥ 0, so "not ≤ max" is exactly NaN or +Inf (a compare the compiler vectorises).
+          int bad = 0;
+          for (Eigen::Index i = 0; i < b; ++i) {
+            new_sum[i] = old_sum[i] + partial[i];
+            bad |= !(new_sum[i] <= std::numeric_limits<double>::max());  // the sum may overflow too
+          }
+          if (bad) finite[c] = 0;
+        },
+        16);
+    if (std::find(finite.begin(), finite.end(), 0) != finite.end())
+      throw NonFiniteError("DiagonalFisher::add_gradients: a gradient contains NaN or Inf (or entries whose "
+                           "squares overflow); nothing was added. Check the model's gradient and the data");
+    sum_of_squares_.swap(spare_);
     num_gradients_ += static_cast<std::size_t>(k);
     finalized_ = false;
   }
@@ -77,25 +109,48 @@ class DiagonalFisher {
   /// Every finite real p.
   bool supports_power(double power) const { return std::isfinite(power); }
 
-  /// out = F^p v with F = diag(λ + (1/m)Σ g²). out must have size d and not alias v.
+  /// out = F^p v with F = diag(λ + (1/m)Σ g²). out must have size d and not alias v. Throws
+  /// NumericalError (out unspecified) when an entry of the product overflows Scalar.
   void apply_power(double power, Eigen::Ref<const Vector<Scalar>> v, Eigen::Ref<Vector<Scalar>> out) const {
     detail::check_power_supported("DiagonalFisher::apply_power", supports_power(power), power);
     detail::check_apply("DiagonalFisher::apply_power", finalized_, dimension_, v, out);
-    // Vectorised: one pass over the diagonal, v and out; the common powers avoid pow().
-    const auto x = mean_of_squares_.array().max(0.0) + static_cast<double>(damping_);
-    const auto vd = v.array().template cast<double>();
-    auto o = out.array();
-    if (power == 1.0) {
-      o = (x * vd).template cast<Scalar>();
-    } else if (power == -1.0) {
-      o = (vd / x).template cast<Scalar>();
-    } else if (power == -0.5) {
-      o = (vd / x.sqrt()).template cast<Scalar>();
-    } else if (power == -0.25) {
-      o = (vd / x.sqrt().sqrt()).template cast<Scalar>();
-    } else {
-      o = (vd * x.pow(power)).template cast<Scalar>();
-    }
+    // Vectorised: one pass over the diagonal, v and out, in row blocks (independent, so any thread
+    // count gives the same bits); the common powers avoid pow().
+    constexpr Eigen::Index block = 8192;
+    const Eigen::Index d = v.size();
+    const double lambda = static_cast<double>(damping_);
+    detail::parallel_chunks(
+        num_threads_, static_cast<std::size_t>((d + block - 1) / block),
+        [&](std::size_t c) {
+          const Eigen::Index r = static_cast<Eigen::Index>(c) * block;
+          const Eigen::Index b = std::min(block, d - r);
+          // Plain loops for the common powers (vectorised by the compiler, conversion included).
+          // v converted to double by a plain loop (the compiler vectorises it; Eigen's cast does not),
+          // then Eigen's vectorised array ops in double, then one rounding to Scalar.
+          const Scalar* vin = v.data() + r;
+          Scalar* o = out.data() + r;
+          double buffer[block];
+          for (Eigen::Index i = 0; i < b; ++i) buffer[i] = static_cast<double>(vin[i]);
+          Eigen::Map<Eigen::ArrayXd> t(buffer, b);
+          const auto x = mean_of_squares_.segment(r, b).array().max(0.0) + lambda;
+          if (power == 1.0) {
+            t *= x;
+          } else if (power == -1.0) {
+            t /= x;
+          } else if (power == -0.5) {
+            t /= x.sqrt();
+          } else if (power == -0.25) {
+            t /= x.sqrt().sqrt();
+          } else {
+            t *= x.pow(power);
+          }
+          for (Eigen::Index i = 0; i < b; ++i) o[i] = static_cast<Scalar>(buffer[i]);
+        },
+        4);
+    if (!out.allFinite())
+      throw NumericalError("DiagonalFisher::apply_power: F^" + detail::number_to_string(power) +
+                           " v overflows the Scalar type (a diagonal entry or v is too large); rescale the loss "
+                           "or the vector, or use double");
   }
 
   /// The diagonal entries λ + (1/m)Σ g² (after finalize()).
@@ -111,11 +166,16 @@ class DiagonalFisher {
   }
 
   Scalar damping() const { return damping_; }
+
+  /// Threads for add_gradients and apply_power (0: all hardware threads). Default 1. The result is
+  /// bitwise the same for every thread count (every entry is computed independently).
+  void set_num_threads(std::size_t threads) { num_threads_ = threads; }
+  std::size_t num_threads() const { return num_threads_; }
   /// Changes λ; O(1), no new finalize() needed. Throws InvalidArgument for λ ≤ 0 or NaN (unchanged then).
   void set_damping(Scalar damping) { damping_ = detail::checked_damping("DiagonalFisher::set_damping", damping); }
 
   std::size_t memory_bytes() const {
-    return static_cast<std::size_t>(sum_of_squares_.size() + mean_of_squares_.size() + pending_.size()) *
+    return static_cast<std::size_t>(sum_of_squares_.size() + mean_of_squares_.size() + spare_.size()) *
            sizeof(double);
   }
 
@@ -132,9 +192,10 @@ class DiagonalFisher {
   Scalar damping_;
   Eigen::VectorXd sum_of_squares_;
   Eigen::VectorXd mean_of_squares_;
-  Eigen::VectorXd pending_;  // add_gradients' partial sums (not state: contents undefined between calls)
+  Eigen::VectorXd spare_;  // the accumulator add_gradients writes before swapping (contents undefined between calls)
   std::size_t num_gradients_ = 0;
   bool finalized_ = false;
+  std::size_t num_threads_ = 1;
 };
 
 static_assert(FisherEstimator<DiagonalFisher<float>> && FisherEstimator<DiagonalFisher<double>>);

@@ -8,6 +8,7 @@
 
 #include "fisher_unlearn/concepts.hpp"
 #include "fisher_unlearn/detail/fisher_common.hpp"
+#include "fisher_unlearn/detail/fisher_kernels.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/types.hpp"
 
@@ -81,6 +82,12 @@ class WoodburyFisher {
   /// The side in use now: WoodburyForm::dual or WoodburyForm::primal.
   WoodburyForm current_form() const { return primal_ ? WoodburyForm::primal : WoodburyForm::dual; }
   std::size_t window() const { return window_; }
+
+  /// Threads for the O(md) and O(m²d) passes over the gradients (Gram update, Gᵀv, G·y); 0 means all
+  /// hardware threads. Default 1. Results are bitwise the same for every thread count (the work is cut
+  /// into chunks that depend on d and m only; see detail/fisher_kernels.hpp).
+  void set_num_threads(std::size_t threads) { num_threads_ = threads; }
+  std::size_t num_threads() const { return num_threads_; }
   std::size_t num_gradients() const { return m_; }
   bool is_finalized() const { return finalized_; }
 
@@ -176,7 +183,7 @@ class WoodburyFisher {
     }
     const auto m = static_cast<Eigen::Index>(m_);
     const auto g = G_.leftCols(m);
-    Eigen::VectorXd coefficients = eigenvectors_.transpose() * detail::transpose_product_in_double(g, v);
+    Eigen::VectorXd coefficients = eigenvectors_.transpose() * detail::transpose_times_vector(g, v, num_threads_);
     const double m_double = static_cast<double>(m_);
     for (Eigen::Index j = 0; j < coefficients.size(); ++j) {
       const double sigma = eigenvalues_[j];
@@ -184,7 +191,7 @@ class WoodburyFisher {
                                      : power * std::pow(lambda, power - 1.0) / m_double;
     }
     const Eigen::VectorXd y = eigenvectors_ * coefficients;
-    detail::scaled_plus_product_in_double(std::pow(lambda, power), v, g, y, out);
+    detail::scaled_plus_matrix_vector(std::pow(lambda, power), v, g, y, out, num_threads_);
   }
 
   Scalar damping() const { return damping_; }
@@ -321,8 +328,8 @@ class WoodburyFisher {
       finalized_ = false;
       return;
     }
-    const Eigen::MatrixXd cross = detail::transpose_product_in_double(G_.leftCols(m_old), columns);
-    const Eigen::MatrixXd self = detail::transpose_product_in_double(columns, columns);
+    const Eigen::MatrixXd cross = detail::cross_in_double(G_.leftCols(m_old), columns, num_threads_);
+    const Eigen::MatrixXd self = detail::gram_in_double(columns, num_threads_);
     Eigen::MatrixXd new_gram_columns(m_new, k);
     new_gram_columns.topRows(m_old) = cross;
     for (Eigen::Index j = 0; j < k; ++j)
@@ -376,8 +383,8 @@ class WoodburyFisher {
     }
     const auto g = G_.leftCols(static_cast<Eigen::Index>(m_));
     const double lambda = static_cast<double>(damping_);
-    const Eigen::VectorXd c = woodbury_factor_.solve(detail::transpose_product_in_double(g, v));
-    detail::scaled_plus_product_in_double(1.0 / lambda, v, g, Eigen::VectorXd(-c / lambda), out);
+    const Eigen::VectorXd c = woodbury_factor_.solve(detail::transpose_times_vector(g, v, num_threads_));
+    detail::scaled_plus_matrix_vector(1.0 / lambda, v, g, Eigen::VectorXd(-c / lambda), out, num_threads_);
   }
 
   std::size_t dimension_;
@@ -399,6 +406,7 @@ class WoodburyFisher {
   Eigen::LLT<Eigen::MatrixXd> woodbury_factor_{Eigen::MatrixXd(0, 0)};
   bool woodbury_factor_ok_ = false;
   bool finalized_ = false;
+  std::size_t num_threads_ = 1;
 };
 
 static_assert(FisherEstimator<WoodburyFisher<float>> && FisherEstimator<WoodburyFisher<double>>);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/detail/parallel.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/tokenizer.hpp"
 #include "fisher_unlearn/types.hpp"
@@ -602,26 +603,10 @@ class Llama {
     return execution_.num_threads == 0 ? std::max<std::size_t>(1, std::thread::hardware_concurrency())
                                        : execution_.num_threads;
   }
+  // work(t, threads) for t in [0, threads); callers have already capped threads by the work.
   template <class Work>
   static void run_parallel(std::size_t threads, Work& work) {
-    if (threads <= 1) {
-      work(0, 1);
-      return;
-    }
-    std::vector<std::thread> pool;
-    std::exception_ptr error;
-    std::mutex error_mutex;
-    for (std::size_t t = 0; t < threads; ++t)
-      pool.emplace_back([&, t] {
-        try {
-          work(t, threads);
-        } catch (...) {
-          std::lock_guard<std::mutex> lock(error_mutex);
-          if (!error) error = std::current_exception();
-        }
-      });
-    for (auto& th : pool) th.join();
-    if (error) std::rethrow_exception(error);
+    ::fisher_unlearn::detail::run_workers(threads, threads, work);
   }
 
   void check_token(Token t) const {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/detail/parallel.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/sequence_sample.hpp"
 #include "fisher_unlearn/tokenizer.hpp"
@@ -575,26 +576,10 @@ class Transformer {
   };
   Lease acquire() const { return Lease(pool_); }
 
+  // work(t, threads) for t in [0, threads); callers have already capped threads by the work.
   template <class Work>
   static void run_parallel(std::size_t threads, Work& work) {
-    if (threads <= 1) {
-      work(0, 1);
-      return;
-    }
-    std::vector<std::thread> pool;
-    std::exception_ptr error;
-    std::mutex error_mutex;
-    for (std::size_t t = 0; t < threads; ++t)
-      pool.emplace_back([&, t] {
-        try {
-          work(t, threads);
-        } catch (...) {
-          std::lock_guard<std::mutex> lock(error_mutex);
-          if (!error) error = std::current_exception();
-        }
-      });
-    for (auto& th : pool) th.join();
-    if (error) std::rethrow_exception(error);
+    ::fisher_unlearn::detail::run_workers(threads, threads, work);
   }
 
   std::size_t resolved_threads() const {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/detail/parallel.hpp"
 #include "fisher_unlearn/detail/model_ops.hpp"
 #include "fisher_unlearn/detail/format.hpp"
 #include "fisher_unlearn/errors.hpp"
@@ -330,30 +331,11 @@ class DpSgdTrainer {
     return std::max<std::size_t>(1, t);
   }
 
-  /// Runs f(i, worker) for i in [0, n) on up to threads() workers (static, strided assignment); the first
-  /// exception is rethrown after all workers finished.
+  /// Runs f(i, worker) for i in [0, n) on up to min(threads(), n) workers (static, strided assignment);
+  /// the first exception is rethrown after all workers finished.
   template <class F>
   void parallel_for(std::size_t n, F&& f) {
-    const std::size_t workers = std::min(threads(), n);
-    if (workers <= 1) {
-      for (std::size_t i = 0; i < n; ++i) f(i, std::size_t{0});
-      return;
-    }
-    std::vector<std::exception_ptr> errors(workers);
-    auto run = [&](std::size_t w) {
-      try {
-        for (std::size_t i = w; i < n; i += workers) f(i, w);
-      } catch (...) {
-        errors[w] = std::current_exception();
-      }
-    };
-    std::vector<std::thread> pool;
-    pool.reserve(workers - 1);
-    for (std::size_t w = 1; w < workers; ++w) pool.emplace_back(run, w);
-    run(0);
-    for (auto& t : pool) t.join();
-    for (auto& e : errors)
-      if (e) std::rethrow_exception(e);
+    ::fisher_unlearn::detail::parallel_for(n, threads(), f);
   }
 
   DpSgdStep step_on(std::span<const Sample* const> batch, std::size_t num_records,
@@ -389,10 +371,12 @@ class DpSgdTrainer {
         const Sample& s = *batch[begin + i];
         double loss;
         if (subset_.is_all()) {
-          loss = static_cast<double>(model_.gradient(s, std::span<Scalar>(col.data(), k)));
+          loss = static_cast<double>(
+              detail::checked_gradient(model_, s, std::span<Scalar>(col.data(), k), "DpSgdTrainer::step"));
         } else {
           Vector<Scalar>& full = full_[worker];
-          loss = static_cast<double>(model_.gradient(s, std::span<Scalar>(full.data(), d)));
+          loss = static_cast<double>(
+              detail::checked_gradient(model_, s, std::span<Scalar>(full.data(), d), "DpSgdTrainer::step"));
           subset_.gather(std::span<const Scalar>(full.data(), d), std::span<Scalar>(col.data(), k));
         }
         const double norm = std::sqrt(col.template cast<double>().squaredNorm());
