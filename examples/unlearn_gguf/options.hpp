@@ -49,6 +49,10 @@ struct Options {
   long long window = 64;                    ///< tokens per retain / representative / held-out window
   long long retain_windows = 64;            ///< windows kept for the anchor and the retain loss
   long long heldout_tokens = 8192;
+  /// Utility guard: out.gguf is written only if the guard perplexity (held-out text, else the retain /
+  /// representative / model-sample windows) after unlearning is at most this multiple of the one before.
+  double max_perplexity_ratio = 1.10;
+  bool write_anyway = false;                ///< write out.gguf even when the guard fails (exit code stays 4)
   // stopping
   std::string stop = "rank";                ///< rank | nll | steps
   double target_percentile = 0.5;
@@ -121,6 +125,10 @@ inline bool parse_options(int argc, const char* const* argv, Options& o) {
   app.add_option("--window", o.window, "tokens per retain/held-out window")->check(CLI::Range(2LL, 1LL << 20));
   app.add_option("--retain-windows", o.retain_windows, "retain windows kept")->check(CLI::Range(1LL, 1000000LL));
   app.add_option("--heldout-tokens", o.heldout_tokens, "held-out tokens scored")->check(CLI::Range(2LL, 1LL << 30));
+  app.add_option("--max-perplexity-ratio", o.max_perplexity_ratio,
+                 "utility guard: refuse to write --out when perplexity after / before exceeds this (>= 1)")
+      ->check(CLI::Range(1.0, 1e300));
+  app.add_flag("--write-anyway", o.write_anyway, "write --out even when the utility guard fails (exit code 4)");
   app.add_option("--stop", o.stop, "rank: every record not extracted and at or below --target-percentile; nll: "
                                    "every secret's NLL >= --target-nll; steps: --max-steps/--max-time only")
       ->check(CLI::IsMember({"rank", "nll", "steps"}));

@@ -27,6 +27,10 @@ struct RunSummary {
   double total_seconds = 0.0;
   bool target_met = false;
   std::string date;
+  // Utility guard (tool.hpp): perplexity on guard_source before/after, and whether --out was written.
+  std::string guard_source;
+  double guard_before = 0.0, guard_after = 0.0, guard_limit = 0.0;
+  bool guard_passed = true, model_written = true;
 };
 
 inline nlohmann::json measure_json(const RecordMeasure& m) {
@@ -60,6 +64,12 @@ inline nlohmann::json report_json(const Options& o, const RunSummary& s, const s
                    {"max_steps", o.max_steps}, {"max_time", o.max_time}, {"reason", u.stop_reason},
                    {"steps", u.result.report.iterations}, {"target_met", s.target_met},
                    {"unchanged_because_met_before", u.met_before}};
+  j["utility_guard"] = {{"source", s.guard_source},
+                        {"perplexity_before", s.guard_before},
+                        {"perplexity_after", std::isfinite(s.guard_after) ? nlohmann::json(s.guard_after)
+                                                                          : nlohmann::json(nullptr)},
+                        {"max_ratio", s.guard_limit}, {"passed", s.guard_passed},
+                        {"model_written", s.model_written}};
   j["candidates"] = s.candidates_source;
   nlohmann::json steps = nlohmann::json::array();
   for (const auto& st : u.result.steps)
@@ -115,7 +125,11 @@ inline std::string report_markdown(const Options& o, const RunSummary& s, const 
      << "- time: " << fmt("%.1f", s.total_seconds) << " s (";
   for (std::size_t i = 0; i < s.phase_seconds.size(); ++i)
     md << (i ? ", " : "") << s.phase_seconds[i].first << " " << fmt("%.1f", s.phase_seconds[i].second) << " s";
-  md << ")\n- command: `" << o.command_line << "`\n\n";
+  md << ")\n- utility guard (perplexity on " << s.guard_source << "): " << fmt("%.4g", s.guard_before) << " → "
+     << fmt("%.4g", s.guard_after) << ", limit ×" << fmt("%.4g", s.guard_limit) << ": "
+     << (s.guard_passed ? "passed" : "**FAILED** — the unlearning damaged the model")
+     << (s.model_written ? "; `" + s.out_path + "` written" : "; `" + s.out_path + "` NOT written (--write-anyway to force)")
+     << "\n- command: `" << o.command_line << "`\n\n";
 
   md << "## Per record, before → after\n\n"
      << "| line | prefix | secret | ln P(secret) | mid-rank among candidates (of N) | percentile | greedy "

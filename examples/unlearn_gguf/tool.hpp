@@ -12,6 +12,7 @@
 #include "unlearn.hpp"
 
 #include "fisher_unlearn/bpe_tokenizer.hpp"
+#include "fisher_unlearn/detail/format.hpp"
 #include "fisher_unlearn/io/gguf.hpp"
 #include "fisher_unlearn/models/llama_gguf.hpp"
 
@@ -21,6 +22,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <limits>
 #include <new>
 #include <string>
 #include <vector>
@@ -198,8 +200,24 @@ inline int run_phases(const Options& o) {
   const bool monte_carlo = o.fisher_kind == "monte-carlo" || (o.fisher_kind == "auto" && o.retain.empty());
   phase("inputs");
 
+  // Utility guard windows: the held-out text, or else (up to 16 of) the retain-side windows.
+  std::vector<Tokens> guard_windows = heldout;
+  summary.guard_source = "--heldout";
+  if (guard_windows.empty()) {
+    guard_windows.assign(retain_windows.begin(),
+                         retain_windows.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(16, retain_windows.size())));
+    summary.guard_source = "the retain-side windows (no --heldout)";
+  }
+  const auto guard_perplexity = [&](const std::string& phase_name) {
+    if (!heldout.empty()) return std::numeric_limits<double>::quiet_NaN();  // measured with the records
+    Measurement g;
+    heldout_window_nlls(model, guard_windows, g, phase_name, o.quiet);
+    return g.heldout_perplexity;
+  };
+
   // 4. Before.
   const Measurement before = measure(model, records, shared, heldout, tok, "measure before", o.quiet);
+  summary.guard_before = heldout.empty() ? guard_perplexity("guard before") : before.heldout_perplexity;
   phase("measure before");
 
   // 5. Unlearn.
@@ -224,6 +242,16 @@ inline int run_phases(const Options& o) {
   phase("measure after");
   const bool met = o.stop == "steps" || rule_met(after, o);
   summary.target_met = met;
+  summary.guard_after = heldout.empty() ? guard_perplexity("guard after") : after.heldout_perplexity;
+  summary.guard_limit = o.max_perplexity_ratio;
+  summary.guard_passed = std::isfinite(summary.guard_after) &&
+                         summary.guard_after <= o.max_perplexity_ratio * summary.guard_before;
+  summary.model_written = summary.guard_passed || o.write_anyway;
+  if (!summary.guard_passed)  // always printed, --quiet or not
+    std::fprintf(stderr, "unlearn_gguf: %s\n", std::string("utility guard FAILED: perplexity on " + summary.guard_source + " went from " +
+        fu::detail::format_number(summary.guard_before) + " to " + fu::detail::format_number(summary.guard_after) +
+        " (limit x" + fu::detail::format_number(o.max_perplexity_ratio) + "); " +
+        (o.write_anyway ? "writing anyway (--write-anyway)" : "NOT writing " + o.out + " (--write-anyway forces it)")).c_str());
 
   // 7. Outputs: the model first (atomic), then the report files (each atomic). Ctrl-C from here on is
   // honoured only before the first write.
@@ -233,8 +261,10 @@ inline int run_phases(const Options& o) {
   rec.forgotten_records = records.size();
   rec.note = outcome.stop_reason + "; " + std::to_string(outcome.result.report.iterations) + " step(s); report " +
              o.report;
-  say("writing " + o.out);
-  fu::models::export_llama(model, file, o.out, rec, output_type(o.output_type));
+  if (summary.model_written) {
+    say("writing " + o.out);
+    fu::models::export_llama(model, file, o.out, rec, output_type(o.output_type));
+  }
   phase("write");
   summary.total_seconds = now();
   fs::create_directories(o.report);
@@ -246,10 +276,12 @@ inline int run_phases(const Options& o) {
 
   std::size_t extracted_after = 0;
   for (const auto& m : after.records) extracted_after += m.extracted;
-  std::printf("unlearn_gguf: %zu record(s), %zu step(s) (%s); extracted after: %zu; target %s; %.1f s; wrote %s and "
-              "%s/report.md\n",
+  std::printf("unlearn_gguf: %zu record(s), %zu step(s) (%s); extracted after: %zu; target %s; utility guard %s; "
+              "%.1f s; wrote %s%s/report.md\n",
               records.size(), outcome.result.report.iterations, outcome.stop_reason.c_str(), extracted_after,
-              met ? "met" : "NOT met", summary.total_seconds, o.out.c_str(), o.report.c_str());
+              met ? "met" : "NOT met", summary.guard_passed ? "passed" : "FAILED", summary.total_seconds,
+              summary.model_written ? (o.out + " and ").c_str() : "only ", o.report.c_str());
+  if (!summary.guard_passed) return 4;
   return met ? 0 : 3;
 }
 
