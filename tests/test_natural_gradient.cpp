@@ -313,6 +313,30 @@ TEST_CASE("NaturalGradientUnlearning: it stops on the caller's criterion and on 
   }
 }
 
+TEST_CASE("NaturalGradientUnlearning: report_retain_loss = false changes only the report's J_retain, not the steps") {
+  auto p = make_problem<double>(300, 8, 10, 1e-2, 23);
+  fu::NaturalGradientOptions o;
+  o.max_steps = 4;
+  o.max_kl = 1e-3;
+  o.retain_weight = 0.5;
+  o.retain_batch_size = 16;
+  Model<double> with = p.full, without = p.full;
+  const auto a = fu::NaturalGradientUnlearning<fu::WoodburyFisher<double>, fu::NaturalGradient, fu::GradientAscentObjective>(o)
+                     .unlearn_detailed(with, p.forget(), p.retain());
+  o.report_retain_loss = false;
+  const auto b = fu::NaturalGradientUnlearning<fu::WoodburyFisher<double>, fu::NaturalGradient, fu::GradientAscentObjective>(o)
+                     .unlearn_detailed(without, p.forget(), p.retain());
+  CHECK(fu::as_eigen(with.parameters()) == fu::as_eigen(without.parameters()));  // bitwise: the same steps
+  CHECK(a.report.iterations == b.report.iterations);
+  CHECK(a.report.forget_loss_before == b.report.forget_loss_before);
+  CHECK(a.report.forget_loss_after == b.report.forget_loss_after);
+  CHECK(a.report.retain_loss_before == Approx(fu::detail::objective(p.full, p.retain())).epsilon(1e-12));
+  CHECK(a.report.retain_loss_after == Approx(fu::detail::objective(with, p.retain())).epsilon(1e-12));
+  CHECK(std::isnan(b.report.retain_loss_before));
+  CHECK(std::isnan(b.report.retain_loss_after));
+  CHECK(std::isfinite(b.report.forget_loss_after));
+}
+
 TEST_CASE("NaturalGradientUnlearning: the model is restored bitwise when a callback or the objective throws") {
   auto p = make_problem<double>(200, 6, 8, 1e-2, 33);
   fu::NaturalGradientOptions o;

@@ -184,6 +184,9 @@ class IterativeMethod : public Method {
     o.seed = ds_->seed + 41;
     o.retain_weight = retain_weight_;
     o.retain_batch_size = static_cast<std::size_t>(opt_.retain_batch);
+    // The report's J_retain before/after (two passes over the 512 retain windows) is a diagnostic no
+    // step or stop uses; the search measures utility itself (probe perplexity, measured retain KL).
+    o.report_retain_loss = false;
     Objective objective = make_objective();
     Preconditioner preconditioner{};
     if constexpr (std::is_same_v<Preconditioner, fu::SoulPreconditioner>) preconditioner.seed = ds_->seed + 43;

@@ -95,6 +95,10 @@ struct NaturalGradientOptions {
   std::size_t retain_batch_size = 16;  ///< retain samples per anchor batch
   /// Restrict unlearning to these named parameter groups (HasParameterGroups); empty = all parameters.
   std::vector<std::string> parameter_groups;
+  /// The report's J_retain before and after: one forward pass over the whole retain set each. A
+  /// diagnostic that no step or stopping decision uses; false leaves retain_loss_before/after not
+  /// measured (NaN) and saves the two passes (J_forget and the finiteness checks stay).
+  bool report_retain_loss = true;
 
   void validate(const std::string& who) const {
     detail::require_positive_finite(learning_rate, who + ": learning_rate (eta)", "1 is the natural-gradient step");
@@ -454,7 +458,7 @@ class NaturalGradientUnlearning {
                             " but the (restricted) model has " + std::to_string(subset.size()) + " parameters");
     NaturalGradientResult result;
     UnlearningReport& r = result.report;
-    r = detail::begin_report(model, forget, retain, who);
+    r = detail::begin_report(model, forget, retain, who, options_.report_retain_loss);
     const Vector<Scalar> theta_before = detail::snapshot_parameters(model);
     const bool needs_fisher = Preconditioner::uses_fisher || std::isfinite(options_.max_kl);
     std::size_t gradient_bytes = 0;
@@ -593,7 +597,7 @@ class NaturalGradientUnlearning {
       }
       if (!damping_note.empty()) detail::append_note(r.notes, damping_note);
       if (refreshes > 0) detail::append_note(r.notes, "F_R refreshed " + std::to_string(refreshes) + " time(s)");
-      detail::finish_report(model, theta_before, forget, retain, r);
+      detail::finish_report(model, theta_before, forget, retain, r, options_.report_retain_loss);
     });
     r.memory_bytes = fisher_bytes + gradient_bytes + 6 * subset.full_size() * sizeof(Scalar);
     r.seconds = clock.seconds();

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "example_checks.hpp"
+#include "unlearn_lm/measure.hpp"
 #include "unlearn_lm/registry.hpp"
 
 #include <algorithm>
@@ -130,4 +131,90 @@ TEST_CASE("unlearn_lm: a first-order baseline that diverges names the learning r
   CHECK_THROWS_WITH(method.apply(model, 1e30), Catch::Contains("diverged at learning rate 1e+30") &&
                                                    Catch::Contains("the learning rate is too large"));
   CHECK(std::equal(before.begin(), before.end(), model.parameters().begin()));  // the library's strong guarantee
+}
+
+namespace {
+
+unlearn_lm::Model peaked_transformer(std::size_t context, std::uint64_t seed) {
+  namespace fu = fisher_unlearn;
+  fu::models::TransformerConfig cfg;
+  cfg.context_length = context;
+  cfg.num_layers = 2;
+  cfg.width = 16;
+  cfg.num_heads = 2;
+  cfg.seed = seed;
+  unlearn_lm::Model model(cfg);
+  std::mt19937_64 rng(seed + 100);
+  std::normal_distribution<float> normal(0.0f, 0.4f);  // far from uniform next-token distributions
+  for (float& t : model.parameters()) t = normal(rng);
+  return model;
+}
+
+}  // namespace
+
+TEST_CASE("unlearn_lm: SharedPrefixScorer gives bitwise the per-candidate log-perplexities, any thread count") {
+  using namespace unlearn_lm;
+  // context 48: plain incremental steps; context 12: the prefix alone overflows the window, so every
+  // step rebuilds the state (Transformer::advance's full re-run) and the sharing must still be exact.
+  for (std::size_t context : {std::size_t{48}, std::size_t{12}})
+    for (const char* format : {"pin", "phone"}) {
+      CAPTURE(context, format);
+      const Model model = peaked_transformer(context, 7 + context);
+      const fu::CanarySpace space(canary_format(format), fu::ByteTokenizer{});
+      const std::size_t n = context == 48 ? 300 : 60;
+      const std::uint64_t seed = 11;
+      const auto reference = candidate_log_perplexities_unshared(model, space, n, seed, 1);
+      for (std::size_t threads : {std::size_t{1}, std::size_t{2}, std::size_t{5}}) {
+        const auto shared = candidate_log_perplexities(model, space, n, seed, threads);
+        REQUIRE(shared.size() == reference.size());
+        for (std::size_t i = 0; i < n; ++i) REQUIRE(shared[i] == reference[i]);  // bitwise, not approximately
+      }
+      // Duplicates, and candidates that are prefixes of others (a shorter secret ends inside the trie).
+      auto cands = space.format().generate(seed, 40);
+      cands.push_back(cands[3]);
+      cands.push_back(cands[3]);
+      auto tokens = candidate_tokens(space, cands);
+      tokens.push_back(std::vector<Token>(tokens[5].begin(), tokens[5].begin() + 4));
+      tokens.push_back(std::vector<Token>(tokens[5].begin(), tokens[5].begin() + 1));
+      tokens.push_back({});
+      const auto root = model.begin_decode(space.prefix_tokens());
+      SharedPrefixScorer scorer(model, root, tokens);
+      const auto values = scorer.run(2);
+      std::vector<float> buf(model.vocab_size());
+      for (std::size_t i = 0; i < tokens.size(); ++i) {
+        CAPTURE(i, tokens[i].size());
+        CHECK(values[i] == secret_log_perplexity(model, root, tokens[i], buf));
+      }
+      CHECK(values[40] == values[3]);
+      CHECK(values.back() == 0.0);
+      CHECK(values[3] > 0.0);
+    }
+}
+
+TEST_CASE("unlearn_lm: selection_score with shared prefixes equals the one-candidate-at-a-time score") {
+  using namespace unlearn_lm;
+  const Model model = peaked_transformer(48, 3);
+  Dataset ds;
+  ds.seed = 5;
+  std::mt19937_64 rng(17);
+  for (const char* f : {"pin", "phone", "pin", "phone"}) {
+    PlantedCanary c;
+    c.format_name = f;
+    c.space = std::make_shared<fu::CanarySpace>(canary_format(f), fu::ByteTokenizer{});
+    c.secret = c.space->format().generate(rng);
+    ds.canaries.push_back(std::move(c));
+  }
+  ds.valid = fu::ByteTokenizer{}.encode(std::string(400, 'a') + "the quick brown fox jumps over the lazy dog");
+  Options opt;
+  opt.selection_candidates = 128;
+  const std::vector<std::size_t> tuning{0, 1, 2, 3};
+  const SelectionScore reference = selection_score_unshared(model, ds, opt, tuning);
+  for (long long threads : {1LL, 2LL, 3LL}) {
+    opt.threads = threads;
+    const SelectionScore s = selection_score(model, ds, opt, tuning);
+    CHECK(s.mean == reference.mean);
+    CHECK(s.max == reference.max);
+    CHECK(s.probe_perplexity == reference.probe_perplexity);
+  }
+  CHECK(reference.mean > 0.0);
 }

@@ -65,31 +65,32 @@ void require_unlearning_sets(const M& model, std::span<const typename M::Sample>
   require_finite(parameters_of(model), who + ": the model's parameters");
 }
 
-/// Fills the "before" half of a report. Losses are the regularised objectives J_forget, J_retain.
+/// Fills the "before" half of a report. Losses are the regularised objectives J_forget, J_retain;
+/// `retain_loss` = false leaves J_retain not measured (it costs a pass over the whole retain set).
 template <Model M>
 UnlearningReport begin_report(const M& model, std::span<const typename M::Sample> forget,
-                              std::span<const typename M::Sample> retain, std::string method) {
+                              std::span<const typename M::Sample> retain, std::string method, bool retain_loss = true) {
   UnlearningReport r;
   r.method = std::move(method);
   r.forget_loss_before = objective(model, forget);
-  r.retain_loss_before = objective(model, retain);
-  if (!std::isfinite(r.forget_loss_before) || !std::isfinite(r.retain_loss_before))
+  r.retain_loss_before = retain_loss ? objective(model, retain) : UnlearningReport::not_measured;
+  if (!std::isfinite(r.forget_loss_before) || (retain_loss && !std::isfinite(r.retain_loss_before)))
     throw NonFiniteError(r.method + ": the loss before unlearning is NaN or Inf; check the model and the data");
   return r;
 }
 
 /// Fills the "after" half of a report once the model holds θ'. Throws NonFiniteError (and the caller's
-/// rollback restores θ) if θ' or its losses are not finite.
+/// rollback restores θ) if θ' or its losses are not finite. `retain_loss` as in begin_report.
 template <Model M>
 void finish_report(const M& model, const Vector<typename M::Scalar>& theta_before,
                    std::span<const typename M::Sample> forget, std::span<const typename M::Sample> retain,
-                   UnlearningReport& r) {
+                   UnlearningReport& r, bool retain_loss = true) {
   const auto theta = parameters_of(model);
   require_finite(theta, r.method + ": the updated parameters");
   r.step_norm = (theta.template cast<double>() - theta_before.template cast<double>()).norm();
   r.forget_loss_after = objective(model, forget);
-  r.retain_loss_after = objective(model, retain);
-  if (!std::isfinite(r.forget_loss_after) || !std::isfinite(r.retain_loss_after))
+  if (retain_loss) r.retain_loss_after = objective(model, retain);
+  if (!std::isfinite(r.forget_loss_after) || (retain_loss && !std::isfinite(r.retain_loss_after)))
     throw NonFiniteError(r.method + ": the loss after unlearning is NaN or Inf (the step is too large: raise the "
                                     "damping or set a maximum step norm)");
 }
