@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Reads bench/run_llama_peers.sh's OUT_DIR and prints issue 11's table: tokens/s of our Llama, PyTorch and
+llama.cpp (fastest iteration of each, same run), the ratios, the two peers' agreement on the same ids, and
+the peak memory; writes OUT_DIR/summary.json (schema: {"commit", "load_before", "load_after", "rows":
+[{"case", "threads", "ours", "torch", "llamacpp_f32", "llamacpp_q4_1"} tokens/s, null when not measured],
+"peer_max_abs_dlogp", "max_rss_mib", "loss_first", "loss_last"})."""
+import json
+import os
+import re
+import sys
+
+out = sys.argv[1]
+rd = lambda name: json.load(open(os.path.join(out, name)))
+ours = {}
+for b in rd("ours.json")["benchmarks"]:
+    m = re.match(r"llama/(forward|top4_forward_backward)(/threads(\d+))?", b["name"])
+    if m and "tokens_per_s_best" in b:
+        ours[(m.group(1), int(m.group(3) or 1))] = b["tokens_per_s_best"]
+peers = {}
+for key, name in (("torch", "torch.json"), ("llamacpp_f32", "llamacpp_f32.json"), ("llamacpp_q4_1", "llamacpp_q4_1.json")):
+    if os.path.exists(os.path.join(out, name)):
+        for r in rd(name)["rows"]:
+            peers[(key, r["case"], r["threads"])] = r["tokens_per_s"]
+rows = []
+for (case, t), v in sorted(ours.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    row = {"case": case, "threads": t, "ours": v}
+    for key in ("torch", "llamacpp_f32", "llamacpp_q4_1"):
+        row[key] = peers.get((key, case, t))
+    rows.append(row)
+print("| case | threads | ours tok/s | PyTorch tok/s | ours/PyTorch | llama.cpp F32 tok/s | ours/llama.cpp F32 | llama.cpp Q4_1 tok/s |")
+print("|---|---|---|---|---|---|---|---|")
+f = lambda x: "—" if x is None else f"{x:.0f}"
+r_ = lambda a, b: "—" if a is None or b is None else f"{a / b:.2f}×"
+for r in rows:
+    print(f"| {r['case']} | {r['threads']} | {f(r['ours'])} | {f(r['torch'])} | {r_(r['ours'], r['torch'])} | "
+          f"{f(r['llamacpp_f32'])} | {r_(r['ours'], r['llamacpp_f32'])} | {f(r['llamacpp_q4_1'])} |")
+summary = {"commit": open(os.path.join(out, "commit.txt")).read().strip(),
+           "load_before": open(os.path.join(out, "load_before.txt")).read().strip(),
+           "load_after": open(os.path.join(out, "load_after.txt")).read().strip(), "rows": rows}
+try:
+    a, b = rd("torch.json")["check_log_probs"], rd("llamacpp_f32.json")["check_log_probs"]
+    summary["peer_max_abs_dlogp"] = max(abs(x - y) for x, y in zip(a, b))
+    print(f"PyTorch vs llama.cpp F32 on the same 64 positions: max |Δ ln p| = {summary['peer_max_abs_dlogp']:.2e}")
+except (FileNotFoundError, KeyError):
+    pass
+mem = open(os.path.join(out, "memory.txt")).read()
+rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(os.path.join(out, "memory_time.txt")).read())
+summary["max_rss_mib"] = int(rss.group(1)) / 1024 if rss else None
+losses = [float(x) for x in re.findall(r"mean loss ([0-9.]+)", mem)]
+summary["loss_first"], summary["loss_last"] = (losses[0], losses[-1]) if losses else (None, None)
+print(mem.strip())
+print(f"max RSS (GNU time) of loading + fine-tuning the top 4 blocks: {summary['max_rss_mib']:.0f} MiB")
+print(summary["load_before"].replace("\n", " | "), "->", summary["load_after"].replace("\n", " | "))
+json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=1)
