@@ -2,7 +2,8 @@
 """Reads bench/run_llama_peers.sh's OUT_DIR and prints issue 11's table: tokens/s of our Llama, PyTorch and
 llama.cpp (fastest iteration of each, same run), the ratios, the two peers' agreement on the same ids, and
 the peak memory; writes OUT_DIR/summary.json (schema: {"commit", "load_before", "load_after", "rows":
-[{"case", "threads", "ours", "torch", "llamacpp_f32", "llamacpp_q4_1"} tokens/s, null when not measured],
+[{"case", "threads", "ours", "torch", "llamacpp_f32", "llamacpp_q4_1"} tokens/s (fastest run, wall clock) and
+each with "_per_cpu_s" (tokens per process CPU-second, one thread only), null when not measured],
 "peer_max_abs_dlogp", "max_rss_mib", "loss_first", "loss_last"})."""
 import json
 import os
@@ -11,21 +12,27 @@ import sys
 
 out = sys.argv[1]
 rd = lambda name: json.load(open(os.path.join(out, name)))
-ours = {}
+ours, ours_cpu = {}, {}
 for b in rd("ours.json")["benchmarks"]:
     m = re.match(r"llama/(forward|top4_forward_backward)(/threads(\d+))?", b["name"])
     if m and "tokens_per_s_best" in b:
-        ours[(m.group(1), int(m.group(3) or 1))] = b["tokens_per_s_best"]
-peers = {}
+        key = (m.group(1), int(m.group(3) or 1))
+        ours[key] = b["tokens_per_s_best"]
+        # Google Benchmark's CPU time is the calling thread's: the process's only at one thread.
+        if key[1] == 1:
+            ours_cpu[key] = b["tokens_per_s"] * b["real_time"] / b["cpu_time"]
+peers, peers_cpu = {}, {}
 for key, name in (("torch", "torch.json"), ("llamacpp_f32", "llamacpp_f32.json"), ("llamacpp_q4_1", "llamacpp_q4_1.json")):
     if os.path.exists(os.path.join(out, name)):
         for r in rd(name)["rows"]:
             peers[(key, r["case"], r["threads"])] = r["tokens_per_s"]
+            peers_cpu[(key, r["case"], r["threads"])] = r.get("tokens_per_cpu_s")
 rows = []
 for (case, t), v in sorted(ours.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-    row = {"case": case, "threads": t, "ours": v}
+    row = {"case": case, "threads": t, "ours": v, "ours_per_cpu_s": ours_cpu.get((case, t))}
     for key in ("torch", "llamacpp_f32", "llamacpp_q4_1"):
         row[key] = peers.get((key, case, t))
+        row[key + "_per_cpu_s"] = peers_cpu.get((key, case, t)) if t == 1 else None
     rows.append(row)
 print("| case | threads | ours tok/s | PyTorch tok/s | ours/PyTorch | llama.cpp F32 tok/s | ours/llama.cpp F32 | llama.cpp Q4_1 tok/s |")
 print("|---|---|---|---|---|---|---|---|")
@@ -51,4 +58,13 @@ summary["loss_first"], summary["loss_last"] = (losses[0], losses[-1]) if losses 
 print(mem.strip())
 print(f"max RSS (GNU time) of loading + fine-tuning the top 4 blocks: {summary['max_rss_mib']:.0f} MiB")
 print(summary["load_before"].replace("\n", " | "), "->", summary["load_after"].replace("\n", " | "))
+print()
+print("tokens per CPU-second (process CPU time; one thread):")
+print("| case | ours | PyTorch | ours/PyTorch | llama.cpp F32 | ours/llama.cpp F32 | llama.cpp Q4_1 |")
+print("|---|---|---|---|---|---|---|")
+for r in rows:
+    if r["threads"] == 1:
+        print(f"| {r['case']} | {f(r['ours_per_cpu_s'])} | {f(r['torch_per_cpu_s'])} | "
+              f"{r_(r['ours_per_cpu_s'], r['torch_per_cpu_s'])} | {f(r['llamacpp_f32_per_cpu_s'])} | "
+              f"{r_(r['ours_per_cpu_s'], r['llamacpp_f32_per_cpu_s'])} | {f(r['llamacpp_q4_1_per_cpu_s'])} |")
 json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=1)

@@ -23,9 +23,11 @@ f32="$out/SmolLM2-135M-Instruct.f32.gguf"
 python3 -c 'import json, random; r = random.Random(3); print(json.dumps([r.randrange(49152) for _ in range(65)]))' > "$out/check_tokens.json"
 git -C "$root" rev-parse HEAD > "$out/commit.txt"
 { date -u; uptime; nproc; } > "$out/load_before.txt"
-IFS=, read -ra ts <<< "$threads"
 filter="llama/"
-"$build/bench/bench_llama" --benchmark_filter="$filter" --benchmark_out="$out/ours.json" --benchmark_out_format=json
+# min_time: several iterations per row (one takes seconds on a loaded machine), so that its fastest
+# iteration is read as the peers' fastest run is.
+"$build/bench/bench_llama" --benchmark_filter="$filter" --benchmark_min_time="${MIN_TIME:-10}" \
+  --benchmark_out="$out/ours.json" --benchmark_out_format=json
 PYTHONPATH="${GGUF_PYTHONPATH:-}" "${TORCH_PYTHON:-python3}" "$root/bench/peers/llama_torch_peer.py" "$model" \
   --out "$out/torch.json" --threads "$threads" --check-tokens "$out/check_tokens.json"
 "${LLAMACPP_PYTHON:-python3}" "$root/bench/peers/llama_cpp_peer.py" "$f32" --out "$out/llamacpp_f32.json" \

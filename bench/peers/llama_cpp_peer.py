@@ -20,14 +20,16 @@ from llama_cpp import Llama
 
 
 def timed(fn, min_seconds, min_runs=3, max_runs=30):
+    """(wall seconds, process CPU seconds) of the fastest of repeated runs after a warm-up. The CPU time
+    (every thread of the process) is what a loaded, shared machine distorts least."""
     fn()
-    times = []
+    runs = []
     start = time.perf_counter()
-    while len(times) < min_runs or (time.perf_counter() - start < min_seconds and len(times) < max_runs):
-        t0 = time.perf_counter()
+    while len(runs) < min_runs or (time.perf_counter() - start < min_seconds and len(runs) < max_runs):
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        runs.append((time.perf_counter() - t0, time.process_time() - c0))
+    return min(runs)
 
 
 def log_probs_of(llm, ids):
@@ -63,8 +65,9 @@ def main():
                 llm.reset()
                 llm.eval(ids)
 
-        s = timed(forward, a.min_seconds)
-        row = {"case": "forward", "threads": threads, "seconds": s, "tokens_per_s": a.batch * a.positions / s}
+        s, cpu = timed(forward, a.min_seconds)
+        row = {"case": "forward", "threads": threads, "seconds": s, "cpu_seconds": cpu,
+               "tokens_per_s": a.batch * a.positions / s, "tokens_per_cpu_s": a.batch * a.positions / cpu}
         out["rows"].append(row)
         print(f"[llama.cpp] forward threads={threads}: {s * 1e3:.1f} ms, {row['tokens_per_s']:.0f} tokens/s", flush=True)
         if a.check_tokens and "check_log_probs" not in out:
