@@ -8,6 +8,7 @@
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/detail/layer_statistics.hpp"
 #include "fisher_unlearn/detail/parallel.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/tokenizer.hpp"
@@ -315,6 +316,58 @@ class Llama {
     run_chunk(*lease, std::span<const Sample* const>(&one, 1), g.data(), Targets::sampled, &rng);
   }
 
+  // ---- LinearLayerModel (K-FAC / EK-FAC) ------------------------------------------------------------------
+  /// The trainable projections of the blocks, in parameter order: "blk.N.attn_q" (C→C), "blk.N.attn_k" and
+  /// "blk.N.attn_v" (C→kv_width), "blk.N.attn_output" (C→C), "blk.N.ffn_gate" and "blk.N.ffn_up" (C→F),
+  /// "blk.N.ffn_down" (F→C); no bias. A GGUF tensor is Wᵀ in column-major order, i.e. W row-major. The norm
+  /// gains, token_embd and an untied `output` (its V×V gradient factor would not fit) are not linear layers
+  /// here: a Kronecker estimator treats them as its diagonal block.
+  std::vector<LinearLayer> linear_layers() const {
+    std::vector<LinearLayer> layers;
+    for (const auto& t : tensors_)
+      if (is_linear_layer(t))
+        layers.push_back({t.name, t.rows, t.cols, t.offset, WeightOrder::row_major, false, 0});
+    return layers;
+  }
+
+  /// Forward + backward over `samples` (observed targets, or targets drawn with rng exactly as successive
+  /// sampled_gradient() calls draw them), handing `visitor` every linear layer's inputs and output gradients
+  /// (concepts.hpp, LinearLayerModel). The loss is c·Σₜ wₜℓₜ with c = 1 (wₜ = 1/T for a sample without
+  /// weights), so the backward pass is seeded with √wₜ per position, for observed and sampled targets alike:
+  /// the implied score is g̃ = ∇ Σₜ √wₜ ℓₜ (√T·∇loss for the mean; sampled_gradient() itself for sampled
+  /// targets), and E[g̃g̃ᵀ] = Σₜ wₜFₜ is the Gauss–Newton matrix of loss(s). Positions of weight 0 whose output
+  /// gradient is exactly 0 (the top block's q, attn_output and feed-forward; lower blocks still see them
+  /// through later positions' attention) are left out of the batch, so they do not dilute A.
+  /// Sequences are batched sequences_per_chunk at a time, one at a time when the visitor wants each sample's
+  /// score vector. Single-threaded; the visitor is called in sample order.
+  void visit_linear_layers(std::span<const Sample> samples, CurvatureTargets targets, std::mt19937_64& rng,
+                           LinearLayerVisitor<Scalar>& visitor) const {
+    for (const Sample& s : samples) check_sample(s);
+    if (samples.empty()) return;
+    const bool per_sample = visitor.wants_sample_gradients();
+    const std::size_t per = per_sample ? 1 : execution_.sequences_per_chunk;
+    std::vector<const Sample*> pointers(samples.size());
+    for (std::size_t i = 0; i < samples.size(); ++i) pointers[i] = &samples[i];
+    Vec scratch(static_cast<Index>(num_parameters()));
+    auto lease = acquire();
+    Workspace& ws = *lease;
+    ws.visitor = &visitor;
+    try {
+      for (std::size_t begin = 0; begin < samples.size(); begin += per) {
+        const std::size_t n = std::min(per, samples.size() - begin);
+        scratch.setZero();
+        ws.first_sample = begin;
+        run_chunk(ws, std::span<const Sample* const>(pointers.data() + begin, n), scratch.data(),
+                  targets == CurvatureTargets::sampled ? Targets::sampled : Targets::observed, &rng);
+        if (per_sample) visitor.on_sample_gradient(begin, std::span<const Scalar>(scratch.data(), num_parameters()));
+      }
+    } catch (...) {
+      ws.visitor = nullptr;
+      throw;
+    }
+    ws.visitor = nullptr;
+  }
+
   // ---- LanguageModel ----------------------------------------------------------------------------------
   /// out[v] = ln p(v | context). The context must be non-empty (prepend BOS yourself if the model wants
   /// one); only its last context_length tokens are used.
@@ -461,6 +514,13 @@ class Llama {
     std::vector<Index> offset, length, low_offset, low_length;
     std::vector<std::size_t> probs_offset, low_probs_offset;
     std::vector<Token> targets;
+    // K-FAC statistics (visit_linear_layers): the visitor, the chunk's first sample, per column whether its
+    // position has weight 0, and the sample column offsets.
+    LinearLayerVisitor<Scalar>* visitor = nullptr;
+    std::size_t first_sample = 0;
+    std::vector<char> masked;
+    std::vector<Index> sample_columns;
+    ::fisher_unlearn::detail::LayerStatisticsForwarder<Scalar> forward_statistics;
   };
   class WorkspacePool {
    public:
@@ -558,6 +618,10 @@ class Llama {
       if (t.kind == LlamaTensorKind::token_embd) embedding_trainable = true;
     }
     if (config_.tied_embeddings) head_index_ = embed_index_;
+    layer_of_tensor_.assign(tensors_.size(), kNoLayer);
+    std::size_t layer = 0;
+    for (std::size_t i = 0; i < tensors_.size(); ++i)
+      if (is_linear_layer(tensors_[i])) layer_of_tensor_[i] = layer++;
     if (groups_.empty())
       throw InvalidArgument("Llama: no trainable group was chosen; name at least one (for example the top "
                             "blocks: llama_top_blocks(config, 4))");
@@ -574,6 +638,27 @@ class Llama {
         rope_cos_[p * half + i] = static_cast<Scalar>(std::cos(angle));
         rope_sin_[p * half + i] = static_cast<Scalar>(std::sin(angle));
       }
+  }
+
+  static constexpr std::size_t kNoLayer = static_cast<std::size_t>(-1);
+  static bool is_linear_layer(const LlamaTensor& t) {
+    switch (t.kind) {
+      case LlamaTensorKind::attn_q: case LlamaTensorKind::attn_k: case LlamaTensorKind::attn_v:
+      case LlamaTensorKind::attn_output: case LlamaTensorKind::ffn_gate: case LlamaTensorKind::ffn_up:
+      case LlamaTensorKind::ffn_down:
+        return t.trainable;
+      default:
+        return false;
+    }
+  }
+  // Hands the K-FAC visitor (if any) layer (l, kind)'s inputs (in×n) and output gradients (out×n).
+  template <class Inputs, class Gradients>
+  void visit_layer(Workspace& ws, std::size_t l, LlamaTensorKind kind, const Inputs& a, const Gradients& d) const {
+    if (ws.visitor == nullptr) return;
+    const std::size_t layer = layer_of_tensor_[block_tensor_[l][static_cast<std::size_t>(kind)]];
+    if (layer == kNoLayer) return;
+    ws.forward_statistics(*ws.visitor, layer, ws.first_sample, std::span<const Index>(ws.sample_columns),
+                          std::span<const char>(ws.masked), a, d);
   }
 
   const LlamaTensor& find_tensor(std::string_view name) const {
@@ -813,7 +898,10 @@ class Llama {
     for (Mat* m : {&ws.dact, &ws.dgate, &ws.dup}) ensure(*m, F, n);
 
     // ---- feed-forward: x_out = x_mid + W_downᵀ·act, act = silu(gate) ⊙ up ----
-    if (Scalar* p = grad_of(g, t_down)) grad_map(p, t_down).noalias() += lc.act.leftCols(n) * dx.transpose();
+    if (Scalar* p = grad_of(g, t_down)) {
+      grad_map(p, t_down).noalias() += lc.act.leftCols(n) * dx.transpose();
+      visit_layer(ws, l, LlamaTensorKind::ffn_down, lc.act.leftCols(n), dx);
+    }
     auto dact = ws.dact.leftCols(n);
     dact.noalias() = weight(t_down) * dx;
     {
@@ -822,8 +910,14 @@ class Llama {
       ws.dup.leftCols(n).array() = dact.array() * z * sig;
       ws.dgate.leftCols(n).array() = dact.array() * lc.up.leftCols(n).array() * sig * (Scalar(1) + z * (Scalar(1) - sig));
     }
-    if (Scalar* p = grad_of(g, t_gate)) grad_map(p, t_gate).noalias() += lc.h2.leftCols(n) * ws.dgate.leftCols(n).transpose();
-    if (Scalar* p = grad_of(g, t_up)) grad_map(p, t_up).noalias() += lc.h2.leftCols(n) * ws.dup.leftCols(n).transpose();
+    if (Scalar* p = grad_of(g, t_gate)) {
+      grad_map(p, t_gate).noalias() += lc.h2.leftCols(n) * ws.dgate.leftCols(n).transpose();
+      visit_layer(ws, l, LlamaTensorKind::ffn_gate, lc.h2.leftCols(n), ws.dgate.leftCols(n));
+    }
+    if (Scalar* p = grad_of(g, t_up)) {
+      grad_map(p, t_up).noalias() += lc.h2.leftCols(n) * ws.dup.leftCols(n).transpose();
+      visit_layer(ws, l, LlamaTensorKind::ffn_up, lc.h2.leftCols(n), ws.dup.leftCols(n));
+    }
     auto dh = ws.dh.leftCols(n);
     dh.noalias() = weight(t_gate) * ws.dgate.leftCols(n);
     dh.noalias() += weight(t_up) * ws.dup.leftCols(n);
@@ -831,7 +925,10 @@ class Llama {
     if (!attn_needed) return;
 
     // ---- attention: x_mid = x_in + W_oᵀ·attn ----
-    if (Scalar* p = grad_of(g, t_o)) grad_map(p, t_o).noalias() += lc.attn.leftCols(n) * dx.transpose();
+    if (Scalar* p = grad_of(g, t_o)) {
+      grad_map(p, t_o).noalias() += lc.attn.leftCols(n) * dx.transpose();
+      visit_layer(ws, l, LlamaTensorKind::attn_output, lc.attn.leftCols(n), dx);
+    }
     auto dattn = ws.dattn.leftCols(n);
     dattn.noalias() = weight(t_o) * dx;
     auto dq = ws.dq.leftCols(n);
@@ -866,9 +963,18 @@ class Llama {
         rope(dk, ws.offset[s] + t, static_cast<std::size_t>(t), config_.num_kv_heads, Scalar(-1));
       }
     const auto h1 = lc.h1.leftCols(n);
-    if (Scalar* p = grad_of(g, t_q)) grad_map(p, t_q).noalias() += h1 * dq.transpose();
-    if (Scalar* p = grad_of(g, t_k)) grad_map(p, t_k).noalias() += h1 * dk.transpose();
-    if (Scalar* p = grad_of(g, t_v)) grad_map(p, t_v).noalias() += h1 * dv.transpose();
+    if (Scalar* p = grad_of(g, t_q)) {
+      grad_map(p, t_q).noalias() += h1 * dq.transpose();
+      visit_layer(ws, l, LlamaTensorKind::attn_q, h1, dq);
+    }
+    if (Scalar* p = grad_of(g, t_k)) {
+      grad_map(p, t_k).noalias() += h1 * dk.transpose();
+      visit_layer(ws, l, LlamaTensorKind::attn_k, h1, dk);
+    }
+    if (Scalar* p = grad_of(g, t_v)) {
+      grad_map(p, t_v).noalias() += h1 * dv.transpose();
+      visit_layer(ws, l, LlamaTensorKind::attn_v, h1, dv);
+    }
     if (!propagate && !t_norm1.trainable) return;
     dh.noalias() = weight(t_q) * dq;
     dh.noalias() += weight(t_k) * dk;
@@ -977,6 +1083,9 @@ class Llama {
 
     // ---- targets, weights and the loss ----
     ws.targets.resize(static_cast<std::size_t>(n));
+    ws.masked.assign(static_cast<std::size_t>(n), 0);
+    ws.sample_columns.assign(ws.offset.begin(), ws.offset.end());
+    ws.sample_columns.push_back(n);
     std::vector<Scalar> grad_weight(static_cast<std::size_t>(n));
     Scalar total = 0;
     for (std::size_t s = 0; s < seqs.size(); ++s) {
@@ -985,13 +1094,15 @@ class Llama {
       for (Index t = 0; t < T; ++t) {
         const auto ti = static_cast<std::size_t>(t);
         const Scalar w = smp.weights.empty() ? Scalar(1) / static_cast<Scalar>(T) : smp.weights[ti];
+        // Seeds: wₜ for ∇loss; √wₜ for a sampled gradient and for K-FAC statistics (the per-token scale).
+        const bool per_token_scale = targets == Targets::sampled || ws.visitor != nullptr;
+        grad_weight[static_cast<std::size_t>(o + t)] = per_token_scale ? std::sqrt(w) : w;
+        ws.masked[static_cast<std::size_t>(o + t)] = w == Scalar(0);
         Token y;
         if (targets == Targets::observed) {
           y = smp.tokens[ti + 1];
-          grad_weight[static_cast<std::size_t>(o + t)] = w;
         } else {
           y = sample_token(logits.col(o + t), *rng);
-          grad_weight[static_cast<std::size_t>(o + t)] = std::sqrt(w);
         }
         ws.targets[static_cast<std::size_t>(o + t)] = y;
         total -= w * logits(y, o + t);
@@ -1095,6 +1206,7 @@ class Llama {
   std::vector<Scalar> rope_cos_, rope_sin_;
   std::unordered_map<std::string, std::size_t> index_;
   std::vector<std::array<std::size_t, 12>> block_tensor_;
+  std::vector<std::size_t> layer_of_tensor_;
   std::size_t embed_index_ = 0, out_norm_index_ = 0, head_index_ = 0;
   mutable WorkspacePool pool_;
 };
