@@ -84,6 +84,8 @@ int main(int argc, char** argv) {
       if (t < 1 || t > 1024) throw fu::InvalidArgument("--threads must be between 1 and 1024");
       threads = static_cast<std::size_t>(t);
     }
+    if (!std::ifstream(argv[2]))  // before the model is opened: the cheap mistake first
+      throw fu::InvalidArgument(std::string("cannot open the records file '") + argv[2] + "'; give a readable file, one 'prefix<TAB>secret' a line");
     const auto file = fu::GgufFile::open(argv[1]);
     const auto tok = fu::BpeTokenizer::from_gguf(file);
     const auto records = read_records(argv[2], tok);
