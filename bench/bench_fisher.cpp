@@ -271,41 +271,55 @@ void BM_woodbury_setup_solve(benchmark::State& state) {
 // The peer's inputs (bench/peers/torch_peer.py) at the sizes of the benchmarks it is compared with,
 // and our answers for its agreement check. Gradients are written as rows: a d×m column-major matrix
 // is an m×d array in C order.
+template <class Scalar>
+void export_diagonal(const std::filesystem::path& path) {
+  const Eigen::Index d = 1 << 20, m = 8;
+  ExportDirectory out(path);
+  const Mat<Scalar> g = random_matrix<Scalar>(d, m, 11);
+  const Vec<Scalar> v = random_vector<Scalar>(d, 13);
+  fu::DiagonalFisher<Scalar> fisher{std::size_t(d), Scalar(kDamping)};
+  fisher.add_gradients(g);
+  fisher.finalize();
+  Vec<Scalar> result(d), quarter(d);
+  fisher.apply_power(-1.0, v, result);
+  fisher.apply_power(-0.25, v, quarter);
+  const Vec<Scalar> diagonal = fisher.diagonal();
+  out.value("damping", kDamping);
+  out.array("gradients", g.data(), {std::size_t(m), std::size_t(d)});
+  out.array("v", v.data(), {std::size_t(d)});
+  out.array("ours_diagonal", diagonal.data(), {std::size_t(d)});
+  out.array("ours_apply_inverse", result.data(), {std::size_t(d)});
+  out.array("ours_apply_quarter", quarter.data(), {std::size_t(d)});
+  out.finish();
+}
+
+template <class Scalar>
+void export_woodbury(const std::filesystem::path& path) {
+  const Eigen::Index d = 1 << 17, m = 64;
+  ExportDirectory out(path);
+  const Mat<Scalar> g = random_matrix<Scalar>(d, m, 21);
+  const Vec<Scalar> v = random_vector<Scalar>(d, 32);
+  fu::WoodburyFisher<Scalar> fisher{std::size_t(d), Scalar(kDamping)};
+  fisher.add_gradients(g);
+  fisher.finalize();
+  Vec<Scalar> result(d);
+  fisher.apply_power(-1.0, v, result);
+  out.value("damping", kDamping);
+  out.array("gradients", g.data(), {std::size_t(m), std::size_t(d)});
+  out.array("v", v.data(), {std::size_t(d)});
+  out.array("ours_inverse_product", result.data(), {std::size_t(d)});
+  out.finish();
+}
+
+// The peer's inputs (bench/peers/torch_peer.py) at the sizes of the benchmarks it is compared with, in
+// float and in double (the peer compares like with like), and our answers for its agreement check.
+// Gradients are written as rows: a d×m column-major matrix is an m×d array in C order.
 void export_for_peer(const std::string& dir) {
-  {
-    const Eigen::Index d = 1 << 20, m = 8;
-    ExportDirectory out(std::filesystem::path(dir) / "fisher_diagonal");
-    const Mat<float> g = random_matrix<float>(d, m, 11);
-    const Vec<float> v = random_vector<float>(d, 13);
-    fu::DiagonalFisher<float> fisher{std::size_t(d), float(kDamping)};
-    fisher.add_gradients(g);
-    fisher.finalize();
-    Vec<float> result(d);
-    fisher.apply_power(-1.0, v, result);
-    const Vec<float> diagonal = fisher.diagonal();
-    out.value("damping", kDamping);
-    out.array("gradients", g.data(), {std::size_t(m), std::size_t(d)});
-    out.array("v", v.data(), {std::size_t(d)});
-    out.array("ours_diagonal", diagonal.data(), {std::size_t(d)});
-    out.array("ours_apply_inverse", result.data(), {std::size_t(d)});
-    out.finish();
-  }
-  {
-    const Eigen::Index d = 1 << 17, m = 64;
-    ExportDirectory out(std::filesystem::path(dir) / "fisher_woodbury");
-    const Mat<double> g = random_matrix<double>(d, m, 21);
-    const Vec<double> v = random_vector<double>(d, 32);
-    fu::WoodburyFisher<double> fisher{std::size_t(d), kDamping};
-    fisher.add_gradients(g);
-    fisher.finalize();
-    Vec<double> result(d);
-    fisher.apply_power(-1.0, v, result);
-    out.value("damping", kDamping);
-    out.array("gradients", g.data(), {std::size_t(m), std::size_t(d)});
-    out.array("v", v.data(), {std::size_t(d)});
-    out.array("ours_inverse_product", result.data(), {std::size_t(d)});
-    out.finish();
-  }
+  const std::filesystem::path root(dir);
+  export_diagonal<float>(root / "fisher_diagonal");
+  export_diagonal<double>(root / "fisher_diagonal_double");
+  export_woodbury<double>(root / "fisher_woodbury");
+  export_woodbury<float>(root / "fisher_woodbury_float");
 }
 
 }  // namespace
@@ -337,11 +351,14 @@ int main(int argc, char** argv) {
     reg("diagonal/accumulate<float>" + sfx, BM_diagonal_accumulate<float>, t)
         ->Args({10'000'000, 8})
         ->Args({1 << 20, 8});
-    reg("diagonal/accumulate<double>" + sfx, BM_diagonal_accumulate<double>, t)->Args({10'000'000, 8});
+    // d = 2²⁰: the PyTorch peer's size (float and double, like with like).
+    reg("diagonal/accumulate<double>" + sfx, BM_diagonal_accumulate<double>, t)
+        ->Args({10'000'000, 8})
+        ->Args({1 << 20, 8});
     reg("diagonal/apply_inverse<float>" + sfx, BM_diagonal_apply<float>, -1.0, t)->Arg(10'000'000)->Arg(1 << 20);
-    reg("diagonal/apply_inverse<double>" + sfx, BM_diagonal_apply<double>, -1.0, t)->Arg(10'000'000);
-    reg("diagonal/apply_quarter<float>" + sfx, BM_diagonal_apply<float>, -0.25, t)->Arg(10'000'000);
-    reg("diagonal/apply_quarter<double>" + sfx, BM_diagonal_apply<double>, -0.25, t)->Arg(10'000'000);
+    reg("diagonal/apply_inverse<double>" + sfx, BM_diagonal_apply<double>, -1.0, t)->Arg(10'000'000)->Arg(1 << 20);
+    reg("diagonal/apply_quarter<float>" + sfx, BM_diagonal_apply<float>, -0.25, t)->Arg(10'000'000)->Arg(1 << 20);
+    reg("diagonal/apply_quarter<double>" + sfx, BM_diagonal_apply<double>, -0.25, t)->Arg(10'000'000)->Arg(1 << 20);
   }
 
   // Set-up over m at d = 2^17 (O(m²d): oNSquared in m) and over d at m = 64 (O(d)).
@@ -359,7 +376,9 @@ int main(int argc, char** argv) {
   // Products out of cache (G = 256 MiB in float): the streaming-speed goal ...
   for (std::size_t t : {one, two}) {
     const std::string sfx = t == 1 ? "" : "/threads" + std::to_string(t);
-    reg("woodbury/inverse_product<float>" + sfx, BM_woodbury_product<float>, -1.0, t)->Args({1 << 20, 64, 1});
+    reg("woodbury/inverse_product<float>" + sfx, BM_woodbury_product<float>, -1.0, t)
+        ->Args({1 << 20, 64, 1})
+        ->Args({1 << 17, 64, 1});
     reg("woodbury/inverse_product<double>" + sfx, BM_woodbury_product<double>, -1.0, t)
         ->Args({1 << 20, 64, 1})
         ->Args({1 << 17, 64, 1});
