@@ -9,6 +9,7 @@
 #include "export.hpp"
 
 #include <fisher_unlearn/fisher/diagonal.hpp>
+#include <fisher_unlearn/detail/fisher_kernels.hpp>
 #include <fisher_unlearn/fisher/woodbury.hpp>
 
 #include <Eigen/Cholesky>
@@ -16,6 +17,8 @@
 #include <cstddef>
 #include <filesystem>
 #include <iostream>
+#include <map>
+#include <utility>
 #include <string>
 
 namespace fu = fisher_unlearn;
@@ -44,28 +47,61 @@ void BM_diagonal_accumulate(benchmark::State& state, std::size_t threads) {
   const Mat<Scalar> g = random_matrix<Scalar>(d, m, 11);
   fu::DiagonalFisher<Scalar> fisher(static_cast<std::size_t>(d), Scalar(kDamping));
   fisher.set_num_threads(threads);
+  fisher.add_gradients(g);  // the spare accumulator is allocated (and page-faulted) once, outside the loop
   const LoopClock clock;
-  BestIteration best;
+  IterationTimer timer;
   for (auto _ : state) {
-    best.start();
+    timer.start();
     fisher.add_gradients(g);
     benchmark::ClobberMemory();
-    best.stop();
+    timer.stop();
   }
   const double loop_seconds = clock.seconds();
   const double g_bytes = double(d) * double(m) * sizeof(Scalar);
   const double acc_bytes = 2.0 * double(d) * sizeof(double);
   state.counters["bytes_per_s"] =
       benchmark::Counter(g_bytes + acc_bytes, benchmark::Counter::kIsIterationInvariantRate);
-  const double ideal_seconds = g_bytes / stream_bandwidth<Scalar>(StreamKernel::read, kStreamN<Scalar>, threads) +
-                               acc_bytes / stream_bandwidth<Scalar>(StreamKernel::copy, kStreamN<Scalar>, threads);
-  set_fraction(state, "of_ceiling", ideal_seconds, loop_seconds);
-  state.counters["of_ceiling_best"] = ideal_seconds / best.seconds();
-  state.counters["best_seconds"] = best.seconds();
+  const double ideal_wall = g_bytes / stream_bandwidth<Scalar>(StreamKernel::read, kStreamN<Scalar>, threads) +
+                            acc_bytes / stream_bandwidth<Scalar>(StreamKernel::copy, kStreamN<Scalar>, threads);
+  const double ideal_cpu = g_bytes / stream_bandwidth_cpu<Scalar>(StreamKernel::read, kStreamN<Scalar>, threads) +
+                           acc_bytes / stream_bandwidth_cpu<Scalar>(StreamKernel::copy, kStreamN<Scalar>, threads);
+  set_fractions(state, "of_ceiling", ideal_wall, ideal_cpu, loop_seconds, timer);
   state.SetLabel("ceiling: stream read (G) + copy (accumulator)");
 }
 
+// The compute side of a roofline: CPU seconds per entry of f(d_small) run on data that stays in L2
+// (best of many calls), so memory bandwidth is not what limits it. A row whose compute time exceeds
+// its streaming time is compute-bound, and its ceiling is the compute time, not the stream's.
+template <class F>
+double in_cache_cpu_seconds(F&& f, int calls_per_timing) {
+  return best_cpu_seconds(
+             [&] {
+               for (int c = 0; c < calls_per_timing; ++c) f();
+             },
+             20) /
+         calls_per_timing;
+}
+
 // out = F^p v: reads the diagonal (d doubles) and v, writes out — three streams, as a STREAM triad.
+template <class Scalar>
+double diagonal_apply_compute_cpu_per_entry(double power) {
+  static std::map<double, double> cache;
+  if (auto it = cache.find(power); it != cache.end()) return it->second;
+  const Eigen::Index d = 16384;  // diagonal, v and out: 256 KiB in double, L2-resident
+  fu::DiagonalFisher<Scalar> fisher(static_cast<std::size_t>(d), Scalar(kDamping));
+  fisher.add_gradients(random_matrix<Scalar>(d, 2, 12));
+  fisher.finalize();
+  const Vec<Scalar> v = random_vector<Scalar>(d, 13);
+  Vec<Scalar> out(d);
+  return cache[power] = in_cache_cpu_seconds(
+                            [&] {
+                              fisher.apply_power(power, v, out);
+                              benchmark::ClobberMemory();
+                            },
+                            200) /
+                        double(d);
+}
+
 template <class Scalar>
 void BM_diagonal_apply(benchmark::State& state, double power, std::size_t threads) {
   const auto d = state.range(0);
@@ -76,20 +112,23 @@ void BM_diagonal_apply(benchmark::State& state, double power, std::size_t thread
   const Vec<Scalar> v = random_vector<Scalar>(d, 13);
   Vec<Scalar> out(d);
   const LoopClock clock;
-  BestIteration best;
+  IterationTimer timer;
   for (auto _ : state) {
-    best.start();
+    timer.start();
     fisher.apply_power(power, v, out);
     benchmark::ClobberMemory();
-    best.stop();
+    timer.stop();
   }
   const double loop_seconds = clock.seconds();
   const double bytes = double(d) * (sizeof(double) + 2 * sizeof(Scalar));
   state.counters["bytes_per_s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
-  const double ideal_seconds = bytes / stream_bandwidth<Scalar>(StreamKernel::triad, kStreamN<Scalar>, threads);
-  set_fraction(state, "of_ceiling", ideal_seconds, loop_seconds);
-  state.counters["of_ceiling_best"] = ideal_seconds / best.seconds();
-  state.counters["best_seconds"] = best.seconds();
+  const double ideal_wall = bytes / stream_bandwidth<Scalar>(StreamKernel::triad, kStreamN<Scalar>, threads);
+  const double ideal_cpu = bytes / stream_bandwidth_cpu<Scalar>(StreamKernel::triad, kStreamN<Scalar>, threads);
+  set_fractions(state, "of_ceiling", ideal_wall, ideal_cpu, loop_seconds, timer);
+  // Roofline: the same call's CPU time with the data in L2 (1 thread; CPU seconds add up over threads).
+  const double compute_cpu = diagonal_apply_compute_cpu_per_entry<Scalar>(power) * double(d);
+  state.counters["compute_over_stream_cpu"] = compute_cpu / ideal_cpu;
+  state.counters["of_roofline_cpu"] = std::max(ideal_cpu, compute_cpu) / timer.best_cpu();
   state.SetLabel("ceiling: stream triad");
 }
 
@@ -103,23 +142,28 @@ void BM_woodbury_setup(benchmark::State& state, std::size_t threads) {
   const auto d = state.range(0), m = state.range(1);
   const Mat<Scalar> g = random_matrix<Scalar>(d, m, 21);
   const LoopClock clock;
-  BestIteration best;
+  IterationTimer timer;
   for (auto _ : state) {
-    best.start();
+    timer.start();
     fu::WoodburyFisher<Scalar> fisher(static_cast<std::size_t>(d), Scalar(kDamping));
     fisher.set_num_threads(threads);
     fisher.add_gradients(g);
     fisher.finalize();
     benchmark::DoNotOptimize(fisher);
-    best.stop();
+    timer.stop();
   }
   const double loop_seconds = clock.seconds();
   const double flops = double(m) * double(m + 1) * double(d);
   state.counters["flop_per_s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
   // The Gram is computed in double whatever Scalar is, so the double GEMM rate is its ceiling.
-  set_fraction(state, "of_gemm", flops / square_gemm_rate<double>(threads), loop_seconds);
-  state.counters["of_gemm_best"] = flops / square_gemm_rate<double>(threads) / best.seconds();
-  state.counters["best_seconds"] = best.seconds();
+  set_fractions(state, "of_gemm", flops / square_gemm_rate<double>(threads),
+                flops / gemm_rate_cpu<double>(1024, 1024, 1024, threads), loop_seconds, timer);
+  // Where the time goes (CPU seconds, best of 5, same thread count): the Gram kernel alone, and the
+  // Gram-shaped GEMM (m×d times d×m, 2m²d FLOP) for comparison.
+  const double gram_cpu = best_cpu_seconds(
+      [&] { benchmark::DoNotOptimize(fu::detail::gram_in_double(g, threads).data()); }, 5);
+  state.counters["gram_share_cpu"] = gram_cpu / timer.best_cpu();
+  state.counters["gram_of_gemm_cpu"] = flops / gemm_rate_cpu<double>(1024, 1024, 1024, threads) / gram_cpu;
   state.SetLabel("ceiling: Eigen double GEMM 1024^3");
   state.SetComplexityN(state.range(2) == 0 ? d : m);
 }
@@ -127,6 +171,26 @@ void BM_woodbury_setup(benchmark::State& state, std::size_t threads) {
 // ---- WoodburyFisher products ---------------------------------------------------------------------
 
 // F^p v reads G twice (Gᵀv, then G·y), v twice, writes out: 2md + 3d Scalars. Ceiling: streaming reads.
+template <class Scalar>
+double woodbury_product_compute_cpu_per_entry(double power, Eigen::Index m) {
+  static std::map<std::pair<double, Eigen::Index>, double> cache;
+  const auto key = std::make_pair(power, m);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  const Eigen::Index d = 2048;  // G: 512 KiB at m = 64 in double, L2-resident
+  fu::WoodburyFisher<Scalar> fisher(static_cast<std::size_t>(d), Scalar(kDamping));
+  fisher.add_gradients(random_matrix<Scalar>(d, m, 31));
+  fisher.finalize();
+  const Vec<Scalar> v = random_vector<Scalar>(d, 32);
+  Vec<Scalar> out(d);
+  return cache[key] = in_cache_cpu_seconds(
+                          [&] {
+                            fisher.apply_power(power, v, out);
+                            benchmark::ClobberMemory();
+                          },
+                          50) /
+                      double(d * m);
+}
+
 template <class Scalar>
 void BM_woodbury_product(benchmark::State& state, double power, std::size_t threads) {
   const auto d = state.range(0), m = state.range(1);
@@ -137,23 +201,28 @@ void BM_woodbury_product(benchmark::State& state, double power, std::size_t thre
   const Vec<Scalar> v = random_vector<Scalar>(d, 32);
   Vec<Scalar> out(d);
   const LoopClock clock;
-  BestIteration best;
+  IterationTimer timer;
   for (auto _ : state) {
-    best.start();
+    timer.start();
     fisher.apply_power(power, v, out);
     benchmark::ClobberMemory();
-    best.stop();
+    timer.stop();
   }
   const double loop_seconds = clock.seconds();
   const double g_bytes = 2.0 * double(m) * double(d) * sizeof(Scalar);
   const double vector_bytes = 3.0 * double(d) * sizeof(Scalar);
   state.counters["bytes_per_s"] =
       benchmark::Counter(g_bytes + vector_bytes, benchmark::Counter::kIsIterationInvariantRate);
-  const double ideal_seconds = g_bytes / stream_bandwidth<Scalar>(StreamKernel::read, kStreamN<Scalar>, threads) +
-                               vector_bytes / stream_bandwidth<Scalar>(StreamKernel::triad, kStreamN<Scalar>, threads);
-  set_fraction(state, "of_ceiling", ideal_seconds, loop_seconds);
-  state.counters["of_ceiling_best"] = ideal_seconds / best.seconds();
-  state.counters["best_seconds"] = best.seconds();
+  const double ideal_wall = g_bytes / stream_bandwidth<Scalar>(StreamKernel::read, kStreamN<Scalar>, threads) +
+                            vector_bytes / stream_bandwidth<Scalar>(StreamKernel::triad, kStreamN<Scalar>, threads);
+  const double ideal_cpu = g_bytes / stream_bandwidth_cpu<Scalar>(StreamKernel::read, kStreamN<Scalar>, threads) +
+                           vector_bytes / stream_bandwidth_cpu<Scalar>(StreamKernel::triad, kStreamN<Scalar>, threads);
+  set_fractions(state, "of_ceiling", ideal_wall, ideal_cpu, loop_seconds, timer);
+  if (state.range(2) == 1 && d >= (1 << 20)) {  // the goal rows only (the roofline costs a second or so)
+    const double compute_cpu = woodbury_product_compute_cpu_per_entry<Scalar>(power, m) * double(d * m);
+    state.counters["compute_over_stream_cpu"] = compute_cpu / ideal_cpu;
+    state.counters["of_roofline_cpu"] = std::max(ideal_cpu, compute_cpu) / timer.best_cpu();
+  }
   state.SetLabel("ceiling: stream read (G, twice) + triad (v, out)");
   state.SetComplexityN(state.range(2) == 0 ? d : m);
 }
@@ -202,41 +271,55 @@ void BM_woodbury_setup_solve(benchmark::State& state) {
 // The peer's inputs (bench/peers/torch_peer.py) at the sizes of the benchmarks it is compared with,
 // and our answers for its agreement check. Gradients are written as rows: a d×m column-major matrix
 // is an m×d array in C order.
+template <class Scalar>
+void export_diagonal(const std::filesystem::path& path) {
+  const Eigen::Index d = 1 << 20, m = 8;
+  ExportDirectory out(path);
+  const Mat<Scalar> g = random_matrix<Scalar>(d, m, 11);
+  const Vec<Scalar> v = random_vector<Scalar>(d, 13);
+  fu::DiagonalFisher<Scalar> fisher{std::size_t(d), Scalar(kDamping)};
+  fisher.add_gradients(g);
+  fisher.finalize();
+  Vec<Scalar> result(d), quarter(d);
+  fisher.apply_power(-1.0, v, result);
+  fisher.apply_power(-0.25, v, quarter);
+  const Vec<Scalar> diagonal = fisher.diagonal();
+  out.value("damping", kDamping);
+  out.array("gradients", g.data(), {std::size_t(m), std::size_t(d)});
+  out.array("v", v.data(), {std::size_t(d)});
+  out.array("ours_diagonal", diagonal.data(), {std::size_t(d)});
+  out.array("ours_apply_inverse", result.data(), {std::size_t(d)});
+  out.array("ours_apply_quarter", quarter.data(), {std::size_t(d)});
+  out.finish();
+}
+
+template <class Scalar>
+void export_woodbury(const std::filesystem::path& path) {
+  const Eigen::Index d = 1 << 17, m = 64;
+  ExportDirectory out(path);
+  const Mat<Scalar> g = random_matrix<Scalar>(d, m, 21);
+  const Vec<Scalar> v = random_vector<Scalar>(d, 32);
+  fu::WoodburyFisher<Scalar> fisher{std::size_t(d), Scalar(kDamping)};
+  fisher.add_gradients(g);
+  fisher.finalize();
+  Vec<Scalar> result(d);
+  fisher.apply_power(-1.0, v, result);
+  out.value("damping", kDamping);
+  out.array("gradients", g.data(), {std::size_t(m), std::size_t(d)});
+  out.array("v", v.data(), {std::size_t(d)});
+  out.array("ours_inverse_product", result.data(), {std::size_t(d)});
+  out.finish();
+}
+
+// The peer's inputs (bench/peers/torch_peer.py) at the sizes of the benchmarks it is compared with, in
+// float and in double (the peer compares like with like), and our answers for its agreement check.
+// Gradients are written as rows: a d×m column-major matrix is an m×d array in C order.
 void export_for_peer(const std::string& dir) {
-  {
-    const Eigen::Index d = 1 << 20, m = 8;
-    ExportDirectory out(std::filesystem::path(dir) / "fisher_diagonal");
-    const Mat<float> g = random_matrix<float>(d, m, 11);
-    const Vec<float> v = random_vector<float>(d, 13);
-    fu::DiagonalFisher<float> fisher{std::size_t(d), float(kDamping)};
-    fisher.add_gradients(g);
-    fisher.finalize();
-    Vec<float> result(d);
-    fisher.apply_power(-1.0, v, result);
-    const Vec<float> diagonal = fisher.diagonal();
-    out.value("damping", kDamping);
-    out.array("gradients", g.data(), {std::size_t(m), std::size_t(d)});
-    out.array("v", v.data(), {std::size_t(d)});
-    out.array("ours_diagonal", diagonal.data(), {std::size_t(d)});
-    out.array("ours_apply_inverse", result.data(), {std::size_t(d)});
-    out.finish();
-  }
-  {
-    const Eigen::Index d = 1 << 17, m = 64;
-    ExportDirectory out(std::filesystem::path(dir) / "fisher_woodbury");
-    const Mat<double> g = random_matrix<double>(d, m, 21);
-    const Vec<double> v = random_vector<double>(d, 32);
-    fu::WoodburyFisher<double> fisher{std::size_t(d), kDamping};
-    fisher.add_gradients(g);
-    fisher.finalize();
-    Vec<double> result(d);
-    fisher.apply_power(-1.0, v, result);
-    out.value("damping", kDamping);
-    out.array("gradients", g.data(), {std::size_t(m), std::size_t(d)});
-    out.array("v", v.data(), {std::size_t(d)});
-    out.array("ours_inverse_product", result.data(), {std::size_t(d)});
-    out.finish();
-  }
+  const std::filesystem::path root(dir);
+  export_diagonal<float>(root / "fisher_diagonal");
+  export_diagonal<double>(root / "fisher_diagonal_double");
+  export_woodbury<double>(root / "fisher_woodbury");
+  export_woodbury<float>(root / "fisher_woodbury_float");
 }
 
 }  // namespace
@@ -268,11 +351,14 @@ int main(int argc, char** argv) {
     reg("diagonal/accumulate<float>" + sfx, BM_diagonal_accumulate<float>, t)
         ->Args({10'000'000, 8})
         ->Args({1 << 20, 8});
-    reg("diagonal/accumulate<double>" + sfx, BM_diagonal_accumulate<double>, t)->Args({10'000'000, 8});
+    // d = 2²⁰: the PyTorch peer's size (float and double, like with like).
+    reg("diagonal/accumulate<double>" + sfx, BM_diagonal_accumulate<double>, t)
+        ->Args({10'000'000, 8})
+        ->Args({1 << 20, 8});
     reg("diagonal/apply_inverse<float>" + sfx, BM_diagonal_apply<float>, -1.0, t)->Arg(10'000'000)->Arg(1 << 20);
-    reg("diagonal/apply_inverse<double>" + sfx, BM_diagonal_apply<double>, -1.0, t)->Arg(10'000'000);
-    reg("diagonal/apply_quarter<float>" + sfx, BM_diagonal_apply<float>, -0.25, t)->Arg(10'000'000);
-    reg("diagonal/apply_quarter<double>" + sfx, BM_diagonal_apply<double>, -0.25, t)->Arg(10'000'000);
+    reg("diagonal/apply_inverse<double>" + sfx, BM_diagonal_apply<double>, -1.0, t)->Arg(10'000'000)->Arg(1 << 20);
+    reg("diagonal/apply_quarter<float>" + sfx, BM_diagonal_apply<float>, -0.25, t)->Arg(10'000'000)->Arg(1 << 20);
+    reg("diagonal/apply_quarter<double>" + sfx, BM_diagonal_apply<double>, -0.25, t)->Arg(10'000'000)->Arg(1 << 20);
   }
 
   // Set-up over m at d = 2^17 (O(m²d): oNSquared in m) and over d at m = 64 (O(d)).
@@ -290,7 +376,9 @@ int main(int argc, char** argv) {
   // Products out of cache (G = 256 MiB in float): the streaming-speed goal ...
   for (std::size_t t : {one, two}) {
     const std::string sfx = t == 1 ? "" : "/threads" + std::to_string(t);
-    reg("woodbury/inverse_product<float>" + sfx, BM_woodbury_product<float>, -1.0, t)->Args({1 << 20, 64, 1});
+    reg("woodbury/inverse_product<float>" + sfx, BM_woodbury_product<float>, -1.0, t)
+        ->Args({1 << 20, 64, 1})
+        ->Args({1 << 17, 64, 1});
     reg("woodbury/inverse_product<double>" + sfx, BM_woodbury_product<double>, -1.0, t)
         ->Args({1 << 20, 64, 1})
         ->Args({1 << 17, 64, 1});

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <limits>
 #include <cstddef>
 #include <cstdint>
@@ -57,6 +58,29 @@ double best_seconds(F&& f, int repeats) {
     f();
     const auto t1 = std::chrono::steady_clock::now();
     best = std::min(best, std::chrono::duration<double>(t1 - t0).count());
+  }
+  return best;
+}
+
+/// CPU time of the whole process (every thread), in seconds. On a shared machine a routine and its
+/// ceiling are preempted by different amounts, so the wall-clock ratio between them measures the
+/// scheduler as much as the code; the CPU-time ratio (both sides in process CPU seconds, best of N)
+/// does not. With T threads it counts T threads' CPU, for the routine and its T-thread ceiling alike.
+inline double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+/// Best of `repeats` process-CPU timings of f() in seconds, after one warm-up call.
+template <class F>
+double best_cpu_seconds(F&& f, int repeats) {
+  f();
+  double best = 1e300;
+  for (int r = 0; r < repeats; ++r) {
+    const double t0 = process_cpu_seconds();
+    f();
+    best = std::min(best, process_cpu_seconds() - t0);
   }
   return best;
 }
@@ -120,6 +144,18 @@ double stream_bandwidth(StreamKernel k, std::size_t n, std::size_t threads = 1) 
   return cache[key] = stream_bytes<Scalar>(k, n) / seconds;
 }
 
+/// stream_bandwidth in bytes per second of process CPU time (best of several passes).
+template <class Scalar>
+double stream_bandwidth_cpu(StreamKernel k, std::size_t n, std::size_t threads = 1) {
+  static std::map<std::tuple<int, std::size_t, std::size_t>, double> cache;
+  const auto key = std::make_tuple(static_cast<int>(k), n, threads);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  StreamBuffers<Scalar> buffers(n);
+  const int repeats = std::clamp(static_cast<int>(4e8 / stream_bytes<Scalar>(k, n)), 5, 200);
+  const double seconds = best_cpu_seconds([&] { buffers.run(k, threads); }, repeats);
+  return cache[key] = stream_bytes<Scalar>(k, n) / seconds;
+}
+
 /// C = A·B on `threads` threads: thread t computes a contiguous 1/T of C's columns with Eigen's GEMM.
 template <class Scalar>
 void threaded_gemm(const Mat<Scalar>& a, const Mat<Scalar>& b, Mat<Scalar>& c, std::size_t threads) {
@@ -144,6 +180,27 @@ double gemm_rate(Eigen::Index rows, Eigen::Index inner, Eigen::Index cols, std::
   const double flops = 2.0 * double(rows) * double(inner) * double(cols);
   const int repeats = std::clamp(static_cast<int>(2e10 / flops), 3, 50);
   const double seconds = best_seconds(
+      [&] {
+        threaded_gemm(a, b, c, threads);
+        benchmark::DoNotOptimize(c.data());
+        benchmark::ClobberMemory();
+      },
+      repeats);
+  return cache[key] = flops / seconds;
+}
+
+/// gemm_rate in FLOP per second of process CPU time.
+template <class Scalar>
+double gemm_rate_cpu(Eigen::Index rows, Eigen::Index inner, Eigen::Index cols, std::size_t threads = 1) {
+  static std::map<std::tuple<Eigen::Index, Eigen::Index, Eigen::Index, std::size_t>, double> cache;
+  const auto key = std::make_tuple(rows, inner, cols, threads);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  const Mat<Scalar> a = random_matrix<Scalar>(rows, inner, 4);
+  const Mat<Scalar> b = random_matrix<Scalar>(inner, cols, 5);
+  Mat<Scalar> c(rows, cols);
+  const double flops = 2.0 * double(rows) * double(inner) * double(cols);
+  const int repeats = std::clamp(static_cast<int>(2e10 / flops), 3, 50);
+  const double seconds = best_cpu_seconds(
       [&] {
         threaded_gemm(a, b, c, threads);
         benchmark::DoNotOptimize(c.data());
@@ -216,6 +273,40 @@ class BestIteration {
   std::chrono::steady_clock::time_point t0_{};
   double best_ = 1e300;
 };
+
+/// Wall-clock and process-CPU time of every iteration of a timed loop: the fastest of each and the
+/// CPU total. `name_cpu` (set_fractions) compares the best CPU iteration with a best-of CPU ceiling.
+class IterationTimer {
+ public:
+  void start() {
+    wall0_ = std::chrono::steady_clock::now();
+    cpu0_ = process_cpu_seconds();
+  }
+  void stop() {
+    const double cpu = process_cpu_seconds() - cpu0_;
+    best_wall_ = std::min(best_wall_, std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0_).count());
+    best_cpu_ = std::min(best_cpu_, cpu);
+  }
+  double best_wall() const { return best_wall_; }
+  double best_cpu() const { return best_cpu_; }
+
+ private:
+  std::chrono::steady_clock::time_point wall0_{};
+  double cpu0_ = 0, best_wall_ = 1e300, best_cpu_ = 1e300;
+};
+
+/// The three fractions of a ceiling a routine reports (1.0 = at the ceiling): `name` (ideal wall time ÷
+/// the mean wall iteration, Google Benchmark's own reading), `name_best` (÷ the fastest wall iteration)
+/// and `name_cpu` (ideal CPU time ÷ the fastest CPU iteration, both in process CPU seconds: the reading
+/// that survives a shared machine). Also best_seconds and best_cpu_seconds.
+inline void set_fractions(benchmark::State& state, const std::string& name, double ideal_wall, double ideal_cpu,
+                          double loop_wall, const IterationTimer& timer) {
+  state.counters[name] = benchmark::Counter(ideal_wall * static_cast<double>(state.iterations()) / loop_wall);
+  state.counters[name + "_best"] = ideal_wall / timer.best_wall();
+  state.counters[name + "_cpu"] = ideal_cpu / timer.best_cpu();
+  state.counters["best_seconds"] = timer.best_wall();
+  state.counters["best_cpu_seconds"] = timer.best_cpu();
+}
 
 /// Sets `name` = ideal_seconds / measured seconds per iteration (1.0 means at the ceiling).
 inline void set_fraction(benchmark::State& state, const char* name, double ideal_seconds_per_iteration,

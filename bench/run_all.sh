@@ -6,6 +6,8 @@
 #   bench/run_all.sh --quick    short timings and a 100-step training: checks the pipeline, not the goals
 #   bench/run_all.sh --no-peer  skip PyTorch
 #   bench/run_all.sh --no-compile  the PyTorch peer without torch.compile (compiling takes minutes)
+#   bench/run_all.sh --compile-all torch.compile the transformer rows too (by default only the Fisher rows
+#                               are compiled: the wide model's vmap(grad) took over 13 minutes to compile here)
 #
 # The PyTorch peer runs on a current PyTorch from PyPI (2.15) in .cache/torch-venv, installed on first use
 # by bench/peers/setup_torch_venv.sh (~2.1 GB; ~540 MB torch download + the few nvidia wheels
@@ -26,7 +28,8 @@ for arg in "$@"; do
     --quick) quick=1 ;;
     --no-peer) peer=0 ;;
     --no-compile) compile=0 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --compile-all) compile=2 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -98,12 +101,14 @@ run() {  # run NAME [extra flags...]
   shift
   [[ " ${built[*]} " == *" $name "* ]] || return 0
   rm -f "$results/$name.json"
-  say "running $name"
+  echo "$name $(cut -d' ' -f1-3 /proc/loadavg)" >>"$results/loads.txt"
+  say "running $name (load average $(cut -d' ' -f1-3 /proc/loadavg))"
   "$build/bench/$name" "${common[@]}" --benchmark_out="$results/$name.json" "$@" 2>&1 | tee -a "$log" ||
     say "$name failed (see $log); its rows will read 'not measured'"
 }
 
 rm -rf "$export_dir"
+rm -f "$results/loads.txt"
 run bench_fisher "${repeat[@]}" --export_dir="$export_dir"
 run bench_per_sample "${repeat[@]}" --export_dir="$export_dir"
 run bench_exposure
@@ -123,7 +128,9 @@ if [ "$peer" -eq 1 ]; then
     say "running the PyTorch peer ($("$peer_python" -c 'import torch; print(torch.__version__)'))"
     min_seconds=1.0
     peer_flags=(--threads 1,2)
-    if [ "$quick" -eq 1 ]; then min_seconds=0.2; elif [ "$compile" -eq 1 ]; then peer_flags+=(--compile); fi
+    if [ "$quick" -eq 1 ]; then min_seconds=0.2; elif [ "$compile" -eq 1 ]; then peer_flags+=(--compile fisher)
+    elif [ "$compile" -eq 2 ]; then peer_flags+=(--compile all); fi
+    echo "torch_peer $(cut -d' ' -f1-3 /proc/loadavg)" >>"$results/loads.txt"
     "$peer_python" bench/peers/torch_peer.py "$export_dir" --out "$results/peer.json" --min-seconds "$min_seconds" \
       "${peer_flags[@]}" 2>&1 | tee -a "$log" || say "the PyTorch peer failed (see $log); the table is printed without it"
   fi
@@ -133,6 +140,10 @@ python3 - "$results/meta.json" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'EOF2'
 import json, sys
 meta = json.load(open(sys.argv[1]))
 meta["load_at_end"] = sys.argv[2]
+try:  # the load as each binary started (the machine may be shared: see bench/README.md)
+    meta["loads"] = dict(line.split(" ", 1) for line in open(sys.argv[1].replace("meta.json", "loads.txt")).read().splitlines())
+except OSError:
+    pass
 json.dump(meta, open(sys.argv[1], "w"), indent=1)
 EOF2
 

@@ -311,6 +311,38 @@ TEST_CASE("LinearLayerModel: the Mlp hands the raw inputs to its first layer and
   }
 }
 
+TEST_CASE("LinearLayerModel: the Transformer leaves masked positions with a zero output gradient out of A") {
+  const auto model = perturbed_transformer<double>();
+  Transformer<double>::Sample s{{1, 4, 2, 6, 3}, {}};
+  s.targets.weights = {1.0, 0.0, 1.0, 0.0};
+  Transformer<double>::Sample plain{s.tokens, {}};
+  Recorder<double> masked_rec, plain_rec;
+  std::mt19937_64 rng(1), rng2(1);
+  model.visit_linear_layers(std::span(&s, 1), fu::CurvatureTargets::observed, rng, masked_rec);
+  model.visit_linear_layers(std::span(&plain, 1), fu::CurvatureTargets::observed, rng2, plain_rec);
+  // attn_out, fc, proj act position by position after the attention: only the weighted positions 0 and 2
+  // remain; qkv keeps position 1 (its key and value reach position 2) and drops 3 (it reaches nothing).
+  const std::vector<std::vector<Eigen::Index>> kept = {{0, 1, 2}, {0, 2}, {0, 2}, {0, 2}};
+  for (std::size_t l = 0; l < 4; ++l) {
+    INFO("layer " << l);
+    REQUIRE(masked_rec.layers[l].size() == 1);
+    const auto& b = masked_rec.layers[l][0];
+    const auto& all = plain_rec.layers[l][0];
+    REQUIRE(b.a.cols() == static_cast<Eigen::Index>(kept[l].size()));
+    CHECK(b.columns == std::vector<Eigen::Index>{0, b.a.cols()});
+    for (std::size_t k = 0; k < kept[l].size(); ++k) CHECK(b.a.col(static_cast<Eigen::Index>(k)) == all.a.col(kept[l][k]));
+  }
+  const auto fisher = fu::make_kfac_fisher(model, std::span(&s, 1), 0.1, fu::GradientCollection{});
+  const Eigen::MatrixXd& a = plain_rec.layers[3][0].a;
+  Eigen::MatrixXd expected = Eigen::MatrixXd::Zero(a.rows() + 1, a.rows() + 1);
+  for (const Eigen::Index t : {Eigen::Index(0), Eigen::Index(2)}) {
+    Eigen::VectorXd a1(a.rows() + 1);
+    a1 << a.col(t), 1.0;
+    expected += a1 * a1.transpose() / 2.0;
+  }
+  CHECK(relative_error(fisher.activation_factor(3), expected) < 1e-13);
+}
+
 // ---- K-FAC ---------------------------------------------------------------------------------------------
 
 TEST_CASE("KfacFisher: the factors equal their definition and the diagonal block the mean squared score") {

@@ -438,3 +438,54 @@ TEMPLATE_TEST_CASE("WoodburyFisher: many row blocks on 1, 2 and 3 threads give t
   for (std::size_t t = 1; t < outputs.size(); ++t)
     for (std::size_t k = 0; k < outputs[0].size(); ++k) CHECK((outputs[t][k].array() == outputs[0][k].array()).all());
 }
+
+TEMPLATE_TEST_CASE("Woodbury kernels: the four-column passes give the bits of the one-column loops",
+                   "[fisher][woodbury][kernels]", float, double) {
+  // The O(md) kernels take four columns per pass over v (Gᵀv) or out (α·v + G·y) for memory traffic;
+  // each column's arithmetic must stay in the order of the one-column loops they replaced, rebuilt here
+  // from detail::dot_in_double / detail::axpy_in_double with the same row blocks and reduction groups.
+  namespace fd = fu::detail;
+  using Scalar = TestType;
+  const Eigen::Index d = 3 * fd::kRowBlock + 123;
+  for (Eigen::Index m : {Eigen::Index(4), Eigen::Index(7), Eigen::Index(9)}) {
+    const fu::Matrix<Scalar> g = random_gradients<Scalar>(d, m, 96 + static_cast<unsigned>(m));
+    const fu::Vector<Scalar> v = random_vector<Scalar>(d, 97);
+    // Gᵀv, one column at a time.
+    const Eigen::Index group_rows = fd::reduction_group_rows(d, m);
+    Eigen::VectorXd expected_gtv = Eigen::VectorXd::Zero(m);
+    for (Eigen::Index begin = 0; begin < d; begin += group_rows) {
+      const Eigen::Index end = std::min(d, begin + group_rows);
+      Eigen::VectorXd sums = Eigen::VectorXd::Zero(m);
+      for (Eigen::Index r = begin; r < end; r += fd::kRowBlock) {
+        const Eigen::Index n = std::min(fd::kRowBlock, end - r);
+        const Eigen::VectorXd vb = v.segment(r, n).template cast<double>();
+        for (Eigen::Index j = 0; j < m; ++j) sums[j] += fd::dot_in_double(g.col(j).data() + r, vb.data(), n);
+      }
+      if (begin == 0) expected_gtv = sums;
+      else expected_gtv += sums;
+    }
+    for (std::size_t threads : {std::size_t(1), std::size_t(2)}) {
+      INFO("m = " << m << ", threads = " << threads);
+      const Eigen::VectorXd gtv = fd::transpose_times_vector(g, v, threads);
+      CHECK((gtv.array() == expected_gtv.array()).all());
+      CHECK(relative_error(gtv, Eigen::VectorXd(g.template cast<double>().transpose() * v.template cast<double>())) <
+            1e-12);
+    }
+    // α·v + G·y, one column at a time.
+    const Eigen::VectorXd y = Eigen::VectorXd::LinSpaced(m, -0.7, 1.3);
+    const double alpha = 0.37;
+    fu::Vector<Scalar> expected(d);
+    for (Eigen::Index r = 0; r < d; r += fd::kRowBlock) {
+      const Eigen::Index n = std::min(fd::kRowBlock, d - r);
+      Eigen::VectorXd acc = alpha * v.segment(r, n).template cast<double>();
+      for (Eigen::Index j = 0; j < m; ++j) fd::axpy_in_double(y[j], g.col(j).data() + r, acc.data(), n);
+      expected.segment(r, n) = acc.template cast<Scalar>();
+    }
+    for (std::size_t threads : {std::size_t(1), std::size_t(2)}) {
+      INFO("m = " << m << ", threads = " << threads);
+      fu::Vector<Scalar> out(d);
+      fd::scaled_plus_matrix_vector(alpha, v, g, y, out, threads);
+      CHECK((out.array() == expected.array()).all());
+    }
+  }
+}

@@ -8,8 +8,10 @@ that bench/report.py puts beside the C++ timings of the same run.
 
   per_sample_<name>/  the transformer: batched gradient (autograd), per-sample gradients with
                       functorch vmap(grad) (torch.func on PyTorch >= 2), and a naive autograd loop.
-  fisher_diagonal/    Σ g² accumulation and (diag + λ)⁻¹ v, float32.
-  fisher_woodbury/    set-up (GᵀG, eigh, Cholesky of mλI + GᵀG) and F⁻¹v by the Woodbury identity, float64.
+  fisher_diagonal/, fisher_diagonal_double/    Σ g², (diag + λ)⁻¹ v and (diag + λ)^(−1/4) v, float32 / float64.
+  fisher_woodbury/, fisher_woodbury_float/     set-up (GᵀG, eigh, Cholesky of mλI + GᵀG) and F⁻¹v by the
+                      Woodbury identity, float64 / float32 (float32 also with the m×m work in float64).
+Times: the fastest wall-clock run and the fastest process CPU time (all threads) of each formulation.
 
 Every case runs at each thread count of --threads (default 1 and 2, as the library's rows) and, with
 --compile, also through torch.compile (inductor's C++ backend on the CPU); each row keeps every
@@ -35,21 +37,35 @@ import torch.nn.functional as F  # noqa: E402
 vmap, grad = functorch_transforms(torch)
 
 
+CPU_TIMES = {}  # id(fn) -> fastest process CPU seconds of the last timed(fn) call
+
+
 def timed(fn, min_seconds, min_runs=3, max_runs=50):
     """Fastest wall-clock seconds of fn() over repeated runs, after one warm-up run (one timed run only
     when the warm-up alone took over 5 s). The fastest, not the median: on a shared machine it is the
-    run least disturbed by preemption, and the library's Fisher rows are read the same way (best_seconds)."""
+    run least disturbed by preemption, and the library's Fisher rows are read the same way (best_seconds).
+    The fastest process CPU time (all threads) of the same runs goes to timed_cpu(); the library's rows
+    report theirs (best_cpu_seconds), so the two can be compared in CPU time on a loaded machine."""
     t0 = time.perf_counter()
     fn()
     if time.perf_counter() - t0 > 5.0:
         min_runs = 1
-    times = []
+    times, cpu = [], []
     start = time.perf_counter()
     while len(times) < min_runs or (time.perf_counter() - start < min_seconds and len(times) < max_runs):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    timed.last_cpu = min(cpu)
     return min(times)
+
+
+def timed_both(fn, min_seconds):
+    """(fastest wall seconds, fastest process CPU seconds) of fn()."""
+    wall = timed(fn, min_seconds)
+    return wall, timed.last_cpu
 
 
 def rel_err(ours, ref):
@@ -211,17 +227,31 @@ def per_sample_peer(directory, min_seconds, compile_too=False):
 
 # ---- Fisher estimators ------------------------------------------------------------------------------
 
+def fastest_pair(times):
+    """(name, (wall, cpu)) of the entry with the smallest wall time."""
+    name = min(times, key=lambda k: times[k][0])
+    return name, times[name]
+
+
 def diagonal_peer(directory, min_seconds, compile_too=False):
+    """Σ g², (diag + λ)⁻¹v and (diag + λ)^(−1/4)v in the export's dtype. For float32 exports two families:
+    "float32" (float32 arithmetic throughout, as a PyTorch user writes it) and "float64 accumulation"
+    (float32 in and out, squares summed and the power taken in float64: the library's arithmetic, which
+    keeps the double sums and rounds the answer once). A double export has only float64."""
     e = Export(directory)
     lam = float(e.values["damping"])
-    G = e.array("gradients", torch)  # m × d, float32 (gradients as rows)
+    G = e.array("gradients", torch)  # m × d (gradients as rows)
     v = e.array("v", torch)
     m = G.shape[0]
-    sum_sq = torch.empty(G.shape[1])
+    d = G.shape[1]
+    is_float = G.dtype == torch.float32
+    sum_sq = torch.empty(d, dtype=G.dtype)
+    sum_sq64 = torch.empty(d, dtype=torch.float64)
+    out = torch.empty_like(v)
 
-    # Σ g² over the m rows, in the usual ways (the fastest is the row's PyTorch time). The library
-    # accumulates in double; these in float32, as a PyTorch user would.
-    accumulations = {
+    families = {}
+    # Accumulation: Σ over the m rows (the fastest of the usual formulations is the row's time).
+    acc = {
         "sum(G*G)": lambda: torch.sum(G * G, dim=0, out=sum_sq),
         "square().sum": lambda: G.square().sum(dim=0),
         "einsum": lambda: torch.einsum("md,md->d", G, G),
@@ -229,64 +259,109 @@ def diagonal_peer(directory, min_seconds, compile_too=False):
     }
     if compile_too:
         acc_compiled = compiled(lambda x: (x * x).sum(dim=0))
-        accumulations["compiled"] = lambda: acc_compiled(G)
-    diag = accumulations["sum(G*G)"]().clone() / m + lam
-    out = torch.empty_like(v)
-    applications = {
+        acc["compiled"] = lambda: acc_compiled(G)
+    diag = (acc["sum(G*G)"]().to(torch.float64) / m + lam).to(G.dtype)
+    inv = {
         "div(out=)": lambda: torch.div(v, diag, out=out),
         "mul(reciprocal)": lambda: torch.mul(v, diag.reciprocal(), out=out),
     }
-    quarters = {
+    quarter = {
         "pow": lambda: torch.mul(v, diag.pow(-0.25), out=out),
         "rsqrt∘sqrt": lambda: torch.mul(v, torch.rsqrt(torch.sqrt(diag)), out=out),
     }
     if compile_too:
-        apply_compiled = compiled(lambda a, b: a / b)
-        quarter_compiled = compiled(lambda a, b: a * b.pow(-0.25))
-        applications["compiled"] = lambda: apply_compiled(v, diag)
-        quarters["compiled"] = lambda: quarter_compiled(v, diag)
+        inv_compiled = compiled(lambda a, b: a / b)
+        quarter_compiled = compiled(lambda a, b: a * torch.rsqrt(torch.sqrt(b)))
+        inv["compiled"] = lambda: inv_compiled(v, diag)
+        quarter["compiled"] = lambda: quarter_compiled(v, diag)
+    families["float32" if is_float else "float64"] = (acc, inv, quarter)
+    if is_float:
+        diag64 = diag.to(torch.float64)  # the library keeps its mean of squares in double
+        acc64 = {
+            "sum(G.double()²)": lambda: torch.sum(G.to(torch.float64).square_(), dim=0, out=sum_sq64),
+            "einsum(double)": lambda: torch.einsum("md,md->d", G.double(), G.double()),
+        }
+        inv64 = {"div in double": lambda: torch.div(v.to(torch.float64), diag64).to(torch.float32)}
+        quarter64 = {"rsqrt∘sqrt in double":
+                     lambda: (v.to(torch.float64) * torch.rsqrt(torch.sqrt(diag64))).to(torch.float32)}
+        if compile_too:
+            acc64_compiled = compiled(lambda x: (x.double() * x.double()).sum(dim=0))
+            inv64_compiled = compiled(lambda a, b: (a.double() / b).float())
+            q64_compiled = compiled(lambda a, b: (a.double() * torch.rsqrt(torch.sqrt(b))).float())
+            acc64["compiled"] = lambda: acc64_compiled(G)
+            inv64["compiled"] = lambda: inv64_compiled(v, diag64)
+            quarter64["compiled"] = lambda: q64_compiled(v, diag64)
+        families["float64 accumulation"] = (acc64, inv64, quarter64)
+
+    exact = e.array("ours_diagonal", torch).to(torch.float64)
     errs = {"diagonal": rel_err(e.array("ours_diagonal", torch), diag)}
-    for name, fn in accumulations.items():
-        errs[f"accumulate[{name}]"] = rel_err(fn() / m + lam, diag)
-    applications["div(out=)"]()
+    inv["div(out=)"]()
     errs["apply_inverse"] = rel_err(e.array("ours_apply_inverse", torch), out)
-    times = {}
-    for group, table in (("accumulate", accumulations), ("apply_inverse", applications), ("apply_quarter", quarters)):
-        for name, fn in table.items():
-            times[f"{group}[{name}]"] = timed(fn, min_seconds)
-    seconds, best = {}, {}
-    for group in ("accumulate", "apply_inverse", "apply_quarter"):
-        name, t = fastest({k: v for k, v in times.items() if k.startswith(group + "[")})
-        seconds[group], best[group] = t, name
-    return {"d": G.shape[1], "m": m, "seconds": seconds, "best": best, "all_seconds": times, "rel_err": errs}
+    if "ours_apply_quarter" in e.arrays:
+        quarter["rsqrt∘sqrt"]()
+        errs["apply_quarter"] = rel_err(e.array("ours_apply_quarter", torch), out)
+    result = {"d": d, "m": m, "dtype": str(G.dtype).replace("torch.", ""), "families": {}}
+    for family, (a, i, q) in families.items():
+        for name, fn in a.items():
+            errs[f"accumulate[{family}: {name}]"] = rel_err(exact, (fn().to(torch.float64) / m + lam))
+        times = {}
+        for group, table in (("accumulate", a), ("apply_inverse", i), ("apply_quarter", q)):
+            for name, fn in table.items():
+                times[f"{group}[{name}]"] = timed_both(fn, min_seconds)
+        seconds, cpu, best = {}, {}, {}
+        for group in ("accumulate", "apply_inverse", "apply_quarter"):
+            name, (w, c) = fastest_pair({k: t for k, t in times.items() if k.startswith(group + "[")})
+            seconds[group], cpu[group], best[group] = w, c, name
+        result["families"][family] = {"seconds": seconds, "cpu_seconds": cpu, "best": best,
+                                      "all_seconds": {k: t[0] for k, t in times.items()}}
+    # The top-level fields read by older reports: the first family.
+    first = next(iter(result["families"].values()))
+    result.update(seconds=first["seconds"], best=first["best"], rel_err=errs)
+    return result
 
 
 def woodbury_peer(directory, min_seconds, compile_too=False):
+    """Set-up (Gram, eigh, Cholesky) and F⁻¹v by the Woodbury identity in the export's dtype; for a
+    float32 export also with the m×m work in float64 (the library's arithmetic: the Gram accumulated in
+    double from float gradients)."""
     e = Export(directory)
     lam = float(e.values["damping"])
-    G = e.array("gradients", torch)  # m × d, float64 (rows are gradients, so G here is the library's Gᵀ)
+    G = e.array("gradients", torch)  # m × d (rows are gradients, so G here is the library's Gᵀ)
     v = e.array("v", torch)
     m = G.shape[0]
-    state = {}
+    result = {"d": G.shape[1], "m": m, "dtype": str(G.dtype).replace("torch.", ""), "families": {}}
+    errs = {}
+    variants = [("float32" if G.dtype == torch.float32 else "float64", G.dtype)]
+    if G.dtype == torch.float32:
+        variants.append(("float64 accumulation", torch.float64))
+    for family, work in variants:
+        state = {}
 
-    def setup():
-        gram = G @ G.t()
-        sigma, basis = torch.linalg.eigh(gram / m)  # the spectrum, for fractional powers (as finalize())
-        system = gram + (m * lam) * torch.eye(m, dtype=G.dtype)
-        state["factor"] = torch.linalg.cholesky(system)
-        state["spectrum"] = (sigma, basis)
+        def setup():
+            Gw = G if work == G.dtype else G.to(work)
+            gram = Gw @ Gw.t()
+            sigma, basis = torch.linalg.eigh(gram / m)  # the spectrum, for fractional powers (as finalize())
+            system = gram + (m * lam) * torch.eye(m, dtype=work)
+            state["factor"] = torch.linalg.cholesky(system)
+            state["spectrum"] = (sigma, basis)
 
-    def inverse_product():
-        c = torch.cholesky_solve((G @ v).unsqueeze(1), state["factor"]).squeeze(1)
-        return (v - G.t() @ c) / lam
+        def inverse_product():
+            # F⁻¹v = (v − Gᵀ c)/λ with c = (mλI + GGᵀ)⁻¹ G v; the O(md) products in G's dtype (as the
+            # library reads G in its Scalar), the m-vector in the working dtype.
+            gv = (G @ v).to(work)
+            c = torch.cholesky_solve(gv.unsqueeze(1), state["factor"]).squeeze(1)
+            return (v - G.t() @ c.to(G.dtype)) / lam
 
-    setup()
-    out = inverse_product()
-    return {
-        "d": G.shape[1], "m": m,
-        "seconds": {"setup": timed(setup, min_seconds), "inverse_product": timed(inverse_product, min_seconds)},
-        "rel_err": {"inverse_product": rel_err(e.array("ours_inverse_product", torch), out)},
-    }
+        setup()
+        out = inverse_product()
+        errs[f"inverse_product[{family}]"] = rel_err(e.array("ours_inverse_product", torch), out)
+        s_wall, s_cpu = timed_both(setup, min_seconds)
+        p_wall, p_cpu = timed_both(inverse_product, min_seconds)
+        result["families"][family] = {"seconds": {"setup": s_wall, "inverse_product": p_wall},
+                                      "cpu_seconds": {"setup": s_cpu, "inverse_product": p_cpu}}
+    first = next(iter(result["families"].values()))
+    result.update(seconds=first["seconds"], rel_err=errs)
+    return result
 
 
 def main():
@@ -295,14 +370,16 @@ def main():
     parser.add_argument("--out", required=True, help="JSON file for bench/report.py")
     parser.add_argument("--threads", default="1,2",
                         help="comma-separated torch intra-op thread counts (default 1,2, as the library's rows)")
-    parser.add_argument("--compile", action="store_true",
-                        help="also time torch.compile'd formulations (minutes of compilation on first use)")
+    parser.add_argument("--compile", nargs="?", const="all", default=None, choices=("all", "fisher"),
+                        help="also time torch.compile'd formulations: 'all' (the default when given) or 'fisher' "
+                             "(the Fisher rows only: compiling vmap(grad) of the wide transformer took over 13 "
+                             "minutes on this machine)")
     parser.add_argument("--min-seconds", type=float, default=1.0, help="time each case for at least this long")
     args = parser.parse_args()
     thread_counts = [int(t) for t in args.threads.split(",") if t.strip()]
     if not thread_counts or min(thread_counts) < 1:
         raise SystemExit(f"--threads: expected a list of positive integers such as 1,2; got {args.threads!r}")
-    result = {"torch_version": torch.__version__, "compile": bool(args.compile),
+    result = {"torch_version": torch.__version__, "compile": args.compile or False,
               "blas": "see torch.__config__.show()", "by_threads": {}}
     for threads in thread_counts:
         torch.set_num_threads(threads)
@@ -310,12 +387,13 @@ def main():
         for directory in sorted(glob.glob(os.path.join(args.export_dir, "per_sample_*"))):
             name = os.path.basename(directory)[len("per_sample_"):]
             print(f"[peer] {threads} thread(s): per-sample gradients, {name} model ...", file=sys.stderr, flush=True)
-            run["per_sample"][name] = per_sample_peer(directory, args.min_seconds, args.compile)
-        for name, fn in (("diagonal", diagonal_peer), ("woodbury", woodbury_peer)):
+            run["per_sample"][name] = per_sample_peer(directory, args.min_seconds, args.compile == "all")
+        for name, fn in (("diagonal", diagonal_peer), ("diagonal_double", diagonal_peer),
+                         ("woodbury", woodbury_peer), ("woodbury_float", woodbury_peer)):
             directory = os.path.join(args.export_dir, "fisher_" + name)
             if os.path.isdir(directory):
                 print(f"[peer] {threads} thread(s): Fisher {name} ...", file=sys.stderr, flush=True)
-                run["fisher"][name] = fn(directory, args.min_seconds, args.compile)
+                run["fisher"][name] = fn(directory, args.min_seconds, args.compile is not None)
         result["by_threads"][str(threads)] = run
         for section in ("per_sample", "fisher"):
             for name, r in run[section].items():

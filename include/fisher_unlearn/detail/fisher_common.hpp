@@ -58,9 +58,14 @@ inline void check_power_supported(const char* who, bool supported, double power)
                           " is not supported by this estimator; use a finite real p (check supports_power(p))");
 }
 
-/// The checks every apply_power shares: ready, sizes, no aliasing, finite input.
+/// The error for a v with NaN or Inf entries (check_apply, or a kernel that checks v in its own pass).
+inline NonFiniteError non_finite_vector_error(const char* who) {
+  return NonFiniteError(std::string(who) + ": v contains NaN or Inf; the product is not defined");
+}
+
+/// The checks every apply_power shares: ready, sizes, no aliasing (v's finiteness: check_apply).
 template <class VectorIn, class VectorOut>
-void check_apply(const char* who, bool finalized, std::size_t dimension, const VectorIn& v, const VectorOut& out) {
+void check_apply_sizes(const char* who, bool finalized, std::size_t dimension, const VectorIn& v, const VectorOut& out) {
   if (!finalized)
     throw StateError(std::string(who) +
                      ": the estimator is not finalized (no finalize() yet, or gradients were added or removed "
@@ -71,8 +76,15 @@ void check_apply(const char* who, bool finalized, std::size_t dimension, const V
                           std::to_string(dimension) + " (size out before the call)");
   if (v.size() > 0 && v.data() == out.data())
     throw InvalidArgument(std::string(who) + ": out aliases v; pass a separate output vector");
+}
+
+/// check_apply_sizes, then v's finiteness (a pass over v; kernels that read v anyway fuse it instead
+/// and throw non_finite_vector_error()).
+template <class VectorIn, class VectorOut>
+void check_apply(const char* who, bool finalized, std::size_t dimension, const VectorIn& v, const VectorOut& out) {
+  check_apply_sizes(who, finalized, dimension, v, out);
   if (!v.allFinite())
-    throw NonFiniteError(std::string(who) + ": v contains NaN or Inf; the product is not defined");
+    throw non_finite_vector_error(who);
 }
 
 /// (λ+σ)^p for a non-negative eigenvalue σ (negative round-off of a PSD matrix is clamped to 0).

@@ -22,7 +22,10 @@ namespace fisher_unlearn::detail {
 inline constexpr Eigen::Index kRowBlock = 4096;
 
 // Plain loops the compiler vectorises (float→double conversion included, which Eigen's expressions do
-// not vectorise); reductions keep 8 independent partial sums, added in a fixed order.
+// not vectorise); reductions keep 8 independent partial sums, added in a fixed order. Columns are taken
+// four at a time (dot4/axpy4: the v block or the out block is loaded once per four columns instead of
+// once per column), each column's arithmetic in the same order as one at a time, so the bits are the
+// same as the one-column loops (tests/test_fisher_woodbury.cpp checks them against those loops).
 
 /// Pointer to column j of a matrix with contiguous columns (every G here: a Matrix, a block of whole
 /// columns, an Eigen::Ref).
@@ -44,10 +47,56 @@ double dot_in_double(const Scalar* a, const double* b, Eigen::Index n) {
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
 }
 
+/// dot_in_double of four columns against the same b: each result is bitwise dot_in_double(a_c, b, n)
+/// (the same 8 partial sums per column, added in the same order), but b is loaded once for the four.
+template <class Scalar>
+void dot4_in_double(const Scalar* a0, const Scalar* a1, const Scalar* a2, const Scalar* a3, const double* b,
+                    Eigen::Index n, double* result) {
+  double acc0[8] = {0, 0, 0, 0, 0, 0, 0, 0}, acc1[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  double acc2[8] = {0, 0, 0, 0, 0, 0, 0, 0}, acc3[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  Eigen::Index i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) {
+      const double bk = b[i + k];
+      acc0[k] += static_cast<double>(a0[i + k]) * bk;
+      acc1[k] += static_cast<double>(a1[i + k]) * bk;
+      acc2[k] += static_cast<double>(a2[i + k]) * bk;
+      acc3[k] += static_cast<double>(a3[i + k]) * bk;
+    }
+  double tail[4] = {0, 0, 0, 0};
+  for (; i < n; ++i) {
+    tail[0] += static_cast<double>(a0[i]) * b[i];
+    tail[1] += static_cast<double>(a1[i]) * b[i];
+    tail[2] += static_cast<double>(a2[i]) * b[i];
+    tail[3] += static_cast<double>(a3[i]) * b[i];
+  }
+  const double* accs[4] = {acc0, acc1, acc2, acc3};
+  for (int c = 0; c < 4; ++c) {
+    const double* acc = accs[c];
+    result[c] = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail[c];
+  }
+}
+
 /// out[i] += alpha·double(a[i]) over n entries.
 template <class Scalar>
 void axpy_in_double(double alpha, const Scalar* a, double* out, Eigen::Index n) {
   for (Eigen::Index i = 0; i < n; ++i) out[i] += alpha * static_cast<double>(a[i]);
+}
+
+/// Four axpy_in_double calls in one pass over out: out[i] is updated by the four columns in order in a
+/// register (bitwise the same as four passes), so out is loaded and stored once instead of four times.
+template <class Scalar>
+void axpy4_in_double(const double* alpha, const Scalar* a0, const Scalar* a1, const Scalar* a2, const Scalar* a3,
+                     double* out, Eigen::Index n) {
+  const double y0 = alpha[0], y1 = alpha[1], y2 = alpha[2], y3 = alpha[3];
+  for (Eigen::Index i = 0; i < n; ++i) {
+    double x = out[i];
+    x += y0 * static_cast<double>(a0[i]);
+    x += y1 * static_cast<double>(a1[i]);
+    x += y2 * static_cast<double>(a2[i]);
+    x += y3 * static_cast<double>(a3[i]);
+    out[i] = x;
+  }
 }
 
 /// Rows per reduction group for a reduction over d with an m-long (or m×m) partial per group: about 16
@@ -82,7 +131,15 @@ Eigen::VectorXd transpose_times_vector(const Eigen::MatrixBase<DerivedG>& g, con
     for (Eigen::Index r = begin; r < end; r += kRowBlock) {
       const Eigen::Index n = std::min(kRowBlock, end - r);
       for (Eigen::Index i = 0; i < n; ++i) v_block[i] = static_cast<double>(v[r + i]);
-      for (Eigen::Index j = 0; j < m; ++j) sums[j] += dot_in_double(column(g, j) + r, v_block.data(), n);
+      // Four columns per pass over the v block (which then stays in registers/L1 for all four).
+      Eigen::Index j = 0;
+      for (; j + 4 <= m; j += 4) {
+        double dots[4];
+        dot4_in_double(column(g, j) + r, column(g, j + 1) + r, column(g, j + 2) + r, column(g, j + 3) + r,
+                       v_block.data(), n, dots);
+        for (int q = 0; q < 4; ++q) sums[j + q] += dots[q];
+      }
+      for (; j < m; ++j) sums[j] += dot_in_double(column(g, j) + r, v_block.data(), n);
     }
   });
   Eigen::VectorXd result = partial.col(0);
@@ -104,7 +161,11 @@ void scaled_plus_matrix_vector(double alpha, const Eigen::MatrixBase<DerivedV>& 
         const Eigen::Index n = std::min(kRowBlock, d - r);
         double acc[kRowBlock];
         for (Eigen::Index i = 0; i < n; ++i) acc[i] = alpha * static_cast<double>(v[r + i]);
-        for (Eigen::Index j = 0; j < m; ++j) axpy_in_double(y[j], column(g, j) + r, acc, n);
+        Eigen::Index j = 0;
+        for (; j + 4 <= m; j += 4)
+          axpy4_in_double(y.data() + j, column(g, j) + r, column(g, j + 1) + r, column(g, j + 2) + r,
+                          column(g, j + 3) + r, acc, n);
+        for (; j < m; ++j) axpy_in_double(y[j], column(g, j) + r, acc, n);
         Scalar* o = &out.derived().coeffRef(r);
         for (Eigen::Index i = 0; i < n; ++i) o[i] = static_cast<Scalar>(acc[i]);
       },

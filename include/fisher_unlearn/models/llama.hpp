@@ -8,8 +8,10 @@
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/detail/layer_statistics.hpp"
 #include "fisher_unlearn/detail/parallel.hpp"
 #include "fisher_unlearn/errors.hpp"
+#include "fisher_unlearn/sequence_sample.hpp"
 #include "fisher_unlearn/tokenizer.hpp"
 #include "fisher_unlearn/types.hpp"
 
@@ -160,11 +162,18 @@ class Llama {
   using Scalar = ScalarType;
 
   /// One training sequence: tokens[0..n−2] are the inputs (positions 0..n−2), tokens[1..n−1] the targets.
-  /// loss = Σₜ wₜ·(−ln p(tokens[t+1] | tokens[0..t])), wₜ = weights[t], or 1/(n−1) for every t when weights is
-  /// empty (the mean). Weights must be finite and ≥ 0 (a 0 masks the target: a forget loss on secret tokens).
+  ///   loss = Σₜ wₜ·ℓₜ,  ℓₜ = −Σ_v qₜ(v)·ln p(v | tokens[0..t])   (qₜ = one-hot of tokens[t+1] unless soft)
+  /// wₜ = weights[t], or 1/(n−1) for every t when weights is empty (the mean). Weights must be finite and ≥ 0
+  /// (a 0 masks the target: a forget loss on secret tokens) and are NOT normalised: a 0/1 mask sums the NLL
+  /// of the masked-in tokens (the Transformer's SequenceSample divides by Σwₜ instead; docs/llama.md).
+  /// soft_target / soft_targets: as in SequenceTargets (sequence_sample.hpp) — per position −1 (the observed
+  /// token) or an index into the table soft_targets, whose entry replaces the target by that distribution.
+  /// Aggregate: Sample{tokens} is the plain next-token sample, Sample{tokens, weights} a weighted one.
   struct Sample {
-    std::vector<Token> tokens;
-    std::vector<Scalar> weights;
+    std::vector<Token> tokens{};
+    std::vector<Scalar> weights{};
+    std::vector<std::int32_t> soft_target{};
+    std::vector<SoftTarget> soft_targets{};
   };
 
   /// Incremental decoding state: tokens consumed, per block the rotated keys and the values of every
@@ -255,7 +264,7 @@ class Llama {
   CacheStatistics boundary_cache_statistics() const { return frozen_->cache.statistics(); }
   void clear_boundary_cache() const { frozen_->cache.clear(); }
 
-  /// Σₜ wₜ·(−ln p(target | inputs)) (the mean over targets when the sample has no weights).
+  /// Σₜ wₜℓₜ (the mean over targets when the sample has no weights; ℓₜ a cross-entropy for a soft target).
   Scalar loss(const Sample& s) const {
     check_sample(s);
     auto lease = acquire();
@@ -302,10 +311,11 @@ class Llama {
     run_parallel(std::min(resolved_threads(), std::max<std::size_t>(batch.size(), 1)), work);
   }
 
-  /// g = ∇ Σₜ √wₜ·(−ln p(ŷₜ | tokens[0..t])) with ŷₜ ~ p(· | tokens[0..t]; θ) drawn at every position in order
-  /// (one uniform from rng per position; the observed targets are ignored). The √wₜ (1/√(n−1) for the mean)
-  /// is the per-token scale that makes E[g gᵀ] = Σₜ wₜ Fₜ, the Gauss–Newton matrix of loss(s) itself
-  /// (not (1/T)× it, which a gradient of the mean sampled loss would give).
+  /// g = √c·∇ Σₜ √wₜ·(−ln p(ŷₜ | tokens[0..t])), c = loss_scale(s), with ŷₜ ~ p(· | tokens[0..t]; θ) drawn at
+  /// every position in order (one uniform from rng per position; observed and soft targets are ignored).
+  /// E[g gᵀ] = c·Σₜ wₜFₜ = c·G(s), G(s) the Gauss–Newton matrix of loss(s): the HasLossScale contract
+  /// (concepts.hpp), which collect_gradients undoes by dividing by √c. For the mean (c = 1/T) this is
+  /// exactly ∇loss at the drawn targets; g/√c = ∇Σₜ√wₜℓₜ is the per-token scaled score.
   void sampled_gradient(const Sample& s, std::mt19937_64& rng, std::span<Scalar> g) const {
     check_sample(s);
     check_out(g.size());
@@ -313,6 +323,70 @@ class Llama {
     auto lease = acquire();
     const Sample* one = &s;
     run_chunk(*lease, std::span<const Sample* const>(&one, 1), g.data(), Targets::sampled, &rng);
+  }
+
+  /// c in loss(s) = c·Σₜ w'ₜℓₜ (HasLossScale): the coefficient every weighted target shares. For the mean
+  /// (no weights) c = 1/T; for weights c = Σwₜ²/Σwₜ, which is that common coefficient whenever the
+  /// nonzero weights are equal (a 0/1 mask: c = 1) and in general makes the empirical per-sample score
+  /// ∇loss/√c = Σₜ(wₜ/√c)∇ℓₜ carry Σₜwₜ of squared coefficient mass, as the per-token rule Σₜ√wₜ∇ℓₜ does
+  /// (the Transformer's 1/Σwₜ is the same number for its normalised weights when they are 0/1). 1 when
+  /// every weight is 0 (the loss and its gradients are 0).
+  Scalar loss_scale(const Sample& s) const {
+    check_sample(s);
+    return static_cast<Scalar>(scale_of(s));
+  }
+
+  // ---- LinearLayerModel (K-FAC / EK-FAC) ------------------------------------------------------------------
+  /// The trainable projections of the blocks, in parameter order: "blk.N.attn_q" (C→C), "blk.N.attn_k" and
+  /// "blk.N.attn_v" (C→kv_width), "blk.N.attn_output" (C→C), "blk.N.ffn_gate" and "blk.N.ffn_up" (C→F),
+  /// "blk.N.ffn_down" (F→C); no bias. A GGUF tensor is Wᵀ in column-major order, i.e. W row-major. The norm
+  /// gains, token_embd and an untied `output` (its V×V gradient factor would not fit) are not linear layers
+  /// here: a Kronecker estimator treats them as its diagonal block.
+  std::vector<LinearLayer> linear_layers() const {
+    std::vector<LinearLayer> layers;
+    for (const auto& t : tensors_)
+      if (is_linear_layer(t))
+        layers.push_back({t.name, t.rows, t.cols, t.offset, WeightOrder::row_major, false, 0});
+    return layers;
+  }
+
+  /// Forward + backward over `samples` (observed targets, or targets drawn with rng exactly as successive
+  /// sampled_gradient() calls draw them), handing `visitor` every linear layer's inputs and output gradients
+  /// (concepts.hpp, LinearLayerModel). The loss is c·Σₜ wₜℓₜ with c = 1 (wₜ = 1/T for a sample without
+  /// weights), so the backward pass is seeded with √wₜ per position, for observed and sampled targets alike:
+  /// the implied score is g̃ = ∇ Σₜ √wₜ ℓₜ (√T·∇loss for the mean; sampled_gradient()/√loss_scale(s) for
+  /// sampled targets, from the same draws), and E[g̃g̃ᵀ] = Σₜ wₜFₜ is the Gauss–Newton matrix of loss(s).
+  /// Soft targets enter the observed pass as √wₜ·(p − qₜ). Positions of weight 0 whose output
+  /// gradient is exactly 0 (the top block's q, attn_output and feed-forward; lower blocks still see them
+  /// through later positions' attention) are left out of the batch, so they do not dilute A.
+  /// Sequences are batched sequences_per_chunk at a time, one at a time when the visitor wants each sample's
+  /// score vector. Single-threaded; the visitor is called in sample order.
+  void visit_linear_layers(std::span<const Sample> samples, CurvatureTargets targets, std::mt19937_64& rng,
+                           LinearLayerVisitor<Scalar>& visitor) const {
+    for (const Sample& s : samples) check_sample(s);
+    if (samples.empty()) return;
+    const bool per_sample = visitor.wants_sample_gradients();
+    const std::size_t per = per_sample ? 1 : execution_.sequences_per_chunk;
+    std::vector<const Sample*> pointers(samples.size());
+    for (std::size_t i = 0; i < samples.size(); ++i) pointers[i] = &samples[i];
+    Vec scratch(static_cast<Index>(num_parameters()));
+    auto lease = acquire();
+    Workspace& ws = *lease;
+    ws.visitor = &visitor;
+    try {
+      for (std::size_t begin = 0; begin < samples.size(); begin += per) {
+        const std::size_t n = std::min(per, samples.size() - begin);
+        scratch.setZero();
+        ws.first_sample = begin;
+        run_chunk(ws, std::span<const Sample* const>(pointers.data() + begin, n), scratch.data(),
+                  targets == CurvatureTargets::sampled ? Targets::sampled : Targets::observed, &rng);
+        if (per_sample) visitor.on_sample_gradient(begin, std::span<const Scalar>(scratch.data(), num_parameters()));
+      }
+    } catch (...) {
+      ws.visitor = nullptr;
+      throw;
+    }
+    ws.visitor = nullptr;
   }
 
   // ---- LanguageModel ----------------------------------------------------------------------------------
@@ -461,6 +535,14 @@ class Llama {
     std::vector<Index> offset, length, low_offset, low_length;
     std::vector<std::size_t> probs_offset, low_probs_offset;
     std::vector<Token> targets;
+    // K-FAC statistics (visit_linear_layers): the visitor, the chunk's first sample, per column whether its
+    // position has weight 0, and the sample column offsets.
+    LinearLayerVisitor<Scalar>* visitor = nullptr;
+    std::size_t first_sample = 0;
+    std::vector<char> masked;
+    std::vector<Index> sample_columns;
+    std::vector<const SoftTarget*> soft;  // per column: the soft target of an observed pass, or nullptr
+    ::fisher_unlearn::detail::LayerStatisticsForwarder<Scalar> forward_statistics;
   };
   class WorkspacePool {
    public:
@@ -558,6 +640,10 @@ class Llama {
       if (t.kind == LlamaTensorKind::token_embd) embedding_trainable = true;
     }
     if (config_.tied_embeddings) head_index_ = embed_index_;
+    layer_of_tensor_.assign(tensors_.size(), kNoLayer);
+    std::size_t layer = 0;
+    for (std::size_t i = 0; i < tensors_.size(); ++i)
+      if (is_linear_layer(tensors_[i])) layer_of_tensor_[i] = layer++;
     if (groups_.empty())
       throw InvalidArgument("Llama: no trainable group was chosen; name at least one (for example the top "
                             "blocks: llama_top_blocks(config, 4))");
@@ -574,6 +660,27 @@ class Llama {
         rope_cos_[p * half + i] = static_cast<Scalar>(std::cos(angle));
         rope_sin_[p * half + i] = static_cast<Scalar>(std::sin(angle));
       }
+  }
+
+  static constexpr std::size_t kNoLayer = static_cast<std::size_t>(-1);
+  static bool is_linear_layer(const LlamaTensor& t) {
+    switch (t.kind) {
+      case LlamaTensorKind::attn_q: case LlamaTensorKind::attn_k: case LlamaTensorKind::attn_v:
+      case LlamaTensorKind::attn_output: case LlamaTensorKind::ffn_gate: case LlamaTensorKind::ffn_up:
+      case LlamaTensorKind::ffn_down:
+        return t.trainable;
+      default:
+        return false;
+    }
+  }
+  // Hands the K-FAC visitor (if any) layer (l, kind)'s inputs (in×n) and output gradients (out×n).
+  template <class Inputs, class Gradients>
+  void visit_layer(Workspace& ws, std::size_t l, LlamaTensorKind kind, const Inputs& a, const Gradients& d) const {
+    if (ws.visitor == nullptr) return;
+    const std::size_t layer = layer_of_tensor_[block_tensor_[l][static_cast<std::size_t>(kind)]];
+    if (layer == kNoLayer) return;
+    ws.forward_statistics(*ws.visitor, layer, ws.first_sample, std::span<const Index>(ws.sample_columns),
+                          std::span<const char>(ws.masked), a, d);
   }
 
   const LlamaTensor& find_tensor(std::string_view name) const {
@@ -628,6 +735,17 @@ class Llama {
         if (!std::isfinite(w) || w < Scalar(0))
           throw InvalidArgument("Llama: a sample weight is negative, NaN or Inf; weights must be finite and >= 0");
     }
+    ::fisher_unlearn::detail::validate_soft_targets(s.soft_target, s.soft_targets, s.tokens.size() - 1,
+                                                    config_.vocab_size, "Llama");
+  }
+  static double scale_of(const Sample& s) {
+    if (s.weights.empty()) return 1.0 / static_cast<double>(s.tokens.size() - 1);
+    double sum = 0.0, squares = 0.0;
+    for (Scalar w : s.weights) {
+      sum += static_cast<double>(w);
+      squares += static_cast<double>(w) * static_cast<double>(w);
+    }
+    return sum > 0.0 && std::isfinite(squares) ? squares / sum : 1.0;
   }
   void check_out(std::size_t n) const {
     if (n != num_parameters())
@@ -813,7 +931,10 @@ class Llama {
     for (Mat* m : {&ws.dact, &ws.dgate, &ws.dup}) ensure(*m, F, n);
 
     // ---- feed-forward: x_out = x_mid + W_downᵀ·act, act = silu(gate) ⊙ up ----
-    if (Scalar* p = grad_of(g, t_down)) grad_map(p, t_down).noalias() += lc.act.leftCols(n) * dx.transpose();
+    if (Scalar* p = grad_of(g, t_down)) {
+      grad_map(p, t_down).noalias() += lc.act.leftCols(n) * dx.transpose();
+      visit_layer(ws, l, LlamaTensorKind::ffn_down, lc.act.leftCols(n), dx);
+    }
     auto dact = ws.dact.leftCols(n);
     dact.noalias() = weight(t_down) * dx;
     {
@@ -822,8 +943,14 @@ class Llama {
       ws.dup.leftCols(n).array() = dact.array() * z * sig;
       ws.dgate.leftCols(n).array() = dact.array() * lc.up.leftCols(n).array() * sig * (Scalar(1) + z * (Scalar(1) - sig));
     }
-    if (Scalar* p = grad_of(g, t_gate)) grad_map(p, t_gate).noalias() += lc.h2.leftCols(n) * ws.dgate.leftCols(n).transpose();
-    if (Scalar* p = grad_of(g, t_up)) grad_map(p, t_up).noalias() += lc.h2.leftCols(n) * ws.dup.leftCols(n).transpose();
+    if (Scalar* p = grad_of(g, t_gate)) {
+      grad_map(p, t_gate).noalias() += lc.h2.leftCols(n) * ws.dgate.leftCols(n).transpose();
+      visit_layer(ws, l, LlamaTensorKind::ffn_gate, lc.h2.leftCols(n), ws.dgate.leftCols(n));
+    }
+    if (Scalar* p = grad_of(g, t_up)) {
+      grad_map(p, t_up).noalias() += lc.h2.leftCols(n) * ws.dup.leftCols(n).transpose();
+      visit_layer(ws, l, LlamaTensorKind::ffn_up, lc.h2.leftCols(n), ws.dup.leftCols(n));
+    }
     auto dh = ws.dh.leftCols(n);
     dh.noalias() = weight(t_gate) * ws.dgate.leftCols(n);
     dh.noalias() += weight(t_up) * ws.dup.leftCols(n);
@@ -831,7 +958,10 @@ class Llama {
     if (!attn_needed) return;
 
     // ---- attention: x_mid = x_in + W_oᵀ·attn ----
-    if (Scalar* p = grad_of(g, t_o)) grad_map(p, t_o).noalias() += lc.attn.leftCols(n) * dx.transpose();
+    if (Scalar* p = grad_of(g, t_o)) {
+      grad_map(p, t_o).noalias() += lc.attn.leftCols(n) * dx.transpose();
+      visit_layer(ws, l, LlamaTensorKind::attn_output, lc.attn.leftCols(n), dx);
+    }
     auto dattn = ws.dattn.leftCols(n);
     dattn.noalias() = weight(t_o) * dx;
     auto dq = ws.dq.leftCols(n);
@@ -866,9 +996,18 @@ class Llama {
         rope(dk, ws.offset[s] + t, static_cast<std::size_t>(t), config_.num_kv_heads, Scalar(-1));
       }
     const auto h1 = lc.h1.leftCols(n);
-    if (Scalar* p = grad_of(g, t_q)) grad_map(p, t_q).noalias() += h1 * dq.transpose();
-    if (Scalar* p = grad_of(g, t_k)) grad_map(p, t_k).noalias() += h1 * dk.transpose();
-    if (Scalar* p = grad_of(g, t_v)) grad_map(p, t_v).noalias() += h1 * dv.transpose();
+    if (Scalar* p = grad_of(g, t_q)) {
+      grad_map(p, t_q).noalias() += h1 * dq.transpose();
+      visit_layer(ws, l, LlamaTensorKind::attn_q, h1, dq);
+    }
+    if (Scalar* p = grad_of(g, t_k)) {
+      grad_map(p, t_k).noalias() += h1 * dk.transpose();
+      visit_layer(ws, l, LlamaTensorKind::attn_k, h1, dk);
+    }
+    if (Scalar* p = grad_of(g, t_v)) {
+      grad_map(p, t_v).noalias() += h1 * dv.transpose();
+      visit_layer(ws, l, LlamaTensorKind::attn_v, h1, dv);
+    }
     if (!propagate && !t_norm1.trainable) return;
     dh.noalias() = weight(t_q) * dq;
     dh.noalias() += weight(t_k) * dk;
@@ -977,33 +1116,55 @@ class Llama {
 
     // ---- targets, weights and the loss ----
     ws.targets.resize(static_cast<std::size_t>(n));
+    ws.masked.assign(static_cast<std::size_t>(n), 0);
+    ws.sample_columns.assign(ws.offset.begin(), ws.offset.end());
+    ws.sample_columns.push_back(n);
     std::vector<Scalar> grad_weight(static_cast<std::size_t>(n));
     Scalar total = 0;
+    ws.soft.assign(static_cast<std::size_t>(n), nullptr);
     for (std::size_t s = 0; s < seqs.size(); ++s) {
       const Index o = ws.offset[s], T = ws.length[s];
       const Sample& smp = *seqs[s];
+      // Seeds: wₜ for ∇loss; √wₜ for K-FAC statistics (the per-token scale); √c·√wₜ for sampled_gradient.
+      const Scalar root_scale =
+          targets == Targets::sampled && ws.visitor == nullptr ? static_cast<Scalar>(std::sqrt(scale_of(smp))) : Scalar(1);
       for (Index t = 0; t < T; ++t) {
-        const auto ti = static_cast<std::size_t>(t);
+        const auto ti = static_cast<std::size_t>(t), at = static_cast<std::size_t>(o + t);
         const Scalar w = smp.weights.empty() ? Scalar(1) / static_cast<Scalar>(T) : smp.weights[ti];
-        Token y;
-        if (targets == Targets::observed) {
-          y = smp.tokens[ti + 1];
-          grad_weight[static_cast<std::size_t>(o + t)] = w;
+        const bool per_token_scale = targets == Targets::sampled || ws.visitor != nullptr;
+        grad_weight[at] = per_token_scale ? root_scale * std::sqrt(w) : w;
+        ws.masked[at] = w == Scalar(0);
+        if (targets == Targets::sampled) {
+          const Token y = sample_token(logits.col(o + t), *rng);
+          ws.targets[at] = y;
+          total -= w * logits(y, o + t);
+        } else if (!smp.soft_target.empty() && smp.soft_target[ti] >= 0) {
+          const SoftTarget& q = smp.soft_targets[static_cast<std::size_t>(smp.soft_target[ti])];
+          ws.soft[at] = &q;
+          ws.targets[at] = -1;
+          Scalar cross_entropy = 0;
+          for (std::size_t k = 0; k < q.tokens.size(); ++k)
+            cross_entropy -= static_cast<Scalar>(q.probability(k)) * logits(q.tokens[k], o + t);
+          total += w * cross_entropy;
         } else {
-          y = sample_token(logits.col(o + t), *rng);
-          grad_weight[static_cast<std::size_t>(o + t)] = std::sqrt(w);
+          const Token y = smp.tokens[ti + 1];
+          ws.targets[at] = y;
+          total -= w * logits(y, o + t);
         }
-        ws.targets[static_cast<std::size_t>(o + t)] = y;
-        total -= w * logits(y, o + t);
       }
     }
     if (g == nullptr) return total;
 
-    // ---- backward: dlogits = w·(softmax − onehot), in place of the log-probabilities ----
+    // ---- backward: dlogits = seed·(softmax − q), q the one-hot target or the soft target ----
     logits = logits.array().exp().matrix();
     for (Index j = 0; j < n; ++j) {
-      logits(ws.targets[static_cast<std::size_t>(j)], j) -= Scalar(1);
-      logits.col(j) *= grad_weight[static_cast<std::size_t>(j)];
+      const auto at = static_cast<std::size_t>(j);
+      if (const SoftTarget* q = ws.soft[at]) {
+        for (std::size_t k = 0; k < q->tokens.size(); ++k) logits(q->tokens[k], j) -= static_cast<Scalar>(q->probability(k));
+      } else {
+        logits(ws.targets[at], j) -= Scalar(1);
+      }
+      logits.col(j) *= grad_weight[at];
     }
     if (Scalar* p = grad_of(g, head)) grad_map(p, head).noalias() += ws.out.leftCols(n) * logits.transpose();
     ensure(ws.dh, C, n);
@@ -1095,6 +1256,7 @@ class Llama {
   std::vector<Scalar> rope_cos_, rope_sin_;
   std::unordered_map<std::string, std::size_t> index_;
   std::vector<std::array<std::size_t, 12>> block_tensor_;
+  std::vector<std::size_t> layer_of_tensor_;
   std::size_t embed_index_ = 0, out_norm_index_ = 0, head_index_ = 0;
   mutable WorkspacePool pool_;
 };

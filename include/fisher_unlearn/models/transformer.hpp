@@ -7,6 +7,7 @@
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/detail/layer_statistics.hpp"
 #include "fisher_unlearn/detail/parallel.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/sequence_sample.hpp"
@@ -837,15 +838,18 @@ class Transformer {
     }
     ws.seq_columns.assign(ws.seq_offset.begin(), ws.seq_offset.end());
     ws.seq_columns.push_back(n);
-    // Hands layer `index` of block li its inputs (in×n) and output gradients (out×n) for this chunk.
+    // Hands layer `index` of block li its inputs (in×n) and output gradients (out×n) for this chunk, without
+    // the positions of weight 0 whose output gradient is exactly 0 (they would only dilute A).
+    std::vector<char> masked;
+    ::fisher_unlearn::detail::LayerStatisticsForwarder<Scalar> forward_statistics;
+    if (visitor != nullptr) {
+      masked.resize(static_cast<std::size_t>(n));
+      for (std::size_t j = 0; j < masked.size(); ++j) masked[j] = ws.targets[j] == kSkipped;
+    }
     auto visit = [&](std::size_t li, std::size_t index, const auto& inputs, const auto& output_gradients) {
       if (visitor == nullptr) return;
-      using View = typename LinearLayerBatch<Scalar>::View;
-      visitor->on_layer(LinearLayerBatch<Scalar>{
-          4 * li + index, first_sample, std::span<const Eigen::Index>(ws.seq_columns),
-          View(inputs.data(), inputs.rows(), n, Eigen::OuterStride<>(inputs.outerStride())),
-          View(output_gradients.data(), output_gradients.rows(), n,
-               Eigen::OuterStride<>(output_gradients.outerStride()))});
+      forward_statistics(*visitor, 4 * li + index, first_sample, std::span<const Eigen::Index>(ws.seq_columns),
+                         std::span<const char>(masked), inputs, output_gradients);
     };
     MutMap dwte = grad(g, layout_.token_embedding, C, V);
     MutMap dwpe = grad(g, layout_.position_embedding, C, config_.context_length);
