@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/fisher/collect.hpp"
 #include "fisher_unlearn/models/llama.hpp"
 #include "fisher_unlearn/testing/check_gradient.hpp"
 
@@ -25,6 +26,7 @@ static_assert(fu::LanguageModel<Llama<float>> && fu::IncrementalLanguageModel<Ll
 static_assert(fu::IncrementalLanguageModel<Llama<double>>);
 static_assert(!fu::TwiceDifferentiableModel<Llama<double>>);
 static_assert(!fu::RegularizedModel<Llama<double>>);
+static_assert(fu::HasLossScale<Llama<float>> && fu::HasLossScale<Llama<double>>);
 
 namespace {
 
@@ -205,10 +207,90 @@ TEST_CASE("Llama: sampled gradients' second moment equals the Gauss–Newton mat
     Eigen::MatrixXd G(d, draws);
     for (int k = 0; k < draws; ++k)
       model.sampled_gradient(s, sampler, std::span<double>(G.col(k).data(), model.num_parameters()));
-    const Eigen::MatrixXd mc = G * G.transpose() / draws;
+    // sampled_gradient carries √c (HasLossScale): E[g gᵀ] = c·GGN, which collect_gradients divides out.
+    const double c = model.loss_scale(s);
+    CHECK(c == Approx(weighted ? (0.25 + 4.0 + 0.0625 + 1.0) / 3.75 : 1.0 / static_cast<double>(T)).epsilon(1e-14));
+    const Eigen::MatrixXd mc = G * G.transpose() / draws / c;
     INFO("weighted " << weighted << ": trace MC " << mc.trace() << ", exact " << ggn.trace());
     CHECK(std::abs(mc.trace() - ggn.trace()) / ggn.trace() < 0.08);  // 1/T scale error would be off by 5×
     CHECK((mc - ggn).norm() / ggn.norm() < 0.2);
+  }
+}
+
+TEST_CASE("Llama: soft targets — loss Σₜ wₜ·cross-entropy, gradient by central differences, one-hot = observed") {
+  const auto config = tiny_config();
+  Llama<double> model(config, kMixedGroups, 11);
+  std::mt19937_64 rng(31);
+  Llama<double>::Sample s{random_tokens(8, config.vocab_size, rng), {}};
+  s.soft_targets = {fu::SoftTarget::uniform({2, 5, 11}), fu::SoftTarget{{0, 7}, {0.25, 0.75}}};
+  s.soft_target = {-1, 0, -1, 1, 1, -1, 0};
+  const std::size_t T = s.tokens.size() - 1;
+  for (const bool weighted : {false, true}) {
+    s.weights = weighted ? std::vector<double>{0.5, 1.0, 0.0, 2.0, 0.25, 1.0, 0.75} : std::vector<double>{};
+    // loss from the model's own log-probabilities, term by term
+    const Eigen::MatrixXd lp = model.position_log_probs(std::span<const fu::Token>(s.tokens.data(), T));
+    double expected = 0.0;
+    for (std::size_t t = 0; t < T; ++t) {
+      const double w = weighted ? s.weights[t] : 1.0 / static_cast<double>(T);
+      const auto ti = static_cast<Eigen::Index>(t);
+      double term = 0.0;
+      if (s.soft_target[t] < 0) {
+        term = -lp(s.tokens[t + 1], ti);
+      } else {
+        const auto& q = s.soft_targets[static_cast<std::size_t>(s.soft_target[t])];
+        for (std::size_t k = 0; k < q.size(); ++k) term -= q.probability(k) * lp(q.tokens[k], ti);
+      }
+      expected += w * term;
+    }
+    CHECK(model.loss(s) == Approx(expected).epsilon(1e-12));
+    fu::testing::GradientCheckOptions o;
+    o.max_coordinates = 1500;
+    const auto r = fu::testing::check_gradient(model, s, o);
+    INFO("weighted " << weighted << ": " << r.message);
+    CHECK(r.passed);
+  }
+  // The batch paths agree with the per-sample ones on soft samples.
+  std::vector<Llama<double>::Sample> batch = {s, s, Llama<double>::Sample{s.tokens}};
+  batch[1].weights.clear();
+  CHECK(fu::testing::check_batch_gradient(model, std::span<const Llama<double>::Sample>(batch)).passed);
+  // A one-hot soft target on the observed token is the observed target, bit for bit.
+  Llama<double>::Sample observed{s.tokens, s.weights};
+  Llama<double>::Sample one_hot = observed;
+  for (std::size_t t = 0; t < T; ++t) {
+    one_hot.soft_targets.push_back(fu::SoftTarget{{s.tokens[t + 1]}, {1.0}});
+    one_hot.soft_target.push_back(static_cast<std::int32_t>(t));
+  }
+  CHECK(model.loss(one_hot) == model.loss(observed));
+  CHECK(gradient_of(model, one_hot) == gradient_of(model, observed));
+  // Soft targets do not change the sampled gradient (the Fisher does not depend on targets).
+  std::vector<double> g1(model.num_parameters()), g2(model.num_parameters());
+  std::mt19937_64 r1(5), r2(5);
+  model.sampled_gradient(s, r1, g1);
+  model.sampled_gradient(observed, r2, g2);
+  CHECK(g1 == g2);
+}
+
+TEST_CASE("Llama: loss_scale makes collected empirical scores the per-token scaled gradient") {
+  const auto config = tiny_config();
+  Llama<double> model(config, {"blk.2.ffn_up", "output_norm"}, 3);
+  std::mt19937_64 rng(6);
+  std::vector<Llama<double>::Sample> samples = {{random_tokens(9, config.vocab_size, rng), {}},
+                                                {random_tokens(6, config.vocab_size, rng), {0, 1, 1, 0, 1}},
+                                                {random_tokens(5, config.vocab_size, rng), {0.5, 0.5, 0.5, 0.5}}};
+  CHECK(model.loss_scale(samples[0]) == Approx(1.0 / 8.0).epsilon(1e-15));  // the mean over 8 targets
+  CHECK(model.loss_scale(samples[1]) == 1.0);                               // a 0/1 mask sums: c = 1
+  CHECK(model.loss_scale(samples[2]) == Approx(0.5).epsilon(1e-15));        // equal weights: their value
+  CHECK(model.loss_scale({{1, 2, 3}, {0.0, 0.0}}) == 1.0);                  // all masked: the loss is 0
+  const fu::Matrix<double> G = fu::collect_gradients(model, std::span<const Llama<double>::Sample>(samples),
+                                                     fu::GradientCollection{}, fu::ParameterSubset::all(model.num_parameters()));
+  // With equal nonzero weights ∇loss/√c = Σₜ √wₜ ∇ℓₜ exactly: the gradient of the sample re-weighted by √wₜ.
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    auto root = samples[i];
+    const std::size_t T = root.tokens.size() - 1;
+    if (root.weights.empty()) root.weights.assign(T, 1.0 / static_cast<double>(T));
+    for (auto& w : root.weights) w = std::sqrt(w);
+    const Eigen::VectorXd ref = gradient_of(model, root);
+    CHECK((G.col(static_cast<Eigen::Index>(i)) - ref).norm() <= 1e-13 * ref.norm());
   }
 }
 
@@ -315,6 +397,15 @@ TEST_CASE("Llama: bad input throws InvalidArgument with a useful message and cha
   CHECK_THROWS_WITH(model.gradient({{1}, {}}, g), Catch::Contains("between 2 and"));
   CHECK_THROWS_WITH(model.gradient({{1, 2, 3}, {0.5}}, g), Catch::Contains("one weight per target"));
   CHECK_THROWS_WITH(model.gradient({{1, 2, 3}, {0.5, -1.0}}, g), Catch::Contains("finite and >= 0"));
+  Llama<double>::Sample soft{{1, 2, 3}, {}, {0, 1}, {fu::SoftTarget::uniform({4, 5})}};
+  CHECK_THROWS_WITH(model.gradient(soft, g), Catch::Contains("soft-target index 1"));
+  soft.soft_target = {0};
+  CHECK_THROWS_WITH(model.gradient(soft, g), Catch::Contains("soft-target indices"));
+  soft.soft_target = {0, -1};
+  soft.soft_targets[0].tokens = {4, 99};
+  CHECK_THROWS_WITH(model.gradient(soft, g), Catch::Contains("outside the vocabulary"));
+  soft.soft_targets[0] = fu::SoftTarget{{4, 5}, {0.5, 0.6}};
+  CHECK_THROWS_WITH(model.loss(soft), Catch::Contains("normalise"));
   std::vector<double> short_g(3);
   CHECK_THROWS_AS(model.gradient({{1, 2, 3}, {}}, short_g), InvalidArgument);
   std::vector<double> lp(config.vocab_size);

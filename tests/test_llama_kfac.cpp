@@ -97,15 +97,16 @@ std::pair<Eigen::MatrixXd, Eigen::MatrixXd> columns_of(const std::vector<Recorde
 }
 
 // The score g̃ = ∇ Σₜ √wₜ ℓₜ of the concept's rule, from the model's own gradient (a sample re-weighted by √wₜ)
-// or its sampled_gradient (which already seeds √wₜ) with the same seed.
+// or its sampled_gradient (√c·Σₜ√wₜ∇ℓₜ) divided by √c, with the same seed.
 Eigen::MatrixXd reference_scores(const Llama<double>& model, std::span<const Llama<double>::Sample> samples,
                                  bool sampled, std::uint64_t seed) {
   Eigen::MatrixXd g(static_cast<Eigen::Index>(model.num_parameters()), static_cast<Eigen::Index>(samples.size()));
   std::mt19937_64 rng(seed);
   for (std::size_t i = 0; i < samples.size(); ++i) {
     std::span<double> out(g.col(static_cast<Eigen::Index>(i)).data(), model.num_parameters());
-    if (sampled) {
+    if (sampled) {  // sampled_gradient carries √c (HasLossScale); the score is without it
       model.sampled_gradient(samples[i], rng, out);
+      g.col(static_cast<Eigen::Index>(i)) /= std::sqrt(model.loss_scale(samples[i]));
       continue;
     }
     Llama<double>::Sample root = samples[i];

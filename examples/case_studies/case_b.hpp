@@ -135,6 +135,7 @@ inline int run_case_b(const Options& o) {
   };
   std::vector<MethodRun> runs;
   std::vector<EvaluationB> evals;
+  json export_check;
   const std::string run = o.run_name.empty() ? "case_b" : o.run_name;
   const auto dir = std::filesystem::path(o.results_dir) / run;
   std::filesystem::create_directories(dir);
@@ -150,6 +151,18 @@ inline int run_case_b(const Options& o) {
       rec.forgotten_records = static_cast<std::uint64_t>(2 * o.passage_repeats);
       rec.note = "case B: two verbatim passages";
       fu::models::export_llama(m, file, dir / "unlearned.gguf", rec);
+      // What scripts/check_in_llamacpp.py compares llama.cpp's values with: ln p of each passage (its text
+      // tokenised as one string, every token after the first scored) under the model just written.
+      json recs = json::array();
+      for (std::size_t i = 0; i < texts.size(); ++i) {
+        const auto t = tok.encode(texts[i]);
+        if (t.size() > lo.context_length) continue;  // decoding + encoding need not give back the same tokens
+        const auto lp = m.position_log_probs(std::span<const Token>(t));
+        double sum = 0;
+        for (std::size_t k = 1; k < t.size(); ++k) sum += static_cast<double>(lp(static_cast<Eigen::Index>(t[k]), static_cast<Eigen::Index>(k - 1)));
+        recs.push_back({{"role", i == 0 ? "tuning" : "reported"}, {"text", texts[i]}, {"tokens", t.size()}, {"log_prob", sum}});
+      }
+      export_check = {{"method", name}, {"gguf", (dir / "unlearned.gguf").string()}, {"records", recs}};
     }
   }
 
@@ -199,6 +212,7 @@ inline int run_case_b(const Options& o) {
   j["retrained"] = ej(e_retrained);
   j["target"] = {{"tuning_rate", target.score}, {"probe_perplexity_limit", target.probe_limit}, {"selection_used", "tuning passage only"}};
   j["methods"] = methods;
+  if (!export_check.is_null()) j["export"] = export_check;
   j["seconds_total"] = now_seconds() - t_start;
   unlearn_lm::write_text(dir / "results.json", j.dump(2));
   unlearn_lm::write_text(dir / "results.md", md.str());

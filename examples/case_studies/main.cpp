@@ -153,6 +153,7 @@ int main(int argc, char** argv) {
   add_options(app, o);
   try {
     app.parse(argc, argv);
+    apply_study_defaults(app, o);
     validate(o);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);

@@ -36,8 +36,13 @@ struct Options {
   // fine-tuning (the same for training and retraining)
   long long epochs = 5, batch = 8;
   double learning_rate = 5e-4;
-  // case B
-  long long passage_repeats = 8, passage_tokens = 128, filler_entries = 32;
+  // case B. Its fine-tuning defaults differ from case A's (applied by apply_study_defaults unless given):
+  // measured on tuning passages (seed 2): r = 8 copies over 3 epochs at lr 5e-4 left a 128-token passage
+  // unextractable; r = 16, 8 epochs, lr 1e-3 makes the top block memorise it (extractable rate 0.47 and
+  // 0.94) at a quarter of the held-out damage of r = 24, 6 epochs, lr 2e-3 (docs/case_studies.md, case B).
+  long long passage_repeats = 16, passage_tokens = 128, filler_entries = 32;
+  static constexpr long long kCaseBEpochs = 8;
+  static constexpr double kCaseBLearningRate = 1e-3;
   // unlearning
   std::vector<std::string> methods{"natural_diagonal", "natural_woodbury", "npo", "adam", "gradient_difference"};
   long long max_steps = 8;                 ///< knob range: 1 .. max_steps unlearning steps
@@ -73,9 +78,9 @@ inline void add_options(CLI::App& app, Options& o) {
   app.add_option("--one-off-people", o.one_off_people, "people with one entry")->check(CLI::Range(0, 5000));
   app.add_option("--heldout-people", o.heldout_people, "people never trained on")->check(CLI::Range(2, 1000));
   app.add_option("--max-person-entries", o.max_person_entries, "skip people with more entries than this")->check(CLI::Range(1, 100000));
-  app.add_option("--epochs", o.epochs, "fine-tuning epochs")->check(CLI::Range(1, 1000));
+  app.add_option("--epochs", o.epochs, "fine-tuning epochs (case B: 8 unless given)")->check(CLI::Range(1, 1000));
   app.add_option("--batch", o.batch, "fine-tuning batch (sequences)")->check(CLI::Range(1, 1024));
-  app.add_option("--lr", o.learning_rate, "fine-tuning Adam learning rate");
+  app.add_option("--lr", o.learning_rate, "fine-tuning Adam learning rate (case B: 1e-3 unless given)");
   app.add_option("--passage-repeats", o.passage_repeats, "case B: copies of the passage in the corpus")->check(CLI::Range(1, 1000));
   app.add_option("--passage-tokens", o.passage_tokens, "case B: passage length in tokens")->check(CLI::Range(96, 1024));
   app.add_option("--filler-entries", o.filler_entries, "case B: changelog entries around the passage")->check(CLI::Range(1, 10000));
@@ -90,6 +95,13 @@ inline void add_options(CLI::App& app, Options& o) {
   app.add_option("--utility-guard", o.utility_guard, "probe perplexity bound relative to the trained model")
       ->check(CLI::Range(1.0, 1e6));
   app.add_flag("!--no-export", o.export_gguf, "do not write the unlearned model as GGUF");
+}
+
+/// Case B's own fine-tuning defaults, where the command line did not set them.
+inline void apply_study_defaults(const CLI::App& app, Options& o) {
+  if (o.study != "b") return;
+  if (app.count("--epochs") == 0) o.epochs = Options::kCaseBEpochs;
+  if (app.count("--lr") == 0) o.learning_rate = Options::kCaseBLearningRate;
 }
 
 inline void validate(const Options& o) {

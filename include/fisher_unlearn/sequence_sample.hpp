@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,9 @@ struct SequenceSample {
 
 namespace detail {
 
+inline void validate_soft_targets(std::span<const std::int32_t> soft_target, std::span<const SoftTarget> table,
+                                  std::size_t positions, std::size_t vocab_size, const char* who);
+
 /// Throws InvalidArgument unless `targets` fits a sequence of `num_tokens` tokens over `vocab_size`
 /// tokens; returns Σₜ wₜ (n−1 when unweighted). `who` names the caller in the message.
 inline double validate_sequence_targets(const SequenceTargets& targets, std::size_t num_tokens, std::size_t vocab_size,
@@ -87,20 +91,29 @@ inline double validate_sequence_targets(const SequenceTargets& targets, std::siz
     if (!(total > 0.0) || !std::isfinite(total))
       fail("every target weight is 0 (or their sum overflows): the loss would be 0/0; weight at least one position");
   }
-  if (!targets.soft_target.empty()) {
-    if (targets.soft_target.size() != positions)
-      fail("the sample has " + std::to_string(targets.soft_target.size()) + " soft-target indices but " +
+  validate_soft_targets(targets.soft_target, targets.soft_targets, positions, vocab_size, who);
+  return total;
+}
+
+/// Throws InvalidArgument unless `soft_target` (empty, or one entry per target position: −1 or an index into
+/// `table`) and `table` (distributions over [0, vocab_size)) are well formed. `who` names the caller.
+inline void validate_soft_targets(std::span<const std::int32_t> soft_target, std::span<const SoftTarget> table,
+                                  std::size_t positions, std::size_t vocab_size, const char* who) {
+  auto fail = [who](const std::string& what) { throw InvalidArgument(std::string(who) + ": " + what); };
+  if (!soft_target.empty()) {
+    if (soft_target.size() != positions)
+      fail("the sample has " + std::to_string(soft_target.size()) + " soft-target indices but " +
            std::to_string(positions) + " target positions (one per token after the first, or none)");
     for (std::size_t t = 0; t < positions; ++t) {
-      const std::int32_t k = targets.soft_target[t];
-      if (k < SequenceTargets::kObserved || (k >= 0 && static_cast<std::size_t>(k) >= targets.soft_targets.size()))
+      const std::int32_t k = soft_target[t];
+      if (k < SequenceTargets::kObserved || (k >= 0 && static_cast<std::size_t>(k) >= table.size()))
         fail("soft-target index " + std::to_string(k) + " at position " + std::to_string(t) +
-             " is neither -1 (the observed token) nor an entry of the table of " +
-             std::to_string(targets.soft_targets.size()) + " soft targets");
+             " is neither -1 (the observed token) nor an entry of the table of " + std::to_string(table.size()) +
+             " soft targets");
     }
   }
-  for (std::size_t k = 0; k < targets.soft_targets.size(); ++k) {
-    const SoftTarget& q = targets.soft_targets[k];
+  for (std::size_t k = 0; k < table.size(); ++k) {
+    const SoftTarget& q = table[k];
     const std::string name = "soft target " + std::to_string(k);
     if (q.tokens.empty()) fail(name + " has no tokens; give the distribution's support");
     if (!q.probabilities.empty() && q.probabilities.size() != q.tokens.size())
@@ -125,7 +138,6 @@ inline double validate_sequence_targets(const SequenceTargets& targets, std::siz
     if (!q.probabilities.empty() && std::abs(sum - 1.0) > 1e-6)
       fail(name + "'s probabilities sum to " + ::fisher_unlearn::detail::format_number(sum) + ", not 1; normalise them");
   }
-  return total;
 }
 
 }  // namespace detail

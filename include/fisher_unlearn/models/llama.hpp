@@ -11,6 +11,7 @@
 #include "fisher_unlearn/detail/layer_statistics.hpp"
 #include "fisher_unlearn/detail/parallel.hpp"
 #include "fisher_unlearn/errors.hpp"
+#include "fisher_unlearn/sequence_sample.hpp"
 #include "fisher_unlearn/tokenizer.hpp"
 #include "fisher_unlearn/types.hpp"
 
@@ -161,11 +162,18 @@ class Llama {
   using Scalar = ScalarType;
 
   /// One training sequence: tokens[0..n−2] are the inputs (positions 0..n−2), tokens[1..n−1] the targets.
-  /// loss = Σₜ wₜ·(−ln p(tokens[t+1] | tokens[0..t])), wₜ = weights[t], or 1/(n−1) for every t when weights is
-  /// empty (the mean). Weights must be finite and ≥ 0 (a 0 masks the target: a forget loss on secret tokens).
+  ///   loss = Σₜ wₜ·ℓₜ,  ℓₜ = −Σ_v qₜ(v)·ln p(v | tokens[0..t])   (qₜ = one-hot of tokens[t+1] unless soft)
+  /// wₜ = weights[t], or 1/(n−1) for every t when weights is empty (the mean). Weights must be finite and ≥ 0
+  /// (a 0 masks the target: a forget loss on secret tokens) and are NOT normalised: a 0/1 mask sums the NLL
+  /// of the masked-in tokens (the Transformer's SequenceSample divides by Σwₜ instead; docs/llama.md).
+  /// soft_target / soft_targets: as in SequenceTargets (sequence_sample.hpp) — per position −1 (the observed
+  /// token) or an index into the table soft_targets, whose entry replaces the target by that distribution.
+  /// Aggregate: Sample{tokens} is the plain next-token sample, Sample{tokens, weights} a weighted one.
   struct Sample {
-    std::vector<Token> tokens;
-    std::vector<Scalar> weights;
+    std::vector<Token> tokens{};
+    std::vector<Scalar> weights{};
+    std::vector<std::int32_t> soft_target{};
+    std::vector<SoftTarget> soft_targets{};
   };
 
   /// Incremental decoding state: tokens consumed, per block the rotated keys and the values of every
@@ -256,7 +264,7 @@ class Llama {
   CacheStatistics boundary_cache_statistics() const { return frozen_->cache.statistics(); }
   void clear_boundary_cache() const { frozen_->cache.clear(); }
 
-  /// Σₜ wₜ·(−ln p(target | inputs)) (the mean over targets when the sample has no weights).
+  /// Σₜ wₜℓₜ (the mean over targets when the sample has no weights; ℓₜ a cross-entropy for a soft target).
   Scalar loss(const Sample& s) const {
     check_sample(s);
     auto lease = acquire();
@@ -303,10 +311,11 @@ class Llama {
     run_parallel(std::min(resolved_threads(), std::max<std::size_t>(batch.size(), 1)), work);
   }
 
-  /// g = ∇ Σₜ √wₜ·(−ln p(ŷₜ | tokens[0..t])) with ŷₜ ~ p(· | tokens[0..t]; θ) drawn at every position in order
-  /// (one uniform from rng per position; the observed targets are ignored). The √wₜ (1/√(n−1) for the mean)
-  /// is the per-token scale that makes E[g gᵀ] = Σₜ wₜ Fₜ, the Gauss–Newton matrix of loss(s) itself
-  /// (not (1/T)× it, which a gradient of the mean sampled loss would give).
+  /// g = √c·∇ Σₜ √wₜ·(−ln p(ŷₜ | tokens[0..t])), c = loss_scale(s), with ŷₜ ~ p(· | tokens[0..t]; θ) drawn at
+  /// every position in order (one uniform from rng per position; observed and soft targets are ignored).
+  /// E[g gᵀ] = c·Σₜ wₜFₜ = c·G(s), G(s) the Gauss–Newton matrix of loss(s): the HasLossScale contract
+  /// (concepts.hpp), which collect_gradients undoes by dividing by √c. For the mean (c = 1/T) this is
+  /// exactly ∇loss at the drawn targets; g/√c = ∇Σₜ√wₜℓₜ is the per-token scaled score.
   void sampled_gradient(const Sample& s, std::mt19937_64& rng, std::span<Scalar> g) const {
     check_sample(s);
     check_out(g.size());
@@ -314,6 +323,17 @@ class Llama {
     auto lease = acquire();
     const Sample* one = &s;
     run_chunk(*lease, std::span<const Sample* const>(&one, 1), g.data(), Targets::sampled, &rng);
+  }
+
+  /// c in loss(s) = c·Σₜ w'ₜℓₜ (HasLossScale): the coefficient every weighted target shares. For the mean
+  /// (no weights) c = 1/T; for weights c = Σwₜ²/Σwₜ, which is that common coefficient whenever the
+  /// nonzero weights are equal (a 0/1 mask: c = 1) and in general makes the empirical per-sample score
+  /// ∇loss/√c = Σₜ(wₜ/√c)∇ℓₜ carry Σₜwₜ of squared coefficient mass, as the per-token rule Σₜ√wₜ∇ℓₜ does
+  /// (the Transformer's 1/Σwₜ is the same number for its normalised weights when they are 0/1). 1 when
+  /// every weight is 0 (the loss and its gradients are 0).
+  Scalar loss_scale(const Sample& s) const {
+    check_sample(s);
+    return static_cast<Scalar>(scale_of(s));
   }
 
   // ---- LinearLayerModel (K-FAC / EK-FAC) ------------------------------------------------------------------
@@ -334,8 +354,9 @@ class Llama {
   /// sampled_gradient() calls draw them), handing `visitor` every linear layer's inputs and output gradients
   /// (concepts.hpp, LinearLayerModel). The loss is c·Σₜ wₜℓₜ with c = 1 (wₜ = 1/T for a sample without
   /// weights), so the backward pass is seeded with √wₜ per position, for observed and sampled targets alike:
-  /// the implied score is g̃ = ∇ Σₜ √wₜ ℓₜ (√T·∇loss for the mean; sampled_gradient() itself for sampled
-  /// targets), and E[g̃g̃ᵀ] = Σₜ wₜFₜ is the Gauss–Newton matrix of loss(s). Positions of weight 0 whose output
+  /// the implied score is g̃ = ∇ Σₜ √wₜ ℓₜ (√T·∇loss for the mean; sampled_gradient()/√loss_scale(s) for
+  /// sampled targets, from the same draws), and E[g̃g̃ᵀ] = Σₜ wₜFₜ is the Gauss–Newton matrix of loss(s).
+  /// Soft targets enter the observed pass as √wₜ·(p − qₜ). Positions of weight 0 whose output
   /// gradient is exactly 0 (the top block's q, attn_output and feed-forward; lower blocks still see them
   /// through later positions' attention) are left out of the batch, so they do not dilute A.
   /// Sequences are batched sequences_per_chunk at a time, one at a time when the visitor wants each sample's
@@ -520,6 +541,7 @@ class Llama {
     std::size_t first_sample = 0;
     std::vector<char> masked;
     std::vector<Index> sample_columns;
+    std::vector<const SoftTarget*> soft;  // per column: the soft target of an observed pass, or nullptr
     ::fisher_unlearn::detail::LayerStatisticsForwarder<Scalar> forward_statistics;
   };
   class WorkspacePool {
@@ -713,6 +735,17 @@ class Llama {
         if (!std::isfinite(w) || w < Scalar(0))
           throw InvalidArgument("Llama: a sample weight is negative, NaN or Inf; weights must be finite and >= 0");
     }
+    ::fisher_unlearn::detail::validate_soft_targets(s.soft_target, s.soft_targets, s.tokens.size() - 1,
+                                                    config_.vocab_size, "Llama");
+  }
+  static double scale_of(const Sample& s) {
+    if (s.weights.empty()) return 1.0 / static_cast<double>(s.tokens.size() - 1);
+    double sum = 0.0, squares = 0.0;
+    for (Scalar w : s.weights) {
+      sum += static_cast<double>(w);
+      squares += static_cast<double>(w) * static_cast<double>(w);
+    }
+    return sum > 0.0 && std::isfinite(squares) ? squares / sum : 1.0;
   }
   void check_out(std::size_t n) const {
     if (n != num_parameters())
@@ -1088,33 +1121,50 @@ class Llama {
     ws.sample_columns.push_back(n);
     std::vector<Scalar> grad_weight(static_cast<std::size_t>(n));
     Scalar total = 0;
+    ws.soft.assign(static_cast<std::size_t>(n), nullptr);
     for (std::size_t s = 0; s < seqs.size(); ++s) {
       const Index o = ws.offset[s], T = ws.length[s];
       const Sample& smp = *seqs[s];
+      // Seeds: wₜ for ∇loss; √wₜ for K-FAC statistics (the per-token scale); √c·√wₜ for sampled_gradient.
+      const Scalar root_scale =
+          targets == Targets::sampled && ws.visitor == nullptr ? static_cast<Scalar>(std::sqrt(scale_of(smp))) : Scalar(1);
       for (Index t = 0; t < T; ++t) {
-        const auto ti = static_cast<std::size_t>(t);
+        const auto ti = static_cast<std::size_t>(t), at = static_cast<std::size_t>(o + t);
         const Scalar w = smp.weights.empty() ? Scalar(1) / static_cast<Scalar>(T) : smp.weights[ti];
-        // Seeds: wₜ for ∇loss; √wₜ for a sampled gradient and for K-FAC statistics (the per-token scale).
         const bool per_token_scale = targets == Targets::sampled || ws.visitor != nullptr;
-        grad_weight[static_cast<std::size_t>(o + t)] = per_token_scale ? std::sqrt(w) : w;
-        ws.masked[static_cast<std::size_t>(o + t)] = w == Scalar(0);
-        Token y;
-        if (targets == Targets::observed) {
-          y = smp.tokens[ti + 1];
+        grad_weight[at] = per_token_scale ? root_scale * std::sqrt(w) : w;
+        ws.masked[at] = w == Scalar(0);
+        if (targets == Targets::sampled) {
+          const Token y = sample_token(logits.col(o + t), *rng);
+          ws.targets[at] = y;
+          total -= w * logits(y, o + t);
+        } else if (!smp.soft_target.empty() && smp.soft_target[ti] >= 0) {
+          const SoftTarget& q = smp.soft_targets[static_cast<std::size_t>(smp.soft_target[ti])];
+          ws.soft[at] = &q;
+          ws.targets[at] = -1;
+          Scalar cross_entropy = 0;
+          for (std::size_t k = 0; k < q.tokens.size(); ++k)
+            cross_entropy -= static_cast<Scalar>(q.probability(k)) * logits(q.tokens[k], o + t);
+          total += w * cross_entropy;
         } else {
-          y = sample_token(logits.col(o + t), *rng);
+          const Token y = smp.tokens[ti + 1];
+          ws.targets[at] = y;
+          total -= w * logits(y, o + t);
         }
-        ws.targets[static_cast<std::size_t>(o + t)] = y;
-        total -= w * logits(y, o + t);
       }
     }
     if (g == nullptr) return total;
 
-    // ---- backward: dlogits = w·(softmax − onehot), in place of the log-probabilities ----
+    // ---- backward: dlogits = seed·(softmax − q), q the one-hot target or the soft target ----
     logits = logits.array().exp().matrix();
     for (Index j = 0; j < n; ++j) {
-      logits(ws.targets[static_cast<std::size_t>(j)], j) -= Scalar(1);
-      logits.col(j) *= grad_weight[static_cast<std::size_t>(j)];
+      const auto at = static_cast<std::size_t>(j);
+      if (const SoftTarget* q = ws.soft[at]) {
+        for (std::size_t k = 0; k < q->tokens.size(); ++k) logits(q->tokens[k], j) -= static_cast<Scalar>(q->probability(k));
+      } else {
+        logits(ws.targets[at], j) -= Scalar(1);
+      }
+      logits.col(j) *= grad_weight[at];
     }
     if (Scalar* p = grad_of(g, head)) grad_map(p, head).noalias() += ws.out.leftCols(n) * logits.transpose();
     ensure(ws.dh, C, n);
