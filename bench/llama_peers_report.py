@@ -4,7 +4,7 @@ llama.cpp (fastest iteration of each, same run), the ratios, the two peers' agre
 the peak memory; writes OUT_DIR/summary.json (schema: {"commit", "load_before", "load_after", "rows":
 [{"case", "threads", "ours", "torch", "llamacpp_f32", "llamacpp_q4_1"} tokens/s (fastest run, wall clock) and
 each with "_per_cpu_s" (tokens per process CPU-second, one thread only), null when not measured],
-"peer_max_abs_dlogp", "max_rss_mib", "loss_first", "loss_last"})."""
+"peer_max_abs_dlogp", "max_rss_mib", "loss_first", "loss_last", "compiler" (the C++ compiler that built ours)})."""
 import json
 import os
 import re
@@ -44,6 +44,9 @@ for r in rows:
 summary = {"commit": open(os.path.join(out, "commit.txt")).read().strip(),
            "load_before": open(os.path.join(out, "load_before.txt")).read().strip(),
            "load_after": open(os.path.join(out, "load_after.txt")).read().strip(), "rows": rows}
+if os.path.exists(os.path.join(out, "compiler.txt")):
+    summary["compiler"] = open(os.path.join(out, "compiler.txt")).read().strip()
+    print("ours built with:", summary["compiler"].replace("\n", " | "))
 try:
     a, b = rd("torch.json")["check_log_probs"], rd("llamacpp_f32.json")["check_log_probs"]
     summary["peer_max_abs_dlogp"] = max(abs(x - y) for x, y in zip(a, b))

@@ -9,6 +9,7 @@
 # llama_export_canary built. Environment: TORCH_PYTHON (a Python with torch >= 2.5, bench/peers/
 # setup_torch_venv.sh), LLAMACPP_PYTHON (a Python with llama-cpp-python), GGUF_PYTHONPATH (a folder with
 # PyPI gguf for the torch Python, if it lacks it), THREADS (default 1,2), FISHER_UNLEARN_SMOLLM2.
+# Compiler: configure BUILD_DIR with CXX=clang++-19 (or 16) for the published figures; OUT/compiler.txt records it.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$(cd "$1" && pwd)"
@@ -22,6 +23,10 @@ f32="$out/SmolLM2-135M-Instruct.f32.gguf"
 # Token ids for the cross-check of the two peers (llama.cpp's F32 forward vs PyTorch on the same ids).
 python3 -c 'import json, random; r = random.Random(3); print(json.dumps([r.randrange(49152) for _ in range(65)]))' > "$out/check_tokens.json"
 git -C "$root" rev-parse HEAD > "$out/commit.txt"
+# The compiler that built ours: on Zen 4, GCC 12's code for Eigen's GEMM micro-kernel runs ~20% slower than
+# Clang 16/19's (bench/README.md), so the figure depends on it.
+cxx="$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null)"
+{ echo "$cxx"; "${cxx:-c++}" --version 2>/dev/null | head -1; } > "$out/compiler.txt"
 { date -u; uptime; nproc; } > "$out/load_before.txt"
 filter="llama/"
 # min_time: several iterations per row (one takes seconds on a loaded machine), so that its fastest

@@ -448,3 +448,17 @@ TEST_CASE("GGUF: the real SmolLM2 file's header, metadata and a sample of tensor
     CHECK(f32_sha(file.dequantize(t)) == digest["tensors"][i]["f32_sha256"].get<std::string>());
   }
 }
+
+TEST_CASE("GGUF writer: a file without tensor data is not padded to its alignment (libFuzzer's 1 GiB case)") {
+  // The fuzz finding build-fuzz/artifacts/fuzz_gguf-oom-640fdb2c…: a valid tensor-less header with
+  // general.alignment = 2^30. Padding the header to the alignment allocated 1 GiB for a 66-byte file.
+  const Bytes b = Bytes{}.header(0, 2).str("general.alignment").u32(4).u32(1u << 30).str("general.name").u32(8).str("x");
+  const GgufFile file = b.open();
+  REQUIRE(file.alignment() == (1u << 30));
+  const std::string image = GgufWriter(file).serialize();
+  CHECK(image.size() < 256);
+  const GgufFile back = GgufFile::from_bytes(std::vector<std::uint8_t>(image.begin(), image.end()), "round trip");
+  CHECK(back.alignment() == (1u << 30));
+  CHECK(back.get<std::string>("general.name") == "x");
+  CHECK(back.tensors().empty());
+}

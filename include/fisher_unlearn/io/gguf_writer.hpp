@@ -229,6 +229,10 @@ class GgufWriter {
       detail::gguf_put_u64(out, offset);
       offset += (e.bytes().size() + align - 1) / align * align;
     }
+    // No tensor data, no data section: the header is not padded. A file the reader accepted may ask
+    // for any power-of-two alignment without holding that many bytes (libFuzzer found a 128-byte file
+    // with general.alignment = 2^30 and no tensors), and padding it would allocate a gigabyte.
+    if (offset == 0) return out;
     out.resize((out.size() + align - 1) / align * align, '\0');
     out.reserve(out.size() + offset);
     for (const Entry& e : tensors_) {
