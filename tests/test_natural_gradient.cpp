@@ -156,6 +156,75 @@ TEST_CASE("NaturalGradientUnlearning: the trust region holds on every step, meas
   CHECK(result.report.forget_loss_after > result.report.forget_loss_before);
 }
 
+namespace {
+/// L = ½‖θ − c‖²: a forget objective with a floor, so that steps of a fixed predicted KL overshoot it
+/// and zigzag (what the trust radius shrink is for).
+struct QuadraticObjective {
+  Eigen::VectorXd centre;
+  std::string name() const { return "quadratic"; }
+  double value_and_gradient(const Model<double>& model, std::span<const Sample<double>>, fu::Vector<double>& g) const {
+    g = params(model) - centre;
+    return 0.5 * g.squaredNorm();
+  }
+};
+}  // namespace
+
+TEST_CASE("NaturalGradientUnlearning: trust_shrink shrinks kappa after every rise of the forget objective, "
+          "holds on every step (dense fp64 F), damps the zigzag, and 1 is bitwise the fixed trust region") {
+  auto p = make_problem<double>(300, 8, 10, 1e-2, 31);
+  fu::NaturalGradientOptions o;
+  o.max_steps = 40;
+  o.learning_rate = 1e3;  // every step on the boundary: fixed-length steps
+  o.max_kl = 2e-3;
+  o.fisher_samples = p.retain().size();
+  QuadraticObjective objective{params(p.full) + 0.5 * Eigen::VectorXd::Ones(8)};
+  using U = fu::NaturalGradientUnlearning<fu::WoodburyFisher<double>, fu::NaturalGradient, QuadraticObjective>;
+  const auto run = [&](double shrink, std::vector<Eigen::VectorXd>* thetas) {
+    fu::NaturalGradientOptions oo = o;
+    oo.trust_shrink = shrink;
+    Model<double> model = p.full;
+    fu::NaturalGradientCallbacks<Model<double>> cb;
+    if (thetas) {
+      thetas->push_back(params(model));
+      cb.stop = [thetas](const Model<double>& m, std::size_t) {
+        thetas->push_back(params(m));
+        return false;
+      };
+    }
+    auto r = U(oo, objective).unlearn_detailed(model, p.forget(), p.retain(), cb);
+    return std::make_pair(r, params(model));
+  };
+  const auto [fixed, fixed_theta] = run(1.0, nullptr);
+  const auto [old_default, old_theta] = [&] {
+    Model<double> model = p.full;
+    auto r = U(o, objective).unlearn_detailed(model, p.forget(), p.retain());
+    return std::make_pair(r, params(model));
+  }();
+  CHECK(fixed_theta == old_theta);  // bitwise: 1 is the old, fixed trust region
+  std::vector<Eigen::VectorXd> thetas;
+  const auto [shrunk, shrunk_theta] = run(0.5, &thetas);
+  const Eigen::MatrixXd g = fu::collect_gradients(p.full, p.retain());
+  const Eigen::MatrixXd f_hat = g * g.transpose() / static_cast<double>(g.cols());
+  const Eigen::MatrixXd f = f_hat + (1e-2 * f_hat.trace() / 8.0) * Eigen::MatrixXd::Identity(8, 8);
+  REQUIRE(shrunk.steps.size() == 40);
+  std::size_t rises = 0, fixed_rises = 0;
+  for (std::size_t t = 0; t < shrunk.steps.size(); ++t) {
+    if (t > 0 && shrunk.steps[t].objective > shrunk.steps[t - 1].objective) ++rises;
+    if (t > 0 && fixed.steps[t].objective > fixed.steps[t - 1].objective) ++fixed_rises;
+    CHECK(shrunk.steps[t].trust_radius == o.max_kl * std::pow(0.5, static_cast<double>(rises)));
+    CHECK(fixed.steps[t].trust_radius == o.max_kl);
+    const Eigen::VectorXd delta = thetas[t + 1] - thetas[t];
+    CHECK(0.5 * delta.dot(f * delta) <= shrunk.steps[t].trust_radius * (1 + 1e-9));
+  }
+  CHECK(rises > 0);
+  CHECK(fixed_rises > 0);  // the fixed radius overshoots the floor (zigzag): the case the shrink is for
+  const double end_fixed = 0.5 * (fixed_theta - objective.centre).squaredNorm();
+  const double end_shrunk = 0.5 * (shrunk_theta - objective.centre).squaredNorm();
+  CHECK(end_shrunk < 0.1 * end_fixed);
+  CHECK(shrunk.report.notes.find("trust radius shrunk") != std::string::npos);
+  CHECK(fixed.report.notes.find("trust radius shrunk") == std::string::npos);
+}
+
 TEST_CASE("NaturalGradientUnlearning: the identity preconditioner is plain gradient descent on the objective, and "
           "with the retain anchor over the whole retain set it is gradient difference") {
   const auto data = fu::models::make_softmax_problem<double>(40, 4, 3, 31);
@@ -418,6 +487,9 @@ TEST_CASE("NaturalGradientUnlearning: bad options and a mismatched estimator thr
   CHECK_THROWS_AS(U(make([](auto& o) { o.damping.relative = -1; })), fu::InvalidArgument);
   CHECK_THROWS_AS(U(make([](auto& o) { o.retain_weight = -1; })), fu::InvalidArgument);
   CHECK_THROWS_AS(U(make([](auto& o) { o.target_objective = std::nan(""); })), fu::InvalidArgument);
+  CHECK_THROWS_AS(U(make([](auto& o) { o.trust_shrink = 0; })), fu::InvalidArgument);
+  CHECK_THROWS_AS(U(make([](auto& o) { o.trust_shrink = 1.5; })), fu::InvalidArgument);
+  CHECK_THROWS_AS(U(make([](auto& o) { o.trust_shrink = std::nan(""); })), fu::InvalidArgument);
   auto p = make_problem<double>(100, 5, 5, 1e-2, 2);
   Model<double> model = p.full;
   fu::WoodburyFisher<double> wrong(4, 1e-2);

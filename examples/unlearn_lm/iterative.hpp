@@ -180,6 +180,7 @@ class IterativeMethod : public Method {
     o.learning_rate = opt_.iterative_lr > 0 ? opt_.iterative_lr : 1e4;  // the trust region sets the step
     o.max_steps = std::max<std::size_t>(1, steps);
     o.max_kl = opt_.trust_kl;
+    o.trust_shrink = opt_.trust_shrink;
     o.fisher_samples = static_cast<std::size_t>(opt_.fisher_samples);
     o.seed = ds_->seed + 41;
     o.retain_weight = retain_weight_;
@@ -196,6 +197,13 @@ class IterativeMethod : public Method {
     fu::NaturalGradientCallbacks<Model> cb;
     const double t0 = now_seconds();
     if (check) cb.stop = [&](const Model& m, std::size_t step) { return check(m, step, now_seconds() - t0); };
+    if (opt_.trace_steps)  // diagnostic (--trace-steps): the library's per-step record
+      cb.progress = [&](const fu::NaturalGradientStep& s) {
+        std::cout << "[trace] " << name << " step " << s.step << ": forget objective " << fmt_general(s.objective)
+                  << ", anchor " << fmt_general(s.retain_anchor) << ", |delta| " << fmt_general(s.step_norm)
+                  << ", predicted KL " << fmt_general(s.predicted_kl) << " (unconstrained " << fmt_general(s.unconstrained_predicted_kl)
+                  << ")\n";
+      };
     auto result = u.unlearn_detailed(model, std::span<const Sample>(forget_), std::span<const Sample>(ds_->retain), *fisher_, cb);
     result.report.notes += (result.report.notes.empty() ? "" : "; ") + std::string("stop: ") + result.stop_reason +
                            ", trust region hit " + std::to_string(result.trust_region_hits) + " times, lambda " + fmt_general(lambda_);

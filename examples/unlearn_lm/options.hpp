@@ -54,8 +54,10 @@ struct Options {
   long long forget_copies = 2;               ///< iterative methods: copies of each canary in the forget set
   long long forget_context = 24;             ///< iterative methods: bytes of training text before each copy
   double trust_kl = 1e-4;                    ///< iterative methods: predicted retain KL per step (nats), all methods
+  double trust_shrink = 1.0;                 ///< iterative methods: kappa *= this after a step that raised the forget objective (1: fixed)
   std::string trust_metric = "kfac";         ///< iterative methods other than iter/natural_*: F_R of the trust region
   long long kl_windows = 16;                 ///< retain windows of the measured retain KL at every search point (0: off)
+  bool trace_steps = false;                  ///< diagnostic: the tuning score after EVERY step of a continuation (not charged, not selected on)
   double fisher_damping = 1e-2;              ///< iterative methods: lambda = alpha tr(F)/d of F_R
   double retain_anchor = 1.0;                ///< iterative methods: beta of the retain anchor (not for plain ascent)
   long long retain_batch = 16;               ///< retain windows per step of the retain anchor
@@ -112,8 +114,12 @@ inline void add_options(CLI::App& app, Options& o) {
   app.add_option("--forget-copies", o.forget_copies, "iterative methods: copies of each canary in the forget set");
   app.add_option("--forget-context", o.forget_context, "iterative methods: bytes of training text before each copy");
   app.add_option("--trust-kl", o.trust_kl, "iterative methods: predicted retain KL per step (the same for every method)");
+  app.add_option("--trust-shrink", o.trust_shrink,
+                 "iterative methods: multiply the trust region's KL by this after a step that raised the forget objective (1: fixed; all methods)");
   app.add_option("--trust-metric", o.trust_metric, "iterative methods other than iter/natural_*: F_R of the trust region (woodbury, kfac, ekfac)");
   app.add_option("--kl-windows", o.kl_windows, "retain windows of the measured retain KL at every search point (0: off)");
+  app.add_flag("--trace-steps", o.trace_steps,
+               "diagnostic: print the tuning-canary score after every step of an iterative method's continuation (not charged, not used by the search)");
   app.add_option("--fisher-damping", o.fisher_damping, "iterative methods: alpha of lambda = alpha tr(F)/d");
   app.add_option("--retain-anchor", o.retain_anchor, "iterative methods: beta of the retain anchor");
   app.add_option("--retain-batch", o.retain_batch, "iterative methods: retain windows per step (retain anchor)");
@@ -173,6 +179,7 @@ inline void validate(const Options& o) {
   require_range(o.forget_copies, 1, 1 << 20, "--forget-copies");
   require_range(o.forget_context, 0, 1 << 20, "--forget-context");
   require_finite(o.trust_kl, 1e-12, 1e6, "--trust-kl");
+  require_finite(o.trust_shrink, 1e-6, 1.0, "--trust-shrink");
   require(o.trust_metric == "woodbury" || o.trust_metric == "kfac" || o.trust_metric == "ekfac",
           "--trust-metric must be woodbury, kfac or ekfac; got '" + o.trust_metric + "'");
   require_range(o.kl_windows, 0, 1 << 16, "--kl-windows");

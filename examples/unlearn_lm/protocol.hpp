@@ -170,7 +170,16 @@ inline MethodRun run_method(Method& method, const Model& start, const Dataset& d
       std::optional<fu::KnobEvaluation> last;
       try {
         method.run_with_checks(model, schedule.back(), [&](const Model& m, std::size_t step, double elapsed) {
-          if (std::find(schedule.begin(), schedule.end(), step) == schedule.end()) return false;
+          if (std::find(schedule.begin(), schedule.end(), step) == schedule.end()) {
+            if (opt.trace_steps) {  // diagnostic only: not a search point, its time not charged as step time
+              const double t0 = now_seconds();
+              const SelectionScore s = selection_score(m, ds, opt, tuning);
+              std::cout << "[trace] " << method.name << " step " << step << ": tuning exposure mean " << fmt(s.mean, 2) << " max "
+                        << fmt(s.max, 2) << ", probe ppl " << fmt(s.probe_perplexity) << "\n";
+              check_total += now_seconds() - t0;
+            }
+            return false;
+          }
           fu::UnlearningReport rep;
           rep.iterations = step;
           const double t0 = now_seconds();

@@ -62,6 +62,7 @@ struct NaturalGradientStep {
   double predicted_kl = UnlearningReport::not_measured;   ///< ½δᵀF_Rδ as applied (NaN without F_R)
   double unconstrained_predicted_kl = UnlearningReport::not_measured;  ///< before the trust region
   bool trust_region_hit = false;   ///< δ was scaled down to the boundary ½δᵀF_Rδ = κ
+  double trust_radius = std::numeric_limits<double>::infinity();  ///< κ in force for this step (see trust_shrink)
   double damping = UnlearningReport::not_measured;        ///< λ of F_R in use
 };
 
@@ -81,6 +82,12 @@ struct NaturalGradientOptions {
   /// κ: trust region on the predicted retain KL per step, ½δᵀF_Rδ ≤ κ (∞ = none). Finite κ builds F_R
   /// whatever the preconditioner.
   double max_kl = std::numeric_limits<double>::infinity();
+  /// Shrink factor of κ: after a step that RAISED the forget objective (L(θ_{t+1}) > L(θ_t), the values
+  /// the loop computes anyway: no extra pass), κ ← trust_shrink·κ for the following steps. 1 (default)
+  /// keeps κ fixed, bitwise the old behaviour. With η large, every step sits on the boundary and has
+  /// the same length, so near the forget objective's floor the steps overshoot and zigzag (period 2);
+  /// shrinking on each rise damps that, as the radius update of a classical trust-region method does.
+  double trust_shrink = 1.0;
   /// Stop once the forget objective L(θ) ≤ this (checked before every step and after the last).
   double target_objective = -std::numeric_limits<double>::infinity();
   std::size_t fisher_samples = 256;  ///< m: retain inputs whose gradients build F_R (all if >= |retain|)
@@ -104,6 +111,8 @@ struct NaturalGradientOptions {
     detail::require_positive_finite(learning_rate, who + ": learning_rate (eta)", "1 is the natural-gradient step");
     if (max_steps == 0) throw InvalidArgument(who + ": max_steps must be at least 1");
     if (!(max_kl > 0.0)) throw InvalidArgument(who + ": max_kl (kappa) must be positive (infinity = no trust region)");
+    if (!(trust_shrink > 0.0 && trust_shrink <= 1.0))
+      throw InvalidArgument(who + ": trust_shrink must lie in (0, 1] (1 = a fixed trust region)");
     if (std::isnan(target_objective)) throw InvalidArgument(who + ": target_objective is NaN (-infinity = none)");
     if (fisher_samples == 0) throw InvalidArgument(who + ": fisher_samples (m) must be at least 1");
     if (gradients.kind == FisherKind::monte_carlo && gradients.samples_per_input == 0)
@@ -507,6 +516,9 @@ class NaturalGradientUnlearning {
       std::size_t refreshes = 0;
       double value = 0.0;
       bool evaluated_at_current = false;
+      double kappa = options_.max_kl;  // the trust radius, shrunk after a step that raised L (trust_shrink)
+      double previous_value = std::numeric_limits<double>::quiet_NaN();
+      std::size_t shrinks = 0;
       for (std::size_t step = 1; step <= options_.max_steps; ++step) {
         value = objective.value_and_gradient(model, forget, full_gradient);
         evaluated_at_current = true;
@@ -515,6 +527,11 @@ class NaturalGradientUnlearning {
           result.stop_reason = "target objective reached";
           break;
         }
+        if (options_.trust_shrink < 1.0 && value > previous_value) {  // false for the first step (NaN)
+          kappa *= options_.trust_shrink;
+          ++shrinks;
+        }
+        previous_value = value;
         detail::require_size<Scalar>(static_cast<std::size_t>(full_gradient.size()), model.num_parameters(),
                                      who + ": the objective's gradient");
         subset.gather(full_span(full_gradient), sub_span(g));
@@ -553,9 +570,10 @@ class NaturalGradientUnlearning {
           const double kl = 0.5 * delta.template cast<double>().dot(curvature.template cast<double>());
           record.unconstrained_predicted_kl = kl;
           record.predicted_kl = kl;
-          if (kl > options_.max_kl) {
-            delta *= static_cast<Scalar>(std::sqrt(options_.max_kl / kl));
-            record.predicted_kl = options_.max_kl;
+          record.trust_radius = kappa;
+          if (kl > kappa) {
+            delta *= static_cast<Scalar>(std::sqrt(kappa / kl));
+            record.predicted_kl = kappa;
             record.trust_region_hit = true;
             ++result.trust_region_hits;
           }
@@ -594,6 +612,11 @@ class NaturalGradientUnlearning {
         std::snprintf(buf, sizeof buf, "trust region (predicted retain KL <= %.3g) hit in %zu of %zu step(s)",
                       options_.max_kl, result.trust_region_hits, r.iterations);
         detail::append_note(r.notes, buf);
+        if (options_.trust_shrink < 1.0) {
+          std::snprintf(buf, sizeof buf, "trust radius shrunk x%.3g after %zu rise(s) of the forget objective, last %.3g",
+                        options_.trust_shrink, shrinks, kappa);
+          detail::append_note(r.notes, buf);
+        }
       }
       if (!damping_note.empty()) detail::append_note(r.notes, damping_note);
       if (refreshes > 0) detail::append_note(r.notes, "F_R refreshed " + std::to_string(refreshes) + " time(s)");

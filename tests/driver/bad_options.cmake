@@ -101,6 +101,8 @@ ul("heads divide width" 1 "--heads \\(3\\) must divide --width \\(16\\)" --heads
 ul("threads 100000" 1 "--threads must lie in \\[1, [0-9]+\\]; got 100000" --threads 100000)
 ul("unknown method" 1 "unknown method 'fisher_removal/nope'; known: " --methods fisher_removal/nope)
 ul("unknown format" 1 "unknown canary format 'ssn'; choose pin or phone" --format ssn)
+ul("trust-shrink 0" 1 "--trust-shrink must be a finite number in \\[1e-06, 1\\]; got 0" --trust-shrink 0)
+ul("trust-shrink 2" 1 "--trust-shrink must be a finite number in \\[1e-06, 1\\]; got 2" --trust-shrink 2)
 ul("checkpoint-every -1" 1 "--checkpoint-every must lie in \\[0, [0-9]+\\]; got -1" --checkpoint-every -1)
 ul("steps 1e9 (not an integer)" 104 "--steps" --steps 1e9)
 ul("unknown option" 109 "--no-such-option" --no-such-option)
