@@ -95,7 +95,7 @@ struct FlopModel {
 };
 
 template <bool WithBackward>
-void BM_llama(benchmark::State& state, std::size_t threads) {
+void BM_llama(benchmark::State& state, std::size_t threads, bool transposed) {
   Fixture& f = fixture();
   if (!f.model) {
     state.SkipWithError(f.error.c_str());
@@ -106,6 +106,7 @@ void BM_llama(benchmark::State& state, std::size_t threads) {
   execution.num_threads = threads;
   execution.boundary_cache_bytes = 0;
   model.set_execution(execution);
+  model.set_transposed_frozen_weights(transposed);
   std::vector<float> g(WithBackward ? model.num_parameters() : 0);
   const std::span<const Llama::Sample> batch(f.batch);
   const LoopClock clock;
@@ -143,13 +144,21 @@ int main(int argc, char** argv) {
         ->Args({1024, 1024, 1024})
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("llama/forward" + sfx).c_str(), BM_llama<false>, t)
+    benchmark::RegisterBenchmark(("llama/forward" + sfx).c_str(), BM_llama<false>, t, false)
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("llama/top4_forward_backward" + sfx).c_str(), BM_llama<true>, t)
+    benchmark::RegisterBenchmark(("llama/top4_forward_backward" + sfx).c_str(), BM_llama<true>, t, false)
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
   }
+  // The same two rows with transposed copies of the frozen weights (set_transposed_frozen_weights: same
+  // results, +459 MiB); not part of run_llama_peers.sh's filter "llama/".
+  benchmark::RegisterBenchmark("llama_transposed/forward", BM_llama<false>, std::size_t(1), true)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("llama_transposed/top4_forward_backward", BM_llama<true>, std::size_t(1), true)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

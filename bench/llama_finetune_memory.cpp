@@ -2,7 +2,8 @@
 // with Adam on fp32: what a user's unlearning run holds. Prints the max RSS after loading and after the
 // steps (getrusage; Linux reports KiB), the trainable size and the loss per step (it must fall: the run is
 // real work, not a stub). The boundary cache is on (its default 256 MiB bound), as in a user's run.
-//   llama_finetune_memory MODEL.gguf [steps = 5] [sequences = 8] [positions = 128] [threads = 2]
+//   llama_finetune_memory MODEL.gguf [steps = 5] [sequences = 8] [positions = 128] [threads = 2] [transposed]
+// `transposed` turns on set_transposed_frozen_weights (the faster forward, more memory).
 #include <fisher_unlearn/models/llama_gguf.hpp>
 
 #include <sys/resource.h>
@@ -27,7 +28,7 @@ static double max_rss_mib() {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s MODEL.gguf [steps] [sequences] [positions] [threads]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL.gguf [steps] [sequences] [positions] [threads] [transposed]\n", argv[0]);
     return 2;
   }
   const std::size_t steps = argc > 2 ? std::stoul(argv[2]) : 5, sequences = argc > 3 ? std::stoul(argv[3]) : 8,
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
       return fu::models::load_llama<float>(
           file, fu::models::llama_top_blocks(fu::models::llama_config_from_gguf(file, positions), 4), options);
     }();
+    if (argc > 6 && std::string(argv[6]) == "transposed") model.set_transposed_frozen_weights(true);
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double rss_loaded = max_rss_mib();
     std::mt19937_64 rng(11);

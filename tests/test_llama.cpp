@@ -413,3 +413,45 @@ TEST_CASE("Llama: bad input throws InvalidArgument with a useful message and cha
   CHECK_THROWS_AS(model.tensor("blk.0.attn_qq"), InvalidArgument);
   CHECK(std::vector<double>(model.parameters().begin(), model.parameters().end()) == before);
 }
+
+TEST_CASE("Llama: transposed copies of the frozen weights change no result (bitwise), and can be dropped") {
+  auto run = [](auto tag) {
+    using Scalar = decltype(tag);
+    using Model = Llama<Scalar>;
+    Model plain(tiny_config(), {"blk.2", "output_norm"}, 41);  // blocks 0–1 and the tied head frozen
+    std::mt19937_64 rng(5);
+    std::vector<typename Model::Sample> batch(3);
+    for (auto& s : batch) s.tokens = random_tokens(11, tiny_config().vocab_size, rng);
+    Model fast = plain;
+    REQUIRE_FALSE(fast.transposed_frozen_weights());
+    fast.set_transposed_frozen_weights(true);
+    REQUIRE(fast.transposed_frozen_weights());
+    REQUIRE_FALSE(plain.transposed_frozen_weights());
+    const std::size_t d = plain.num_parameters();
+    auto check_same = [&](const Model& a, const Model& b) {
+      std::vector<Scalar> g0(d), g1(d);
+      const Scalar l0 = a.sum_loss_and_gradient(batch, std::span<Scalar>(g0));
+      const Scalar l1 = b.sum_loss_and_gradient(batch, std::span<Scalar>(g1));
+      CHECK(l0 == l1);
+      CHECK(g0 == g1);
+      CHECK(a.position_log_probs(batch[0].tokens) == b.position_log_probs(batch[0].tokens));
+      return g0;
+    };
+    const auto g = check_same(plain, fast);
+    // Trainable weights are never copied: a step on them is seen by the fast path as by the plain one.
+    for (std::size_t i = 0; i < d; ++i) {
+      plain.parameters()[i] -= Scalar(0.1) * g[i];
+      fast.parameters()[i] -= Scalar(0.1) * g[i];
+    }
+    check_same(plain, fast);
+    Model copy = fast;  // copies share the transposed weights
+    CHECK(copy.transposed_frozen_weights());
+    check_same(plain, copy);
+    copy.set_transposed_frozen_weights(false);
+    CHECK_FALSE(copy.transposed_frozen_weights());
+    CHECK(fast.transposed_frozen_weights());
+    check_same(plain, copy);
+  };
+  run(float{});
+  run(double{});
+}
