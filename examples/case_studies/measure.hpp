@@ -150,7 +150,11 @@ inline ScoringA make_scoring(const CaseA& c, const fu::BpeTokenizer& tok) {
     if (c.people[i].role == Role::tuning) tune.push_back(i);
     if (c.people[i].deleted()) all.push_back(i);
   }
-  std::stable_sort(all.begin(), all.end(), [&](std::size_t x, std::size_t y) { return c.people[x].role < c.people[y].role; });
+  // Role first, then index (the stable order: `all` is built in increasing index). Not std::stable_sort,
+  // whose libstdc++ 12 implementation Clang 19 flags as deprecated in C++20.
+  std::sort(all.begin(), all.end(), [&](std::size_t x, std::size_t y) {
+    return c.people[x].role != c.people[y].role ? c.people[x].role < c.people[y].role : x < y;
+  });
   s.tuning = make_candidates(c, tok, tune);
   s.all = make_candidates(c, tok, all);
   for (std::size_t i = 0; i < c.heldout.size() && i < 16; ++i) s.probe.push_back(c.heldout[i]);

@@ -199,9 +199,13 @@ class BpeTokenizer {
     for (std::size_t i = 0; i < t.tokens_.size(); ++i)
       if ((t.types_[i] == Control || t.types_[i] == UserDefined || t.types_[i] == Unknown) && !t.tokens_[i].empty())
         t.special_.push_back(static_cast<Token>(i));
-    // llama.cpp partitions on longer special tokens first.
-    std::stable_sort(t.special_.begin(), t.special_.end(),
-                     [&](Token a, Token b) { return t.tokens_[a].size() > t.tokens_[b].size(); });
+    // llama.cpp partitions on longer special tokens first; ties keep id order (the order of the stable
+    // sort this replaces: special_ is built in increasing id). Not std::stable_sort: with libstdc++ 12 it
+    // uses get_temporary_buffer, which Clang 19 flags as deprecated in C++20 (-Werror builds fail).
+    std::sort(t.special_.begin(), t.special_.end(), [&](Token a, Token b) {
+      const auto la = t.tokens_[a].size(), lb = t.tokens_[b].size();
+      return la != lb ? la > lb : a < b;
+    });
     const auto& b2c = detail::byte_to_codepoint();
     for (std::uint32_t b = 0; b < 256; ++b) t.codepoint_to_byte_.emplace(b2c[b], static_cast<unsigned char>(b));
     return t;
