@@ -54,9 +54,13 @@ for a in "$@"; do
   want_corpus=0
   args+=("$a")
 done
+# --full's defaults (every corpus, every method, 5 deletion rounds) give way to what the caller names:
+# `--full --corpus fortunes` runs fortunes only, `--full --methods ...` those methods.
+has_arg() { local x; for x in "${args[@]}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
 if [ "$full" -eq 1 ]; then
-  corpora=(kjv fortunes jargon wordnet)
-  args=(--corpus "${corpora[@]}" --methods all --deletion-rounds 5 "${args[@]}")
+  if [ ${#corpora[@]} -eq 0 ]; then corpora=(kjv fortunes jargon wordnet); args=(--corpus "${corpora[@]}" "${args[@]}"); fi
+  has_arg --methods || args=(--methods all "${args[@]}")
+  has_arg --deletion-rounds || args=(--deletion-rounds 5 "${args[@]}")
 fi
 [ ${#corpora[@]} -eq 0 ] && corpora=(kjv)
 
