@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs every test: a release build with GCC (with the CUDA target compiled where
-# nvcc exists; its tests skip without a device), then the same suite under AddressSanitizer +
-# UndefinedBehaviorSanitizer in a second build directory, then the tests built with Clang 19 (warnings
-# are errors there: the headers must stay portable), then a short smoke run of every libFuzzer
-# harness (scripts/fuzz.sh).
+# nvcc exists; its tests skip without a device), then the tests and example programs built with Clang 19
+# under AddressSanitizer + UndefinedBehaviorSanitizer with warnings as errors (the headers must stay
+# portable), running every test again, slow and end-to-end ones included; then a short smoke run of every
+# libFuzzer harness (scripts/fuzz.sh).
 #   ./scripts/test.sh            everything
 #   ./scripts/test.sh --fast     GCC release build only, no sanitizer, Clang or fuzz pass
 set -euo pipefail
@@ -36,27 +36,23 @@ echo "== tests (release) =="
 (cd build && ctest --output-on-failure -j "$fu_jobs" --timeout 900)
 
 if [ "$fast" -eq 0 ]; then
-  echo "== AddressSanitizer + UndefinedBehaviorSanitizer build (build-sanitize/) =="
-  san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
-  configure_build build-sanitize -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" \
-        -DCMAKE_CXX_FLAGS="$san" -DCMAKE_EXE_LINKER_FLAGS="$san" \
-        -DFISHER_UNLEARN_ENABLE_CUDA=OFF -DFISHER_UNLEARN_BUILD_EXAMPLES=OFF
-  cmake --build build-sanitize -j "$fu_jobs"
-  echo "== tests (sanitizers; consumer and compile-fail tests ran in the release pass) =="
-  (cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-     ctest --output-on-failure -j "$fu_jobs" --timeout 1800 -LE "consumer|compile_fail|slow")
-
-  # Clang 19 with libstdc++: the tests only (the examples and benches build with GCC above), -Werror so
-  # that a header Clang rejects or warns about fails here; the fast suite (slow tests ran above).
-  echo "== Clang 19 build (build-clang/) =="
+  # Clang 19 with libstdc++, AddressSanitizer + UndefinedBehaviorSanitizer, -Werror (a header Clang rejects
+  # or warns about fails here): the tests and the example programs, and every test but the consumer and
+  # compile-fail ones (they ran in the release pass) -- the slow tests and the end-to-end runs of the
+  # example programs included. One Clang pass with the sanitizers instead of a GCC sanitizer pass plus a
+  # Clang release pass: the same build cost, and the sanitizers see the examples and the slow tests too.
+  echo "== Clang 19 + AddressSanitizer + UndefinedBehaviorSanitizer build (build-sanitize-clang/) =="
   ensure_packages clang-19 libclang-rt-19-dev
-  [ -f build-clang/CMakeCache.txt ] || export CXX=clang++-19
-  configure_build build-clang -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS="-Werror" \
-        -DFISHER_UNLEARN_ENABLE_CUDA=OFF -DFISHER_UNLEARN_BUILD_EXAMPLES=OFF
+  san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+  [ -f build-sanitize-clang/CMakeCache.txt ] || export CXX=clang++-19
+  configure_build build-sanitize-clang -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" \
+        -DCMAKE_CXX_FLAGS="$san -Werror" -DCMAKE_EXE_LINKER_FLAGS="$san" \
+        -DFISHER_UNLEARN_ENABLE_CUDA=OFF -DFISHER_UNLEARN_BUILD_EXAMPLES=ON
   unset CXX
-  cmake --build build-clang -j "$fu_jobs"
-  echo "== tests (Clang 19) =="
-  (cd build-clang && ctest --output-on-failure -j "$fu_jobs" --timeout 900 -LE "consumer|compile_fail|slow")
+  cmake --build build-sanitize-clang -j "$fu_jobs"
+  echo "== tests (Clang 19 + sanitizers, slow and end-to-end tests included) =="
+  (cd build-sanitize-clang && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+     ctest --output-on-failure -j "$fu_jobs" --timeout 1800 -LE "consumer|compile_fail")
 
   # Every parser's libFuzzer harness from its seeds, ${FISHER_UNLEARN_FUZZ_SECONDS:-30} s each (the long
   # runs: ./scripts/fuzz.sh, figures in docs/transformer.md and docs/llama.md).

@@ -1,4 +1,4 @@
-// The exposure checks at the scale, |R| = 10^6 digit canaries (skipped by the sanitizer pass).
+// The exposure checks at the scale, |R| = 10^6 digit canaries (label "slow"; run in both passes of scripts/test.sh).
 #include <catch2/catch.hpp>
 
 #include "exposure_fixtures.hpp"
