@@ -225,6 +225,90 @@ TEST_CASE("NaturalGradientUnlearning: trust_shrink shrinks kappa after every ris
   CHECK(fixed.report.notes.find("trust radius shrunk") == std::string::npos);
 }
 
+TEST_CASE("NaturalGradientUnlearning: average_last = k hands the stop callback and returns the mean of the last "
+          "k iterates (theta_0 counted while t < k), leaves the trajectory unchanged, and cancels the zigzag") {
+  auto p = make_problem<double>(300, 8, 10, 1e-2, 31);
+  fu::NaturalGradientOptions o;
+  o.max_steps = 30;
+  o.learning_rate = 1e3;  // every step on the boundary: fixed-length steps that zigzag at the floor
+  o.max_kl = 2e-3;
+  o.fisher_samples = p.retain().size();
+  QuadraticObjective objective{params(p.full) + 0.5 * Eigen::VectorXd::Ones(8)};
+  using U = fu::NaturalGradientUnlearning<fu::WoodburyFisher<double>, fu::NaturalGradient, QuadraticObjective>;
+  // The iterates of the plain run (k = 1), theta_0 first.
+  std::vector<Eigen::VectorXd> iterates{params(p.full)};
+  Model<double> plain = p.full;
+  fu::NaturalGradientCallbacks<Model<double>> record;
+  record.stop = [&](const Model<double>& m, std::size_t) {
+    iterates.push_back(params(m));
+    return false;
+  };
+  const auto plain_result = U(o, objective).unlearn_detailed(plain, p.forget(), p.retain(), record);
+  REQUIRE(iterates.size() == 31);
+  CHECK(params(plain) == iterates.back());
+  const auto tail_mean = [&](std::size_t t, std::size_t k) {  // mean of iterates max(0, t-k+1) .. t
+    const std::size_t first = t + 1 >= k ? t + 1 - k : 0;
+    Eigen::VectorXd sum = Eigen::VectorXd::Zero(8);
+    for (std::size_t i = first; i <= t; ++i) sum += iterates[i];
+    return Eigen::VectorXd(sum / static_cast<double>(t + 1 - first));
+  };
+  for (std::size_t k : {2u, 3u}) {
+    INFO("k = " << k);
+    fu::NaturalGradientOptions ok = o;
+    ok.average_last = k;
+    std::vector<Eigen::VectorXd> seen;
+    Model<double> model = p.full;
+    fu::NaturalGradientCallbacks<Model<double>> cb;
+    cb.stop = [&](const Model<double>& m, std::size_t step) {
+      CHECK(step == seen.size() + 1);
+      seen.push_back(params(m));
+      return false;
+    };
+    const auto r = U(ok, objective).unlearn_detailed(model, p.forget(), p.retain(), cb);
+    REQUIRE(seen.size() == 30);
+    for (std::size_t t = 1; t <= 30; ++t) CHECK((seen[t - 1] - tail_mean(t, k)).cwiseAbs().maxCoeff() <= 1e-14);
+    CHECK((params(model) - tail_mean(30, k)).cwiseAbs().maxCoeff() <= 1e-14);  // the returned model
+    // the trajectory itself is the plain run's: the same step records, bitwise
+    REQUIRE(r.steps.size() == plain_result.steps.size());
+    for (std::size_t t = 0; t < r.steps.size(); ++t) {
+      CHECK(r.steps[t].objective == plain_result.steps[t].objective);
+      CHECK(r.steps[t].step_norm == plain_result.steps[t].step_norm);
+    }
+    CHECK(r.final_objective == Approx(0.5 * (params(model) - objective.centre).squaredNorm()).epsilon(1e-12));
+    CHECK(r.report.notes.find("mean of the last " + std::to_string(k) + " iterate") != std::string::npos);
+    // without a callback: the same returned model
+    Model<double> quiet = p.full;
+    U(ok, objective).unlearn_detailed(quiet, p.forget(), p.retain());
+    CHECK(params(quiet) == params(model));
+  }
+  // Near the floor the iterates zigzag; the mean of two consecutive ones does not (the objective of the
+  // averaged points rises less often and ends lower).
+  std::size_t iterate_rises = 0, mean_rises = 0;
+  const auto L = [&](const Eigen::VectorXd& th) { return 0.5 * (th - objective.centre).squaredNorm(); };
+  for (std::size_t t = 2; t <= 30; ++t) {
+    if (L(iterates[t]) > L(iterates[t - 1])) ++iterate_rises;
+    if (L(tail_mean(t, 2)) > L(tail_mean(t - 1, 2))) ++mean_rises;
+  }
+  CHECK(iterate_rises > 0);
+  CHECK(mean_rises < iterate_rises);
+  CHECK(L(tail_mean(30, 2)) < L(iterates[30]));
+  // A callback that stops at step 5 gets (and leaves) the mean of iterates 4 and 5.
+  fu::NaturalGradientOptions o2 = o;
+  o2.average_last = 2;
+  Model<double> stopped = p.full;
+  fu::NaturalGradientCallbacks<Model<double>> stop5;
+  stop5.stop = [](const Model<double>&, std::size_t step) { return step == 5; };
+  const auto rs = U(o2, objective).unlearn_detailed(stopped, p.forget(), p.retain(), stop5);
+  CHECK(rs.stop_reason == "stop callback");
+  CHECK(rs.report.iterations == 5);
+  CHECK((params(stopped) - tail_mean(5, 2)).cwiseAbs().maxCoeff() <= 1e-14);
+  // k = 1 is the default and bitwise the last iterate; k = 0 is refused
+  CHECK(fu::NaturalGradientOptions{}.average_last == 1);
+  fu::NaturalGradientOptions zero = o;
+  zero.average_last = 0;
+  CHECK_THROWS_AS(U(zero, objective), fu::InvalidArgument);
+}
+
 TEST_CASE("NaturalGradientUnlearning: the identity preconditioner is plain gradient descent on the objective, and "
           "with the retain anchor over the whole retain set it is gradient difference") {
   const auto data = fu::models::make_softmax_problem<double>(40, 4, 3, 31);

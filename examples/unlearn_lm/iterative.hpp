@@ -181,6 +181,7 @@ class IterativeMethod : public Method {
     o.max_steps = std::max<std::size_t>(1, steps);
     o.max_kl = opt_.trust_kl;
     o.trust_shrink = opt_.trust_shrink;
+    o.average_last = static_cast<std::size_t>(opt_.average_iterates);
     o.fisher_samples = static_cast<std::size_t>(opt_.fisher_samples);
     o.seed = ds_->seed + 41;
     o.retain_weight = retain_weight_;

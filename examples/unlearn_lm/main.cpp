@@ -66,6 +66,9 @@ int run(const Options& opt, const std::string& command) {
                    {"utility_guard", opt.utility_guard}, {"selection_candidates", opt.selection_candidates},
                    {"estimate_candidates", opt.estimate_candidates}, {"exact_above_bits", opt.exact_above},
                    {"mia_nonmembers", opt.mia_nonmembers}, {"max_steps", opt.max_steps},
+                   {"trust_kl", opt.trust_kl}, {"trust_shrink", opt.trust_shrink}, {"average_iterates", opt.average_iterates},
+                   {"check_spacing", opt.check_spacing},
+                   {"trust_metric", opt.trust_metric}, {"retain_batch", opt.retain_batch},
                    {"deletion_rounds", opt.deletion_rounds}, {"threads", opt.threads}};
     j["summary"] = summary;
     json ds_json = json::array();

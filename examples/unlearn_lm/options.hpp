@@ -55,6 +55,8 @@ struct Options {
   long long forget_context = 24;             ///< iterative methods: bytes of training text before each copy
   double trust_kl = 1e-4;                    ///< iterative methods: predicted retain KL per step (nats), all methods
   double trust_shrink = 1.0;                 ///< iterative methods: kappa *= this after a step that raised the forget objective (1: fixed)
+  long long check_spacing = 0;               ///< iterative methods: at most this many steps between stopping checks (0: only 1, 2, 4, ...)
+  long long average_iterates = 1;            ///< iterative methods: checks and the result use the mean of the last k iterates (1: the last)
   std::string trust_metric = "kfac";         ///< iterative methods other than iter/natural_*: F_R of the trust region
   long long kl_windows = 16;                 ///< retain windows of the measured retain KL at every search point (0: off)
   bool trace_steps = false;                  ///< diagnostic: the tuning score after EVERY step of a continuation (not charged, not selected on)
@@ -116,6 +118,10 @@ inline void add_options(CLI::App& app, Options& o) {
   app.add_option("--trust-kl", o.trust_kl, "iterative methods: predicted retain KL per step (the same for every method)");
   app.add_option("--trust-shrink", o.trust_shrink,
                  "iterative methods: multiply the trust region's KL by this after a step that raised the forget objective (1: fixed; all methods)");
+  app.add_option("--check-spacing", o.check_spacing,
+                 "iterative methods: at most this many steps between two stopping checks of the continuation (0: checks at 1, 2, 4, 8, ... only)");
+  app.add_option("--average-iterates", o.average_iterates,
+                 "iterative methods: every stopping check and the returned model use the mean of the last k iterates (1: the last iterate; all methods)");
   app.add_option("--trust-metric", o.trust_metric, "iterative methods other than iter/natural_*: F_R of the trust region (woodbury, kfac, ekfac)");
   app.add_option("--kl-windows", o.kl_windows, "retain windows of the measured retain KL at every search point (0: off)");
   app.add_flag("--trace-steps", o.trace_steps,
@@ -180,6 +186,8 @@ inline void validate(const Options& o) {
   require_range(o.forget_context, 0, 1 << 20, "--forget-context");
   require_finite(o.trust_kl, 1e-12, 1e6, "--trust-kl");
   require_finite(o.trust_shrink, 1e-6, 1.0, "--trust-shrink");
+  require_range(o.average_iterates, 1, 64, "--average-iterates");
+  require_range(o.check_spacing, 0, 1 << 20, "--check-spacing");
   require(o.trust_metric == "woodbury" || o.trust_metric == "kfac" || o.trust_metric == "ekfac",
           "--trust-metric must be woodbury, kfac or ekfac; got '" + o.trust_metric + "'");
   require_range(o.kl_windows, 0, 1 << 16, "--kl-windows");

@@ -162,6 +162,12 @@ inline MethodRun run_method(Method& method, const Model& start, const Dataset& d
       std::vector<std::size_t> schedule;
       for (double x = so.low; x <= so.high + 0.5; x *= so.growth) {
         const auto v = static_cast<std::size_t>(std::llround(x));
+        // --check-spacing s: fill the gaps of the geometric schedule so that no two checks are more
+        // than s steps apart (the knob's exposure is not monotone in the steps: a sparse schedule can
+        // skip the steps where it first meets the target)
+        if (opt.check_spacing > 0)
+          while (!schedule.empty() && v > schedule.back() + static_cast<std::size_t>(opt.check_spacing))
+            schedule.push_back(schedule.back() + static_cast<std::size_t>(opt.check_spacing));
         if (schedule.empty() || v > schedule.back()) schedule.push_back(v);
       }
       Model model = start;

@@ -22,6 +22,7 @@
 #include <concepts>
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <functional>
 #include <limits>
 #include <numeric>
@@ -88,6 +89,15 @@ struct NaturalGradientOptions {
   /// the same length, so near the forget objective's floor the steps overshoot and zigzag (period 2);
   /// shrinking on each rise damps that, as the radius update of a classical trust-region method does.
   double trust_shrink = 1.0;
+  /// k: tail averaging of the iterates. The model handed to the stop callback after step t, and the
+  /// model returned, is the mean of the last min(k, t + 1) iterates θ_{t-k+1}, ..., θ_t (θ_0 = the
+  /// starting point counts while t < k); the iteration itself goes on from θ_t, and F_R refreshes and
+  /// the target_objective test use θ_t. 1 (default) = the last iterate, bitwise the old behaviour. With
+  /// η large every step sits on the trust-region boundary and has the same length, so near the forget
+  /// objective's floor the iterates zigzag (period 2) and a check at step t sees the phase of the zigzag,
+  /// not its trend; the mean of two consecutive iterates cancels a period-2 component. Costs (k − 1)·d
+  /// stored parameters and one O(k·d) mean per callback.
+  std::size_t average_last = 1;
   /// Stop once the forget objective L(θ) ≤ this (checked before every step and after the last).
   double target_objective = -std::numeric_limits<double>::infinity();
   std::size_t fisher_samples = 256;  ///< m: retain inputs whose gradients build F_R (all if >= |retain|)
@@ -113,6 +123,7 @@ struct NaturalGradientOptions {
     if (!(max_kl > 0.0)) throw InvalidArgument(who + ": max_kl (kappa) must be positive (infinity = no trust region)");
     if (!(trust_shrink > 0.0 && trust_shrink <= 1.0))
       throw InvalidArgument(who + ": trust_shrink must lie in (0, 1] (1 = a fixed trust region)");
+    if (average_last == 0) throw InvalidArgument(who + ": average_last (k) must be at least 1 (1 = the last iterate)");
     if (std::isnan(target_objective)) throw InvalidArgument(who + ": target_objective is NaN (-infinity = none)");
     if (fisher_samples == 0) throw InvalidArgument(who + ": fisher_samples (m) must be at least 1");
     if (gradients.kind == FisherKind::monte_carlo && gradients.samples_per_input == 0)
@@ -519,6 +530,16 @@ class NaturalGradientUnlearning {
       double kappa = options_.max_kl;  // the trust radius, shrunk after a step that raised L (trust_shrink)
       double previous_value = std::numeric_limits<double>::quiet_NaN();
       std::size_t shrinks = 0;
+      // Tail averaging (average_last = k > 1): the last min(k, t + 1) iterates, oldest first, θ_t last.
+      const std::size_t k_avg = options_.average_last;
+      std::deque<Vector<Scalar>> history;
+      if (k_avg > 1) history.push_back(theta_before);
+      const auto write_tail_mean = [&] {  // model ← the mean of `history` (θ_t stays history.back())
+        Eigen::VectorXd sum = Eigen::VectorXd::Zero(theta.size());
+        for (const auto& h : history) sum += h.template cast<double>();
+        theta = (sum / static_cast<double>(history.size())).template cast<Scalar>();
+      };
+      bool averaged_in_model = false;
       for (std::size_t step = 1; step <= options_.max_steps; ++step) {
         value = objective.value_and_gradient(model, forget, full_gradient);
         evaluated_at_current = true;
@@ -585,7 +606,19 @@ class NaturalGradientUnlearning {
         ++r.iterations;
         result.steps.push_back(record);
         if (callbacks.progress) callbacks.progress(result.steps.back());
-        if (callbacks.stop && callbacks.stop(model, step)) {
+        if (k_avg > 1) {
+          history.push_back(theta);
+          if (history.size() > k_avg) history.pop_front();
+          if (callbacks.stop) {
+            write_tail_mean();
+            if (callbacks.stop(model, step)) {  // the caller judged the mean: it is what is returned
+              result.stop_reason = "stop callback";
+              averaged_in_model = true;
+              break;
+            }
+            theta = history.back();  // go on from θ_t
+          }
+        } else if (callbacks.stop && callbacks.stop(model, step)) {
           result.stop_reason = "stop callback";
           break;
         }
@@ -598,6 +631,10 @@ class NaturalGradientUnlearning {
         }
       }
       if (result.stop_reason.empty()) result.stop_reason = "max_steps";
+      if (k_avg > 1 && !averaged_in_model && r.iterations > 0) {  // the returned model is the tail mean
+        write_tail_mean();
+        evaluated_at_current = false;
+      }
       if (!evaluated_at_current) value = objective.value_and_gradient(model, forget, full_gradient);
       result.final_objective = value;
       if (result.stop_reason == "max_steps" && value <= options_.target_objective)
@@ -617,6 +654,10 @@ class NaturalGradientUnlearning {
                         options_.trust_shrink, shrinks, kappa);
           detail::append_note(r.notes, buf);
         }
+      }
+      if (k_avg > 1 && r.iterations > 0) {
+        std::snprintf(buf, sizeof buf, "returned the mean of the last %zu iterate(s) (average_last = %zu)", history.size(), k_avg);
+        detail::append_note(r.notes, buf);
       }
       if (!damping_note.empty()) detail::append_note(r.notes, damping_note);
       if (refreshes > 0) detail::append_note(r.notes, "F_R refreshed " + std::to_string(refreshes) + " time(s)");

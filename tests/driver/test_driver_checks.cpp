@@ -83,6 +83,8 @@ TEST_CASE("unlearn_lm: every bad option is refused by validate() with the option
   refused([](auto& o) { o.threads = 100000; }, "--threads must lie in [1, ");
   refused([](auto& o) { o.methods = {"no_such_method"}; }, "unknown method 'no_such_method'");
   refused([](auto& o) { o.checkpoint_every = -1; }, "--checkpoint-every must lie in [0, ");
+  refused([](auto& o) { o.average_iterates = 0; }, "--average-iterates must lie in [1, 64]; got 0");
+  refused([](auto& o) { o.check_spacing = -1; }, "--check-spacing must lie in [0, ");
   // an unwritable results or cache folder (a file in the way) is found before any work
   std::ofstream(dir / "a_file") << "x";
   refused([&](auto& o) { o.results_dir = (dir / "a_file" / "results").string(); }, "--results '");
