@@ -9,14 +9,15 @@
 // the speed-up is then against a shorter training, and the counters say so).
 //
 // Issue 14 item 4: the iterated natural gradient (NaturalGradientUnlearning, natural_gradient.hpp) at the
-// fixed setting of unlearn_lm's iter/natural_woodbury (examples/unlearn_lm/iterative.hpp, docs/experiment.md):
-// forget samples = 2 copies of the canary, each with 24 bytes of the preceding text, the loss on the
-// secret's digits towards the other digits (ForgetTarget::other_symbols, DescentObjective); F_R from
-// m = 256 empirical retain gradients, λ = 10⁻²·tr(F̂)/d; η = 10⁴ with the trust region ½δᵀF_Rδ ≤ κ = 10⁻⁶;
-// retain anchor β = 1 on 16 retain windows per step; 128 steps (what the 3-seed run of docs/experiment.md
-// took on every seed). One row per F_R estimator: Woodbury (m gradients), K-FAC and EK-FAC (the layer
-// route: NaturalGradientUnlearning builds them from the layers' statistics). The "/threads2" rows run
-// model and estimator on 2 threads, against a training on 2 threads.
+// setting unlearn_lm's headline method iter/natural_kfac reaches the exposure target with (matched held-out
+// exposure, docs/experiment.md v4-v6): forget samples = 2 copies of the canary, each with 24 bytes of the
+// preceding text, the loss on the secret's digits towards the other digits (ForgetTarget::other_symbols,
+// DescentObjective); F_R from m = 256 empirical retain windows, λ = 10⁻²·tr(F̂)/d; η = 10⁴ with the trust
+// region ½δᵀF_Rδ ≤ κ = 10⁻⁴; retain anchor β = 1 on 16 retain windows per step; no J_retain report passes
+// (as the driver). The step counts are the driver's selections at matched exposure on seeds 1-3: 4, 12 and
+// 64 for K-FAC (12 for EK-FAC and Woodbury). Not included: the driver's stopping checks (≈ 0.05 s each).
+// One row per F_R estimator and step count; the "/threads2" rows run model and estimator on 2 threads,
+// against a training on 2 threads.
 #include "ceilings.hpp"
 #include "corpus.hpp"
 
@@ -214,13 +215,12 @@ std::vector<Sample> canary_forget_samples() {
   return out;
 }
 
-constexpr std::size_t kNaturalGradientSteps = 128;
-
-fu::NaturalGradientOptions natural_gradient_options() {
+fu::NaturalGradientOptions natural_gradient_options(std::size_t steps) {
   fu::NaturalGradientOptions o;
   o.learning_rate = 1e4;  // the trust region sets the step
-  o.max_steps = kNaturalGradientSteps;
-  o.max_kl = 1e-6;
+  o.max_steps = steps;
+  o.max_kl = 1e-4;
+  o.report_retain_loss = false;  // as unlearn_lm: a diagnostic no step or stop uses
   o.fisher_samples = 256;
   o.seed = 41;
   o.retain_weight = 1.0;
@@ -229,7 +229,7 @@ fu::NaturalGradientOptions natural_gradient_options() {
 }
 
 template <class Estimator>
-void BM_natural_gradient(benchmark::State& state, std::size_t threads) {
+void BM_natural_gradient(benchmark::State& state, std::size_t threads, std::size_t steps) {
   Data& d = data();
   if (!trained_model()) {
     state.SkipWithError("run unlearning/train_from_scratch first (it trains the starting model)");
@@ -239,14 +239,15 @@ void BM_natural_gradient(benchmark::State& state, std::size_t threads) {
   using Unlearner = fu::NaturalGradientUnlearning<Estimator>;
   std::optional<Unlearner> unlearner;
   if constexpr (fu::LayerFactoredEstimator<Estimator>) {
-    unlearner.emplace(natural_gradient_options(), fu::DescentObjective{}, fu::NaturalGradient{},
+    unlearner.emplace(natural_gradient_options(steps), fu::DescentObjective{}, fu::NaturalGradient{},
                       typename Unlearner::LayerFactory([threads](std::vector<fu::LinearLayer> layers, std::size_t dim,
                                                                   typename Estimator::Scalar damping) {
-                        (void)threads;
-                        return Estimator(std::move(layers), dim, damping);
+                        Estimator e(std::move(layers), dim, damping);
+                        e.set_num_threads(threads);
+                        return e;
                       }));
   } else {
-    unlearner.emplace(natural_gradient_options(), fu::DescentObjective{}, fu::NaturalGradient{},
+    unlearner.emplace(natural_gradient_options(steps), fu::DescentObjective{}, fu::NaturalGradient{},
                       typename Unlearner::Factory([threads](std::size_t dim, typename Estimator::Scalar damping) {
                         Estimator e(dim, damping);
                         if constexpr (requires { e.set_num_threads(threads); }) e.set_num_threads(threads);
@@ -266,9 +267,8 @@ void BM_natural_gradient(benchmark::State& state, std::size_t threads) {
   state.counters["forget_objective_last"] = benchmark::Counter(result.steps.empty() ? 0.0 : result.steps.back().objective);
   state.counters["forget_loss_before"] = benchmark::Counter(r.forget_loss_before);
   state.counters["forget_loss_after"] = benchmark::Counter(r.forget_loss_after);
-  state.counters["retain_loss_before"] = benchmark::Counter(r.retain_loss_before);
-  state.counters["retain_loss_after"] = benchmark::Counter(r.retain_loss_after);
   state.counters["threads"] = benchmark::Counter(double(threads));
+  state.counters["trust_region_hits"] = benchmark::Counter(double(result.trust_region_hits));
   state.SetLabel("stop: " + result.stop_reason);
   std::cerr << "[bench] " << r << " (stop: " << result.stop_reason << ")\n";
 }
@@ -295,19 +295,16 @@ int main(int argc, char** argv) {
           ->Iterations(1)
           ->UseRealTime()
           ->Unit(benchmark::kSecond);
-    benchmark::RegisterBenchmark(("unlearning/natural_gradient<woodbury>" + sfx).c_str(),
-                                 BM_natural_gradient<fu::WoodburyFisher<float>>, t)
-        ->Iterations(1)
-        ->UseRealTime()
-        ->Unit(benchmark::kSecond);
-    benchmark::RegisterBenchmark(("unlearning/natural_gradient<kfac>" + sfx).c_str(), BM_natural_gradient<fu::KfacFisher<float>>, t)
-        ->Iterations(1)
-        ->UseRealTime()
-        ->Unit(benchmark::kSecond);
-    benchmark::RegisterBenchmark(("unlearning/natural_gradient<ekfac>" + sfx).c_str(), BM_natural_gradient<fu::EkfacFisher<float>>, t)
-        ->Iterations(1)
-        ->UseRealTime()
-        ->Unit(benchmark::kSecond);
+    const auto add = [&](const std::string& est, auto fn, std::size_t steps) {
+      benchmark::RegisterBenchmark(("unlearning/natural_gradient<" + est + ">/steps" + std::to_string(steps) + sfx).c_str(), fn, t,
+                                   steps)
+          ->Iterations(1)
+          ->UseRealTime()
+          ->Unit(benchmark::kSecond);
+    };
+    for (std::size_t steps : {std::size_t{4}, std::size_t{12}, std::size_t{64}}) add("kfac", BM_natural_gradient<fu::KfacFisher<float>>, steps);
+    add("ekfac", BM_natural_gradient<fu::EkfacFisher<float>>, 12);
+    add("woodbury", BM_natural_gradient<fu::WoodburyFisher<float>>, 12);
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -399,7 +399,7 @@ def main():
             b = unlearning.get(name)
             p(f"`{name}`: {fmt_seconds(unlearning.seconds(name))}, {b.get('steps', 0):.0f} steps, forget objective "
               f"{b.get('forget_objective_before', float('nan')):.3f} → {b.get('forget_objective_last', float('nan')):.3f}, "
-              f"retain loss {b.get('retain_loss_before', float('nan')):.3f} → {b.get('retain_loss_after', float('nan')):.3f}.")
+              f"trust region hit in {b.get('trust_region_hits', float('nan')):.0f} steps.")
     for est in ("woodbury", "diagonal"):
         b = unlearning.get(f"unlearning/fisher_removal<{est}>/iterations:3")
         if b:

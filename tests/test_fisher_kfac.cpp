@@ -387,6 +387,77 @@ TEST_CASE("KfacFisher: the factors equal their definition and the diagonal block
   }
 }
 
+TEST_CASE("KfacFisher: a factor pass over more than one block gives the same bits for 1, 2 and 3 threads, and its "
+          "factors and diagonal still equal their definition") {
+  // 75 samples = 2 full blocks of kFactorBlock (32) and a partial one
+  REQUIRE(fu::KfacFisher<double>::kFactorBlock == 32);
+  const auto model_d = perturbed_transformer<double>();
+  const auto samples_d = sequences<double>(75, 17);
+  {  // double: the blocked pass against the definition (dense fp64 sums over the recorded statistics)
+    fu::KfacFisher<double> fisher(model_d, 0.1);
+    fisher.set_num_threads(2);
+    fisher.accumulate(model_d, std::span(samples_d), fu::GradientCollection{});
+    fisher.finalize();
+    Recorder<double> rec;
+    std::mt19937_64 rng(0);
+    model_d.visit_linear_layers(samples_d, fu::CurvatureTargets::observed, rng, rec);
+    for (std::size_t l = 0; l < fisher.num_layers(); ++l) {
+      const auto in = static_cast<Eigen::Index>(fisher.layer(l).in_features);
+      const auto out = static_cast<Eigen::Index>(fisher.layer(l).out_features);
+      Eigen::MatrixXd a_sum = Eigen::MatrixXd::Zero(in + 1, in + 1), g_sum = Eigen::MatrixXd::Zero(out, out);
+      double positions = 0;
+      for (const auto& b : rec.layers[l])
+        for (Eigen::Index c = 0; c < b.a.cols(); ++c) {
+          Eigen::VectorXd a(in + 1);
+          a << b.a.col(c), 1.0;
+          a_sum += a * a.transpose();
+          g_sum += b.delta.col(c) * b.delta.col(c).transpose();
+          positions += 1;
+        }
+      CHECK(relative_error(fisher.activation_factor(l), a_sum / positions) < 1e-13);
+      CHECK(relative_error(fisher.gradient_factor(l), g_sum / 75.0) < 1e-13);
+    }
+    const Eigen::MatrixXd scores = reference_scores(model_d, std::span(samples_d), fu::FisherKind::empirical, 0);
+    Eigen::VectorXd ref(static_cast<Eigen::Index>(fisher.diagonal_indices().size()));
+    for (std::size_t k = 0; k < fisher.diagonal_indices().size(); ++k)
+      ref[static_cast<Eigen::Index>(k)] = scores.row(fisher.diagonal_indices()[k]).squaredNorm() / 75.0;
+    CHECK(relative_error(fisher.diagonal(), ref) < 1e-12);
+  }
+  // float, K-FAC and EK-FAC: every thread count gives the same factors, eigenvalues and F^-1 v, bitwise
+  const Transformer<float> model_f(model_d);
+  std::vector<Transformer<float>::Sample> samples_f(samples_d.size());
+  for (std::size_t i = 0; i < samples_d.size(); ++i) samples_f[i].tokens = samples_d[i].tokens;
+  const fu::Vector<float> v = random_vector<double>(static_cast<Eigen::Index>(model_d.num_parameters()), 8).cast<float>();
+  const auto run = [&](auto fisher, std::size_t threads) {
+    fisher.set_num_threads(threads);
+    CHECK(fisher.num_threads() == threads);
+    fisher.accumulate(model_f, std::span(samples_f), fu::GradientCollection{});
+    fisher.finalize();
+    fu::Vector<float> out(v.size());
+    fisher.apply_power(-1.0, v, out);
+    std::vector<Eigen::MatrixXd> factors;
+    for (std::size_t l = 0; l < fisher.num_layers(); ++l) {
+      factors.push_back(fisher.activation_factor(l));
+      factors.push_back(fisher.gradient_factor(l));
+      factors.push_back(fisher.gradient_eigenvalues(l));
+    }
+    return std::make_tuple(out, factors, fisher.undamped_trace());
+  };
+  const auto k1 = run(fu::KfacFisher<float>(model_f, 0.1f), 1);
+  const auto e1 = run(fu::EkfacFisher<float>(model_f, 0.1f), 1);
+  for (std::size_t threads : {std::size_t{2}, std::size_t{3}}) {
+    INFO("threads = " << threads);
+    const auto k = run(fu::KfacFisher<float>(model_f, 0.1f), threads);
+    CHECK(std::get<0>(k) == std::get<0>(k1));
+    CHECK(std::get<1>(k) == std::get<1>(k1));
+    CHECK(std::get<2>(k) == std::get<2>(k1));
+    const auto e = run(fu::EkfacFisher<float>(model_f, 0.1f), threads);
+    CHECK(std::get<0>(e) == std::get<0>(e1));
+    CHECK(std::get<1>(e) == std::get<1>(e1));
+  }
+  CHECK(fu::KfacFisher<float>(model_f, 0.1f).num_threads() == 1);  // the default
+}
+
 TEMPLATE_TEST_CASE("KfacFisher: F^p v equals the dense power of the K-FAC matrix", "[kfac]", float, double) {
   using Scalar = TestType;
   const auto model = perturbed_transformer<Scalar>();

@@ -95,7 +95,7 @@ class RetainFisher {
 /// Kronecker-factored statistics of the same m windows, no d×m matrix), empirical with the per-token
 /// scale, λ = α·tr(F̂)/d.
 inline RetainFisher make_retain_fisher(const std::string& kind, const Model& start, std::span<const Sample> chosen,
-                                       std::uint64_t seed, double alpha) {
+                                       std::uint64_t seed, double alpha, std::size_t threads = 1) {
   fu::GradientCollection gc;
   gc.kind = fu::FisherKind::empirical;
   gc.seed = seed;
@@ -111,6 +111,7 @@ inline RetainFisher make_retain_fisher(const std::string& kind, const Model& sta
     return RetainFisher(std::move(f), trace);
   }
   auto layered = [&](auto f) {
+    f.set_num_threads(threads);  // the same bits for every thread count (kfac.hpp)
     f.accumulate(start, chosen, gc);
     f.finalize();
     const double trace = f.undamped_trace();
@@ -152,7 +153,8 @@ class IterativeMethod : public Method {
     scored_tokens_ = std::max<std::size_t>(1, scored);
     const auto chosen = fu::detail::subsample(std::span<const Sample>(ds.retain), static_cast<std::size_t>(opt_.fisher_samples), ds.seed + 29);
     fisher_ = std::make_unique<Estimator>(
-        make_retain_fisher(metric_, start, std::span<const Sample>(chosen), ds.seed + 23, opt_.fisher_damping));
+        make_retain_fisher(metric_, start, std::span<const Sample>(chosen), ds.seed + 23, opt_.fisher_damping,
+                           static_cast<std::size_t>(opt_.threads)));
     lambda_ = fisher_->damping();
     return now_seconds() - t0;
   }

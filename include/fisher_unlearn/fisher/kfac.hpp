@@ -8,6 +8,7 @@
 
 #include "fisher_unlearn/concepts.hpp"
 #include "fisher_unlearn/detail/fisher_common.hpp"
+#include "fisher_unlearn/detail/parallel.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/fisher/collect.hpp"
 #include "fisher_unlearn/types.hpp"
@@ -145,6 +146,15 @@ class KroneckerBase {
 
   /// Changes λ; O(1), no new finalize() needed. Throws InvalidArgument for λ ≤ 0 or NaN (unchanged then).
   void set_damping(Scalar damping) { damping_ = checked_damping(name_, damping); }
+  /// Worker threads of the factor pass of an empirical accumulate() (0 = all hardware threads; default 1)
+  /// and of the per-layer eigendecompositions. The results do not depend on it, bitwise: more than
+  /// kFactorBlock samples are split into fixed blocks of kFactorBlock, each block's sums start from zero,
+  /// and the blocks are added to the total in block order whatever the thread count (memory: one set of
+  /// factor sums per thread). A Monte-Carlo pass (one random stream through the samples) stays serial.
+  void set_num_threads(std::size_t threads) { num_threads_ = threads; }
+  std::size_t num_threads() const { return num_threads_; }
+  /// Samples per block of the factor pass (see set_num_threads).
+  static constexpr std::size_t kFactorBlock = 32;
   bool is_finalized() const { return finalized_; }
 
  protected:
@@ -273,9 +283,45 @@ class KroneckerBase {
   FactorSums factor_pass(const M& model, std::span<const typename M::Sample> samples, const GradientCollection& how,
                          Eigen::VectorXd* squares) const {
     FactorSums pending = zero_factor_sums();
-    FactorVisitor visitor(*this, pending, squares);
-    std::mt19937_64 rng(how.seed);
-    for (std::size_t k = 0; k < draws(how); ++k) model.visit_linear_layers(samples, targets(how), rng, visitor);
+    if (how.kind == FisherKind::monte_carlo || samples.size() <= kFactorBlock) {
+      // one random stream through the samples (Monte Carlo), or a single block: serial
+      FactorVisitor visitor(*this, pending, squares);
+      std::mt19937_64 rng(how.seed);
+      for (std::size_t k = 0; k < draws(how); ++k) model.visit_linear_layers(samples, targets(how), rng, visitor);
+    } else {
+      // Fixed blocks of kFactorBlock samples, computed `workers` at a time, each from zero sums, and added
+      // to `pending` in block order: the same bits for every thread count.
+      const std::size_t blocks = (samples.size() + kFactorBlock - 1) / kFactorBlock;
+      const std::size_t workers = std::min(detail::resolve_threads(num_threads_), blocks);
+      std::vector<FactorSums> part;
+      std::vector<Eigen::VectorXd> part_squares(workers);
+      for (std::size_t w = 0; w < workers; ++w) part.push_back(zero_factor_sums());
+      for (std::size_t first = 0; first < blocks; first += workers) {
+        const std::size_t count = std::min(workers, blocks - first);
+        detail::parallel_for(count, count, [&](std::size_t i, std::size_t) {
+          FactorSums& sums = part[i];
+          for (std::size_t l = 0; l < layers_.size(); ++l) {
+            sums.activation[l].setZero();
+            sums.gradient[l].setZero();
+            sums.positions[l] = 0;
+          }
+          if (squares) part_squares[i].setZero(squares->size());
+          FactorVisitor visitor(*this, sums, squares ? &part_squares[i] : nullptr);
+          std::mt19937_64 rng(how.seed);  // not drawn from: the observed targets
+          const std::size_t begin = (first + i) * kFactorBlock;
+          model.visit_linear_layers(samples.subspan(begin, std::min(kFactorBlock, samples.size() - begin)), targets(how), rng,
+                                    visitor);
+        });
+        for (std::size_t i = 0; i < count; ++i) {
+          for (std::size_t l = 0; l < layers_.size(); ++l) {
+            pending.activation[l] += part[i].activation[l];
+            pending.gradient[l] += part[i].gradient[l];
+            pending.positions[l] += part[i].positions[l];
+          }
+          if (squares) *squares += part_squares[i];
+        }
+      }
+    }
     pending.samples = samples.size() * draws(how);
     bool finite = true;
     for (std::size_t l = 0; l < layers_.size(); ++l)
@@ -303,21 +349,28 @@ class KroneckerBase {
   Basis eigendecompose() const {
     require_factors("the eigendecomposition");
     Basis basis;
-    for (std::size_t l = 0; l < layers_.size(); ++l) {
+    const std::size_t L = layers_.size();
+    for (std::size_t l = 0; l < L; ++l)
       if (factors_.positions[l] == 0)
         throw InvalidArgument(std::string(name_) + ": layer '" + layers_[l].name +
                               "' received no positions from the model; its factors are undefined");
-      for (int which = 0; which < 2; ++which) {
-        const Eigen::MatrixXd m = which == 0 ? activation_factor(l) : gradient_factor(l);
-        Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(m, Eigen::ComputeEigenvectors);
-        if (solver.info() != Eigen::Success)
-          throw NumericalError(std::string(name_) + ": the symmetric eigensolver did not converge on the " +
-                               (which == 0 ? "activation" : "gradient") + " factor of layer '" + layers_[l].name +
-                               "'; check the model's activations for extreme scales");
-        (which == 0 ? basis.activation_vectors : basis.gradient_vectors).push_back(solver.eigenvectors().template cast<Scalar>());
-        (which == 0 ? basis.activation_values : basis.gradient_values).push_back(solver.eigenvalues().cwiseMax(0.0));
-      }
-    }
+    basis.activation_vectors.resize(L);
+    basis.gradient_vectors.resize(L);
+    basis.activation_values.resize(L);
+    basis.gradient_values.resize(L);
+    // 2L independent symmetric eigenproblems (each the same bits on any thread)
+    detail::parallel_for(2 * L, detail::resolve_threads(num_threads_), [&](std::size_t job, std::size_t) {
+      const std::size_t l = job / 2;
+      const bool activation = job % 2 == 0;
+      const Eigen::MatrixXd m = activation ? activation_factor(l) : gradient_factor(l);
+      Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(m, Eigen::ComputeEigenvectors);
+      if (solver.info() != Eigen::Success)
+        throw NumericalError(std::string(name_) + ": the symmetric eigensolver did not converge on the " +
+                             (activation ? "activation" : "gradient") + " factor of layer '" + layers_[l].name +
+                             "'; check the model's activations for extreme scales");
+      (activation ? basis.activation_vectors : basis.gradient_vectors)[l] = solver.eigenvectors().template cast<Scalar>();
+      (activation ? basis.activation_values : basis.gradient_values)[l] = solver.eigenvalues().cwiseMax(0.0);
+    });
     basis.ready = true;
     return basis;
   }
@@ -429,6 +482,7 @@ class KroneckerBase {
   double diagonal_mean_value_ = 0.0;
   std::vector<double> layer_mean_;    // mean eigenvalue of each undamped layer block (finalized)
   bool finalized_ = false;
+  std::size_t num_threads_ = 1;
 };
 
 }  // namespace detail

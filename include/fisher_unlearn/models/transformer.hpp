@@ -624,6 +624,14 @@ class Transformer {
   }
 
   // Resizes only when the chunk needs more columns than any before, so a warm workspace never allocates.
+  // The first column of head h's T×T attention block of the sequence at offset o: the sequence's H
+  // blocks lie side by side from column o·H. The position depends on the chunk alone, not on the
+  // workspace's capacity, so a chunk's float results do not depend on which workspace (thread) ran it or
+  // on what that workspace ran before (Eigen's vectorised loops round by the address alignment).
+  Eigen::Index probs_column(Eigen::Index o, Eigen::Index h, Eigen::Index T) const {
+    return o * static_cast<Eigen::Index>(config_.num_heads) + h * T;
+  }
+
   void reserve(Workspace& ws, Eigen::Index n) const {
     if (static_cast<std::size_t>(n) <= ws.capacity && ws.layers.size() == config_.num_layers) return;
     const Eigen::Index cap = std::max<Eigen::Index>(n, static_cast<Eigen::Index>(ws.capacity));
@@ -758,7 +766,7 @@ class Transformer {
           auto k = qkv.block(Ci + hi * hdi, o, hdi, T);
           auto v = qkv.block(2 * Ci + hi * hdi, o, hdi, T);
           // probs(j, i) = p(query i attends to key j), j <= i; column i of a T×T block.
-          auto p = lc.probs.block(0, hi * static_cast<Eigen::Index>(ws.capacity) + o, T, T);
+          auto p = lc.probs.block(0, probs_column(o, hi, T), T, T);
           p.noalias() = (k.transpose() * q) * scale;
           for (Eigen::Index i = 0; i < T; ++i) {
             auto col = p.col(i).head(i + 1);
@@ -892,7 +900,7 @@ class Transformer {
           auto q = qkv.block(hi * hdi, o, hdi, T);
           auto k = qkv.block(Ci + hi * hdi, o, hdi, T);
           auto v = qkv.block(2 * Ci + hi * hdi, o, hdi, T);
-          auto p = lc.probs.block(0, hi * static_cast<Eigen::Index>(ws.capacity) + o, T, T);
+          auto p = lc.probs.block(0, probs_column(o, hi, T), T, T);
           auto dout = dtmp.block(hi * hdi, o, hdi, T);
           dqkv.block(2 * Ci + hi * hdi, o, hdi, T).noalias() = dout * p.transpose();
           auto ds = ws.dscores.topLeftCorner(T, T);
