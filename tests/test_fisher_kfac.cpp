@@ -345,6 +345,26 @@ TEST_CASE("LinearLayerModel: the Transformer leaves masked positions with a zero
 
 // ---- K-FAC ---------------------------------------------------------------------------------------------
 
+// The K-FAC factors of layer l by their definition, from a Recorder's statistics of m samples:
+// A = (1/positions)·Σ [a;1][a;1]ᵀ, G = (1/m)·Σ δδᵀ (dense fp64).
+std::pair<Eigen::MatrixXd, Eigen::MatrixXd> factors_by_definition(const fu::LinearLayer& info,
+                                                                  const std::vector<Recorder<double>::Batch>& batches,
+                                                                  std::size_t m) {
+  const auto in = static_cast<Eigen::Index>(info.in_features), out = static_cast<Eigen::Index>(info.out_features);
+  Eigen::MatrixXd a_sum = Eigen::MatrixXd::Zero(in + 1, in + 1), g_sum = Eigen::MatrixXd::Zero(out, out);
+  double positions = 0;
+  for (const auto& b : batches)
+    for (Eigen::Index c = 0; c < b.a.cols(); ++c) {
+      Eigen::VectorXd a(in + 1);
+      a << b.a.col(c), 1.0;
+      a_sum += a * a.transpose();
+      g_sum += b.delta.col(c) * b.delta.col(c).transpose();
+      positions += 1;
+    }
+  return {a_sum / positions, g_sum / static_cast<double>(m)};
+}
+
+
 TEST_CASE("KfacFisher: the factors equal their definition and the diagonal block the mean squared score") {
   const auto model = perturbed_transformer<double>();
   const auto samples = sequences<double>(6, 9);
@@ -360,21 +380,9 @@ TEST_CASE("KfacFisher: the factors equal their definition and the diagonal block
                                                                            : fu::CurvatureTargets::observed,
                               rng, rec);
     for (std::size_t l = 0; l < fisher.num_layers(); ++l) {
-      const auto in = static_cast<Eigen::Index>(fisher.layer(l).in_features);
-      Eigen::MatrixXd a_sum = Eigen::MatrixXd::Zero(in + 1, in + 1), g_sum;
-      g_sum.setZero(static_cast<Eigen::Index>(fisher.layer(l).out_features), static_cast<Eigen::Index>(fisher.layer(l).out_features));
-      double positions = 0;
-      for (const auto& b : rec.layers[l]) {
-        for (Eigen::Index c = 0; c < b.a.cols(); ++c) {
-          Eigen::VectorXd a(in + 1);
-          a << b.a.col(c), 1.0;
-          a_sum += a * a.transpose();
-          g_sum += b.delta.col(c) * b.delta.col(c).transpose();
-          positions += 1;
-        }
-      }
-      CHECK(relative_error(fisher.activation_factor(l), a_sum / positions) < 1e-13);
-      CHECK(relative_error(fisher.gradient_factor(l), g_sum / static_cast<double>(samples.size())) < 1e-13);
+      const auto [a, g] = factors_by_definition(fisher.layer(l), rec.layers[l], samples.size());
+      CHECK(relative_error(fisher.activation_factor(l), a) < 1e-13);
+      CHECK(relative_error(fisher.gradient_factor(l), g) < 1e-13);
     }
     const Eigen::MatrixXd scores = reference_scores(model, std::span(samples), kind, 33);
     Eigen::VectorXd ref(static_cast<Eigen::Index>(fisher.diagonal_indices().size()));
@@ -402,20 +410,9 @@ TEST_CASE("KfacFisher: a factor pass over more than one block gives the same bit
     std::mt19937_64 rng(0);
     model_d.visit_linear_layers(samples_d, fu::CurvatureTargets::observed, rng, rec);
     for (std::size_t l = 0; l < fisher.num_layers(); ++l) {
-      const auto in = static_cast<Eigen::Index>(fisher.layer(l).in_features);
-      const auto out = static_cast<Eigen::Index>(fisher.layer(l).out_features);
-      Eigen::MatrixXd a_sum = Eigen::MatrixXd::Zero(in + 1, in + 1), g_sum = Eigen::MatrixXd::Zero(out, out);
-      double positions = 0;
-      for (const auto& b : rec.layers[l])
-        for (Eigen::Index c = 0; c < b.a.cols(); ++c) {
-          Eigen::VectorXd a(in + 1);
-          a << b.a.col(c), 1.0;
-          a_sum += a * a.transpose();
-          g_sum += b.delta.col(c) * b.delta.col(c).transpose();
-          positions += 1;
-        }
-      CHECK(relative_error(fisher.activation_factor(l), a_sum / positions) < 1e-13);
-      CHECK(relative_error(fisher.gradient_factor(l), g_sum / 75.0) < 1e-13);
+      const auto [a, g] = factors_by_definition(fisher.layer(l), rec.layers[l], samples_d.size());
+      CHECK(relative_error(fisher.activation_factor(l), a) < 1e-13);
+      CHECK(relative_error(fisher.gradient_factor(l), g) < 1e-13);
     }
     const Eigen::MatrixXd scores = reference_scores(model_d, std::span(samples_d), fu::FisherKind::empirical, 0);
     Eigen::VectorXd ref(static_cast<Eigen::Index>(fisher.diagonal_indices().size()));
