@@ -419,6 +419,19 @@ TEST_CASE("KfacFisher: a factor pass over more than one block gives the same bit
     for (std::size_t k = 0; k < fisher.diagonal_indices().size(); ++k)
       ref[static_cast<Eigen::Index>(k)] = scores.row(fisher.diagonal_indices()[k]).squaredNorm() / 75.0;
     CHECK(relative_error(fisher.diagonal(), ref) < 1e-12);
+    // EK-FAC's blocked eigenvalue pass against the flat per-sample scores fed to the same eigenbasis
+    fu::EkfacFisher<double> blocked(model_d, 0.1);
+    blocked.set_num_threads(2);
+    blocked.accumulate(model_d, std::span(samples_d), fu::GradientCollection{});
+    blocked.finalize();
+    fu::EkfacFisher<double> flat(model_d, 0.1);
+    flat.accumulate_factors(model_d, std::span(samples_d), fu::GradientCollection{});
+    flat.fit_eigenbasis();
+    flat.add_gradients(scores);
+    flat.finalize();
+    for (std::size_t l = 0; l < blocked.num_layers(); ++l)
+      CHECK(relative_error(blocked.eigenvalues(l), flat.eigenvalues(l)) < 1e-12);
+    CHECK(relative_error(blocked.diagonal(), flat.diagonal()) < 1e-12);
   }
   // float, K-FAC and EK-FAC: every thread count gives the same factors, eigenvalues and F^-1 v, bitwise
   const Transformer<float> model_f(model_d);
@@ -451,6 +464,7 @@ TEST_CASE("KfacFisher: a factor pass over more than one block gives the same bit
     const auto e = run(fu::EkfacFisher<float>(model_f, 0.1f), threads);
     CHECK(std::get<0>(e) == std::get<0>(e1));
     CHECK(std::get<1>(e) == std::get<1>(e1));
+    CHECK(std::get<2>(e) == std::get<2>(e1));  // Σ of EK-FAC's eigenvalues: its blocked second pass
   }
   CHECK(fu::KfacFisher<float>(model_f, 0.1f).num_threads() == 1);  // the default
 }

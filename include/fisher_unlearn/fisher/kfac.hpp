@@ -146,8 +146,8 @@ class KroneckerBase {
 
   /// Changes λ; O(1), no new finalize() needed. Throws InvalidArgument for λ ≤ 0 or NaN (unchanged then).
   void set_damping(Scalar damping) { damping_ = checked_damping(name_, damping); }
-  /// Worker threads of the factor pass of an empirical accumulate() (0 = all hardware threads; default 1)
-  /// and of the per-layer eigendecompositions. The results do not depend on it, bitwise: more than
+  /// Worker threads of the passes of an empirical accumulate() (K-FAC's factor pass; EK-FAC's factor and
+  /// eigenvalue passes; 0 = all hardware threads; default 1) and of the per-layer eigendecompositions. The results do not depend on it, bitwise: more than
   /// kFactorBlock samples are split into fixed blocks of kFactorBlock, each block's sums start from zero,
   /// and the blocks are added to the total in block order whatever the thread count (memory: one set of
   /// factor sums per thread). A Monte-Carlo pass (one random stream through the samples) stays serial.
@@ -278,6 +278,25 @@ class KroneckerBase {
     Mat scratch_a_, scratch_g_;
   };
 
+  // The blocked schedule of the empirical passes: n samples in fixed blocks of kFactorBlock; up to
+  // num_threads() blocks at a time, each run(part, begin, count) into a fresh part = make(), then
+  // add(part) in block order on the calling thread. The result does not depend on the thread count.
+  template <class Part, class Make, class Run, class Add>
+  void blocked_pass(std::size_t n, Make make, Run run, Add add) const {
+    const std::size_t blocks = (n + kFactorBlock - 1) / kFactorBlock;
+    const std::size_t workers = std::min(detail::resolve_threads(num_threads_), blocks);
+    std::vector<Part> parts(workers);
+    for (std::size_t first = 0; first < blocks; first += workers) {
+      const std::size_t count = std::min(workers, blocks - first);
+      detail::parallel_for(count, count, [&](std::size_t i, std::size_t) {
+        parts[i] = make();
+        const std::size_t begin = (first + i) * kFactorBlock;
+        run(parts[i], begin, std::min(kFactorBlock, n - begin));
+      });
+      for (std::size_t i = 0; i < count; ++i) add(parts[i]);
+    }
+  }
+
   // Runs the factor pass over samples (draws passes for a Monte-Carlo Fisher) into fresh sums.
   template <LinearLayerModel M>
   FactorSums factor_pass(const M& model, std::span<const typename M::Sample> samples, const GradientCollection& how,
@@ -289,38 +308,26 @@ class KroneckerBase {
       std::mt19937_64 rng(how.seed);
       for (std::size_t k = 0; k < draws(how); ++k) model.visit_linear_layers(samples, targets(how), rng, visitor);
     } else {
-      // Fixed blocks of kFactorBlock samples, computed `workers` at a time, each from zero sums, and added
-      // to `pending` in block order: the same bits for every thread count.
-      const std::size_t blocks = (samples.size() + kFactorBlock - 1) / kFactorBlock;
-      const std::size_t workers = std::min(detail::resolve_threads(num_threads_), blocks);
-      std::vector<FactorSums> part;
-      std::vector<Eigen::VectorXd> part_squares(workers);
-      for (std::size_t w = 0; w < workers; ++w) part.push_back(zero_factor_sums());
-      for (std::size_t first = 0; first < blocks; first += workers) {
-        const std::size_t count = std::min(workers, blocks - first);
-        detail::parallel_for(count, count, [&](std::size_t i, std::size_t) {
-          FactorSums& sums = part[i];
-          for (std::size_t l = 0; l < layers_.size(); ++l) {
-            sums.activation[l].setZero();
-            sums.gradient[l].setZero();
-            sums.positions[l] = 0;
-          }
-          if (squares) part_squares[i].setZero(squares->size());
-          FactorVisitor visitor(*this, sums, squares ? &part_squares[i] : nullptr);
-          std::mt19937_64 rng(how.seed);  // not drawn from: the observed targets
-          const std::size_t begin = (first + i) * kFactorBlock;
-          model.visit_linear_layers(samples.subspan(begin, std::min(kFactorBlock, samples.size() - begin)), targets(how), rng,
-                                    visitor);
-        });
-        for (std::size_t i = 0; i < count; ++i) {
-          for (std::size_t l = 0; l < layers_.size(); ++l) {
-            pending.activation[l] += part[i].activation[l];
-            pending.gradient[l] += part[i].gradient[l];
-            pending.positions[l] += part[i].positions[l];
-          }
-          if (squares) *squares += part_squares[i];
-        }
-      }
+      struct Part {
+        FactorSums sums;
+        Eigen::VectorXd squares;
+      };
+      blocked_pass<Part>(
+          samples.size(),
+          [&] { return Part{zero_factor_sums(), squares ? Eigen::VectorXd::Zero(squares->size()) : Eigen::VectorXd()}; },
+          [&](Part& part, std::size_t begin, std::size_t count) {
+            FactorVisitor visitor(*this, part.sums, squares ? &part.squares : nullptr);
+            std::mt19937_64 rng(how.seed);  // not drawn from: the observed targets
+            model.visit_linear_layers(samples.subspan(begin, count), targets(how), rng, visitor);
+          },
+          [&](const Part& part) {
+            for (std::size_t l = 0; l < layers_.size(); ++l) {
+              pending.activation[l] += part.sums.activation[l];
+              pending.gradient[l] += part.sums.gradient[l];
+              pending.positions[l] += part.sums.positions[l];
+            }
+            if (squares) *squares += part.squares;
+          });
     }
     pending.samples = samples.size() * draws(how);
     bool finite = true;
@@ -641,9 +648,23 @@ class EkfacFisher : public detail::KroneckerBase<ScalarT> {
     Base::check_collection("EkfacFisher::accumulate_eigenvalues", how);
     require_basis_for("accumulate_eigenvalues");
     EigenvalueSums pending = zero_eigenvalue_sums();
-    EigenvalueVisitor visitor(*this, pending);
-    std::mt19937_64 rng(how.seed);
-    for (std::size_t k = 0; k < Base::draws(how); ++k) model.visit_linear_layers(samples, Base::targets(how), rng, visitor);
+    if (how.kind == FisherKind::monte_carlo || samples.size() <= Base::kFactorBlock) {
+      EigenvalueVisitor visitor(*this, pending);
+      std::mt19937_64 rng(how.seed);
+      for (std::size_t k = 0; k < Base::draws(how); ++k) model.visit_linear_layers(samples, Base::targets(how), rng, visitor);
+    } else {  // fixed blocks, the same bits for every thread count (set_num_threads)
+      this->template blocked_pass<EigenvalueSums>(
+          samples.size(), [&] { return zero_eigenvalue_sums(); },
+          [&](EigenvalueSums& part, std::size_t begin, std::size_t count) {
+            EigenvalueVisitor visitor(*this, part);
+            std::mt19937_64 rng(how.seed);  // not drawn from: the observed targets
+            model.visit_linear_layers(samples.subspan(begin, count), Base::targets(how), rng, visitor);
+          },
+          [&](const EigenvalueSums& part) {
+            for (std::size_t l = 0; l < this->layers_.size(); ++l) pending.eigenvalues[l] += part.eigenvalues[l];
+            pending.squares += part.squares;
+          });
+    }
     pending.samples = samples.size() * Base::draws(how);
     commit(std::move(pending), "accumulate_eigenvalues");
   }
