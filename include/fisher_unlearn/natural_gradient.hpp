@@ -95,8 +95,8 @@ struct NaturalGradientOptions {
   /// the target_objective test use θ_t. 1 (default) = the last iterate, bitwise the old behaviour. With
   /// η large every step sits on the trust-region boundary and has the same length, so near the forget
   /// objective's floor the iterates zigzag (period 2) and a check at step t sees the phase of the zigzag,
-  /// not its trend; the mean of two consecutive iterates cancels a period-2 component. Costs (k − 1)·d
-  /// stored parameters and one O(k·d) mean per callback.
+  /// not its trend; the mean of two consecutive iterates cancels a period-2 component. Costs k·d stored
+  /// parameters (counted in the report's memory_bytes) and one O(k·d) mean per callback.
   std::size_t average_last = 1;
   /// Stop once the forget objective L(θ) ≤ this (checked before every step and after the last).
   double target_objective = -std::numeric_limits<double>::infinity();
@@ -663,7 +663,8 @@ class NaturalGradientUnlearning {
       if (refreshes > 0) detail::append_note(r.notes, "F_R refreshed " + std::to_string(refreshes) + " time(s)");
       detail::finish_report(model, theta_before, forget, retain, r, options_.report_retain_loss);
     });
-    r.memory_bytes = fisher_bytes + gradient_bytes + 6 * subset.full_size() * sizeof(Scalar);
+    r.memory_bytes = fisher_bytes + gradient_bytes + 6 * subset.full_size() * sizeof(Scalar) +
+                     (options_.average_last > 1 ? options_.average_last * subset.full_size() * sizeof(Scalar) : 0);
     r.seconds = clock.seconds();
     return result;
   }

@@ -147,10 +147,11 @@ class KroneckerBase {
   /// Changes λ; O(1), no new finalize() needed. Throws InvalidArgument for λ ≤ 0 or NaN (unchanged then).
   void set_damping(Scalar damping) { damping_ = checked_damping(name_, damping); }
   /// Worker threads of the passes of an empirical accumulate() (K-FAC's factor pass; EK-FAC's factor and
-  /// eigenvalue passes; 0 = all hardware threads; default 1) and of the per-layer eigendecompositions. The results do not depend on it, bitwise: more than
-  /// kFactorBlock samples are split into fixed blocks of kFactorBlock, each block's sums start from zero,
-  /// and the blocks are added to the total in block order whatever the thread count (memory: one set of
-  /// factor sums per thread). A Monte-Carlo pass (one random stream through the samples) stays serial.
+  /// eigenvalue passes; 0 = all hardware threads; default 1) and of the per-layer eigendecompositions.
+  /// The results do not depend on it, bitwise: more than kFactorBlock samples are split into fixed
+  /// blocks of kFactorBlock, each block's sums start from zero, and the blocks are added to the total in
+  /// block order whatever the thread count (memory: one set of sums per thread). A Monte-Carlo pass (one
+  /// random stream through the samples) stays serial.
   void set_num_threads(std::size_t threads) { num_threads_ = threads; }
   std::size_t num_threads() const { return num_threads_; }
   /// Samples per block of the factor pass (see set_num_threads).
