@@ -39,7 +39,8 @@ def records_from_results(path):
         sys.exit("error: %s is not a case_studies results.json (schema 'case_studies results v1')" % path)
     out = []
     if j["study"] == "a":
-        exported = j["methods"][0]  # case_studies writes the first method's model as unlearned.gguf
+        # case_studies names the exported method ("exported"); older results exported the first method
+        exported = j["methods"][j.get("exported", {}).get("method_index", 0)]
         for p in exported["evaluation"]["people"]:
             if p["role"].startswith("deleted"):
                 out.append(("\n -- %s <" % p["name"], p["email"] + ">", p["log_prob"],

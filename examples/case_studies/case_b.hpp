@@ -202,7 +202,7 @@ inline int run_case_b(const Options& o) {
   j["schema"] = "case_studies results v1";
   j["study"] = "b";
   j["config"] = {{"seed", o.seed}, {"passage_repeats", o.passage_repeats}, {"passage_tokens", L}, {"filler_entries", o.filler_entries},
-                 {"epochs", o.epochs}, {"learning_rate", o.learning_rate}, {"max_steps", o.max_steps}, {"trust_kl", o.trust_kl},
+                 {"epochs", o.epochs}, {"learning_rate", o.learning_rate}, {"max_steps", o.max_steps}, {"trust_kl", o.trust_kl}, {"trust_metric", o.trust_metric},
                  {"fisher_samples", o.fisher_samples}, {"threads", o.threads}};
   j["passages"] = {{"tuning", texts[0]}, {"reported", texts[1]}, {"candidates_tried", tried}};
   j["training"] = {{"seconds", ft.seconds}, {"epoch_loss", ft.epoch_loss}, {"from_cache", ft.from_cache}};

@@ -73,16 +73,27 @@ int run_case_a(const Options& o) {
     Model m = trained;
     if (!runs.back().parameters.empty()) std::copy(runs.back().parameters.begin(), runs.back().parameters.end(), m.parameters().begin());
     evals.push_back(evaluate_a(m, c, sc, tok, threads));
-    if (o.export_gguf && name == o.methods.front() && !runs.back().parameters.empty()) {
-      fu::GgufUnlearningRecord rec;
-      rec.method = "case_studies/" + name;
-      rec.forgotten_records = c.forget.size();
-      rec.note = "case A: every changelog entry of " + std::to_string(o.tuning_people + o.reported_people) + " people";
-      const auto out = std::filesystem::path(o.results_dir) / (o.run_name.empty() ? "case_a" : o.run_name) / "unlearned.gguf";
-      std::filesystem::create_directories(out.parent_path());
-      fu::models::export_llama(m, file, out, rec);
-      std::fprintf(stderr, "wrote %s\n", out.string().c_str());
-    }
+  }
+  // The exported model: the first method (in --methods order) that reached the target on the tuning
+  // people, else the first method; its in-memory log-probabilities are methods[exported].evaluation.
+  std::optional<std::size_t> exported;
+  for (std::size_t i = 0; i < runs.size() && !exported; ++i)
+    if (runs[i].reached && !runs[i].parameters.empty()) exported = i;
+  if (!exported && !runs.empty() && !runs.front().parameters.empty()) exported = 0;
+  std::string exported_path;
+  if (o.export_gguf && exported) {
+    Model m = trained;
+    std::copy(runs[*exported].parameters.begin(), runs[*exported].parameters.end(), m.parameters().begin());
+    fu::GgufUnlearningRecord rec;
+    rec.method = "case_studies/" + runs[*exported].name;
+    rec.forgotten_records = c.forget.size();
+    rec.note = "case A: every changelog entry of " + std::to_string(o.tuning_people + o.reported_people) + " people (forget scope " +
+               o.forget_scope + ")";
+    const auto out = std::filesystem::path(o.results_dir) / (o.run_name.empty() ? "case_a" : o.run_name) / "unlearned.gguf";
+    std::filesystem::create_directories(out.parent_path());
+    fu::models::export_llama(m, file, out, rec);
+    exported_path = out.string();
+    std::fprintf(stderr, "wrote %s (%s)\n", out.string().c_str(), runs[*exported].name.c_str());
   }
 
   // ---- report ------------------------------------------------------------------------------------
@@ -107,7 +118,7 @@ int run_case_a(const Options& o) {
                  {"batch", o.batch}, {"learning_rate", o.learning_rate}, {"max_steps", o.max_steps}, {"trust_kl", o.trust_kl},
                  {"fisher_samples", o.fisher_samples}, {"fisher_damping", o.fisher_damping}, {"retain_anchor", o.retain_anchor},
                  {"retain_batch", o.retain_batch}, {"target_margin", o.target_margin}, {"utility_guard", o.utility_guard},
-                 {"threads", o.threads}};
+                 {"threads", o.threads}, {"trust_metric", o.trust_metric}, {"forget_scope", o.forget_scope}};
   json people = json::array();
   for (const auto& p : c.people) people.push_back({{"name", p.name}, {"email", p.email}, {"role", role_name(p.role)}, {"entries", p.entries.size()}});
   j["corpus"] = {{"train_entries", c.train.size()}, {"train_tokens", c.train_tokens}, {"retain_entries", c.retain.size()},
@@ -136,6 +147,9 @@ int run_case_a(const Options& o) {
                        {"evaluation", evaluation_json(c, evals[i])}});
   }
   j["methods"] = methods;
+  if (!exported_path.empty())
+    j["exported"] = {{"method_index", *exported}, {"method", runs[*exported].name}, {"gguf", exported_path},
+                     {"rule", "the first method that reached the target on the tuning people, else the first method"}};
   j["seconds_total"] = now_seconds() - t_start;
   j["load_average"] = load_line();
   std::filesystem::create_directories(dir);

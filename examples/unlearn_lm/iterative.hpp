@@ -8,6 +8,7 @@
 #include "methods.hpp"
 
 #include "fisher_unlearn/canary_forget.hpp"
+#include "fisher_unlearn/fisher/any.hpp"
 #include "fisher_unlearn/fisher/kfac.hpp"
 #include "fisher_unlearn/fisher/woodbury.hpp"
 #include "fisher_unlearn/forget_objectives.hpp"
@@ -38,58 +39,10 @@ inline std::vector<Sample> canary_forget_samples(const Dataset& ds, const Option
   return out;
 }
 
-/// F_R behind one type, so that every iterative method can use any estimator (Woodbury, K-FAC, EK-FAC)
-/// without an unlearner instantiation per estimator. Built and finalised by make_retain_fisher; the
-/// unlearner only applies powers (it is always handed a prebuilt F_R).
-class RetainFisher {
- public:
-  using Scalar = float;
-  template <fu::FisherEstimator E>
-  explicit RetainFisher(E estimator, double trace) : impl_(std::make_unique<Impl<E>>(std::move(estimator))), trace_(trace) {}
-  std::size_t dimension() const { return impl_->dimension(); }
-  void add_gradient(Eigen::Ref<const fu::Vector<float>>) { reject(); }
-  void add_gradients(Eigen::Ref<const fu::Matrix<float>>) { reject(); }
-  void finalize() {}
-  void apply_power(double p, Eigen::Ref<const fu::Vector<float>> v, Eigen::Ref<fu::Vector<float>> out) const {
-    impl_->apply_power(p, v, out);
-  }
-  bool supports_power(double p) const { return impl_->supports_power(p); }
-  float damping() const { return impl_->damping(); }
-  void set_damping(float lambda) { impl_->set_damping(lambda); }
-  std::size_t memory_bytes() const { return impl_->memory_bytes(); }
-  std::size_t num_gradients() const { return impl_->num_gradients(); }
-  void clear() { reject(); }
-  double undamped_trace() const { return trace_; }
-
- private:
-  [[noreturn]] static void reject() { throw fu::StateError("RetainFisher is built once in prepare() and only applied"); }
-  struct Base {
-    virtual ~Base() = default;
-    virtual std::size_t dimension() const = 0;
-    virtual void apply_power(double, Eigen::Ref<const fu::Vector<float>>, Eigen::Ref<fu::Vector<float>>) const = 0;
-    virtual bool supports_power(double) const = 0;
-    virtual float damping() const = 0;
-    virtual void set_damping(float) = 0;
-    virtual std::size_t memory_bytes() const = 0;
-    virtual std::size_t num_gradients() const = 0;
-  };
-  template <class E>
-  struct Impl final : Base {
-    explicit Impl(E e) : f(std::move(e)) {}
-    std::size_t dimension() const override { return f.dimension(); }
-    void apply_power(double p, Eigen::Ref<const fu::Vector<float>> v, Eigen::Ref<fu::Vector<float>> out) const override {
-      f.apply_power(p, v, out);
-    }
-    bool supports_power(double p) const override { return f.supports_power(p); }
-    float damping() const override { return f.damping(); }
-    void set_damping(float lambda) override { f.set_damping(lambda); }
-    std::size_t memory_bytes() const override { return f.memory_bytes(); }
-    std::size_t num_gradients() const override { return f.num_gradients(); }
-    E f;
-  };
-  std::unique_ptr<Base> impl_;
-  double trace_ = 0;
-};
+/// F_R behind one type (fisher/any.hpp), so that every iterative method can use any estimator (Woodbury,
+/// K-FAC, EK-FAC) without an unlearner instantiation per estimator. Built and finalised by
+/// make_retain_fisher; the unlearner only applies powers (it is always handed a prebuilt F_R).
+using RetainFisher = fu::AnyFisher<float>;
 
 /// F_R = λI + F̂ of `kind` ("woodbury": (1/m)Σgᵢgᵢᵀ from m per-sample gradients; "kfac" / "ekfac": the
 /// Kronecker-factored statistics of the same m windows, no d×m matrix), empirical with the per-token

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "fisher_unlearn/concepts.hpp"
+#include "fisher_unlearn/fisher/any.hpp"
 #include "fisher_unlearn/fisher/block_diagonal.hpp"
 #include "fisher_unlearn/fisher/dense.hpp"
 #include "fisher_unlearn/fisher/diagonal.hpp"
