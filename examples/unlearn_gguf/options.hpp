@@ -108,7 +108,7 @@ inline bool parse_options(int argc, const char* const* argv, Options& o) {
   app.add_option("--output-type", o.output_type, "storage of the changed tensors")
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}));
   app.add_option("--method", o.method, "step direction")->check(CLI::IsMember({"natural-gradient", "plain-gradient", "adam"}));
-  app.add_option("--estimator", o.estimator, "retain Fisher F_R")->check(CLI::IsMember({"woodbury", "diagonal"}));
+  app.add_option("--estimator", o.estimator, "retain Fisher F_R")->check(CLI::IsMember({"woodbury", "diagonal", "kfac"}));
   app.add_option("--objective", o.objective, "forget objective")->check(CLI::IsMember({"npo", "ascent"}));
   app.add_option("--npo-beta", o.npo_beta, "NPO's beta")->check(CLI::PositiveNumber);
   app.add_option("--fisher-kind", o.fisher_kind, "auto: empirical with --retain, Monte-Carlo otherwise")

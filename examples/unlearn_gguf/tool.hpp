@@ -170,10 +170,12 @@ inline int run_phases(const Options& o) {
     }
   }();
   summary.trainable_parameters = model.num_parameters();
+  // Woodbury/diagonal hold the m gradients (d×m floats) while F_R is built; K-FAC holds per-layer factors only.
   const double gib = static_cast<double>(model.num_parameters()) * static_cast<double>(o.fisher_samples) * 4.0 / (1u << 30);
   say("model: " + std::to_string(config.num_layers) + " blocks, width " + std::to_string(config.width) + ", " +
-      std::to_string(model.num_parameters()) + " trainable parameters; F_R's gradients need ~" + fmt("%.2f", gib) +
-      " GiB");
+      std::to_string(model.num_parameters()) + " trainable parameters" +
+      (o.estimator == "kfac" ? std::string("; F_R: K-FAC factors (no d x m gradient matrix)")
+                             : "; F_R's gradients need ~" + fmt("%.2f", gib) + " GiB"));
   phase("load");
 
   // 3. Retain inputs (the curvature F_R and the anchor) and held-out windows.

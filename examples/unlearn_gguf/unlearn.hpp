@@ -11,6 +11,7 @@
 #include "fisher_unlearn/damping.hpp"
 #include "fisher_unlearn/detail/unlearning.hpp"
 #include "fisher_unlearn/fisher/diagonal.hpp"
+#include "fisher_unlearn/fisher/kfac.hpp"
 #include "fisher_unlearn/fisher/woodbury.hpp"
 #include "fisher_unlearn/forget_objectives.hpp"
 #include "fisher_unlearn/natural_gradient.hpp"
@@ -140,21 +141,46 @@ Estimator build_fisher(const LlamaModel& model, const std::vector<Tokens>& windo
   const std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   const std::size_t m = std::min<std::size_t>(static_cast<std::size_t>(o.fisher_samples), windows.size());
   const auto chosen = fu::detail::subsample_indices(windows.size(), m, o.seed);
-  const fu::Matrix<float> G = retain_gradients(model, windows, chosen, monte_carlo, o);
-  const double trace = G.template cast<double>().squaredNorm() / static_cast<double>(m);
   fu::FisherDamping damping;
   damping.relative = o.damping;
-  const double lambda = damping.resolve(trace, model.num_parameters());
-  Estimator fisher(model.num_parameters(), static_cast<float>(lambda));
-  fisher.add_gradients(G);
-  fisher.finalize();
   info.gradients = m;
   info.kind = monte_carlo ? "monte_carlo" : "empirical";
-  info.damping = lambda;
-  info.mean_eigenvalue = trace / static_cast<double>(model.num_parameters());
-  info.bytes = fisher.memory_bytes();
-  info.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return fisher;
+  auto finish = [&](const Estimator& fisher, double trace) {
+    info.damping = static_cast<double>(fisher.damping());
+    info.mean_eigenvalue = trace / static_cast<double>(model.num_parameters());
+    info.bytes = fisher.memory_bytes();
+    info.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  if constexpr (std::is_same_v<Estimator, fu::KfacFisher<float>>) {
+    // K-FAC from the layers' statistics (no d×m matrix), per-token scaled by the model's √wₜ seeding,
+    // on --threads threads with the same bits for every thread count (kfac.hpp).
+    std::vector<LlamaModel::Sample> samples(m);
+    for (std::size_t i = 0; i < m; ++i) samples[i].tokens = windows[chosen[i]];
+    fu::GradientCollection gc;
+    gc.kind = monte_carlo ? fu::FisherKind::monte_carlo : fu::FisherKind::empirical;
+    gc.seed = o.seed;
+    Progress progress("fisher", 1, o.quiet);
+    if (!o.quiet) std::fprintf(stderr, "[fisher] K-FAC factors of %zu retain windows ...\n", m);
+    Estimator fisher(model, 1.0f);
+    fisher.set_num_threads(o.resolved_threads());
+    fisher.accumulate(model, std::span<const LlamaModel::Sample>(samples), gc);  // one pass: Ctrl-C is seen after it
+    throw_if_cancelled();
+    fisher.finalize();
+    progress.tick(1);
+    const double trace = fisher.undamped_trace();
+    if (!std::isfinite(trace)) throw fu::NonFiniteError("the K-FAC factors hold NaN or Inf; check the model file");
+    fisher.set_damping(static_cast<float>(damping.resolve(trace, model.num_parameters())));
+    finish(fisher, trace);
+    return fisher;
+  } else {
+    const fu::Matrix<float> G = retain_gradients(model, windows, chosen, monte_carlo, o);
+    const double trace = G.template cast<double>().squaredNorm() / static_cast<double>(m);
+    Estimator fisher(model.num_parameters(), static_cast<float>(damping.resolve(trace, model.num_parameters())));
+    fisher.add_gradients(G);
+    fisher.finalize();
+    finish(fisher, trace);
+    return fisher;
+  }
 }
 
 template <class Estimator, class Preconditioner>
@@ -232,6 +258,7 @@ inline UnlearnOutcome unlearn(LlamaModel& model, const std::vector<LlamaModel::S
                                     met_before, fu::AdamPreconditioner{});
   };
   if (o.estimator == "diagonal") return with(static_cast<fu::DiagonalFisher<float>*>(nullptr));
+  if (o.estimator == "kfac") return with(static_cast<fu::KfacFisher<float>*>(nullptr));
   return with(static_cast<fu::WoodburyFisher<float>*>(nullptr));
 }
 

@@ -179,6 +179,41 @@ TEST_CASE("unlearn_gguf: forgets memorised records of a tiny GGUF model, and out
   CHECK(no_temp_files(fx.dir));
 }
 
+TEST_CASE("unlearn_gguf: --estimator kfac builds F_R from K-FAC factors and forgets the records too") {
+  const Fixture& fx = fixture();
+  const auto tok = tiny_llama_file::tokenizer(fx.dir / "tiny.gguf");
+  fs::remove_all(fx.dir / "report_kfac");
+  auto args = fx.args("out_kfac.gguf", "report_kfac");
+  for (const std::string& a : {std::string("--retain"), (fx.dir / "retain.txt").string(),
+                               std::string("--heldout"), (fx.dir / "heldout.txt").string(),
+                               std::string("--candidates"), (fx.dir / "candidates.txt").string()})
+    args.push_back(a);
+  for (const char* a : {"--estimator", "kfac", "--trust-kl", "1e-2", "--max-steps", "200", "--check-every", "2", "--window", "16"})
+    args.emplace_back(a);
+  std::string err;
+  const int rc = run_tool(args, &err);
+  INFO(err);
+  REQUIRE(rc == 0);  // the rank rule was met under the utility guard
+  std::ifstream in(fx.dir / "report_kfac" / "report.json");
+  const auto report = nlohmann::json::parse(in);
+  CHECK(report["method"]["estimator"] == "kfac");
+  CHECK(report["stopping"]["target_met"] == true);
+  CHECK(report["method"]["damping"].get<double>() > 0.0);
+  const auto output = fu::models::load_llama<float>(fu::GgufFile::open(fx.dir / "out_kfac.gguf"), {"all"});
+  for (std::size_t i = 0; i < kRecords.size(); ++i) {
+    const auto tab = kRecords[i].find('\t');
+    const auto prefix = tok.encode(kRecords[i].substr(0, tab));
+    const auto secret = tok.encode(kRecords[i].substr(tab + 1));
+    const auto& rec = report["records"][i];
+    CHECK(rec["before"]["greedy_extracted"] == true);
+    CHECK(rec["after"]["greedy_extracted"] == false);
+    CHECK(rec["after"]["secret_log_prob"].get<double>() < rec["before"]["secret_log_prob"].get<double>() - 1.0);
+    CHECK_FALSE(fu::greedy_extraction(output, prefix, secret).extracted);
+  }
+  CHECK(report["heldout"]["perplexity_after"].get<double>() < 2.0 * report["heldout"]["perplexity_before"].get<double>());
+  CHECK(no_temp_files(fx.dir));
+}
+
 TEST_CASE("unlearn_gguf: without retain text the curvature comes from the model's own samples") {
   const Fixture& fx = fixture();
   const auto tok = tiny_llama_file::tokenizer(fx.dir / "tiny.gguf");
