@@ -214,7 +214,7 @@ inline int run_case_b(const Options& o) {
   j["methods"] = methods;
   if (!export_check.is_null()) j["export"] = export_check;
   j["seconds_total"] = now_seconds() - t_start;
-  unlearn_lm::write_text(dir / "results.json", j.dump(2));
+  unlearn_lm::write_text(dir / "results.json", j.dump(2, ' ', false, json::error_handler_t::replace));
   unlearn_lm::write_text(dir / "results.md", md.str());
   std::cout << md.str() << "\nwrote " << (dir / "results.json").string() << " and results.md\n";
   return 0;

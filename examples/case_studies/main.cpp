@@ -153,7 +153,7 @@ int run_case_a(const Options& o) {
   j["seconds_total"] = now_seconds() - t_start;
   j["load_average"] = load_line();
   std::filesystem::create_directories(dir);
-  unlearn_lm::write_text(dir / "results.json", j.dump(2));
+  unlearn_lm::write_text(dir / "results.json", j.dump(2, ' ', false, json::error_handler_t::replace));
   unlearn_lm::write_text(dir / "results.md", md.str());
   std::cout << md.str() << "\nwrote " << (dir / "results.json").string() << " and results.md\n";
   return 0;

@@ -34,13 +34,16 @@ struct Options {
   std::string output_type = "f32";     ///< f32 | f16 | bf16 | q8_0 for the changed tensors
   // method
   std::string method = "natural-gradient";  ///< natural-gradient | plain-gradient | adam
-  std::string estimator = "woodbury";       ///< woodbury | diagonal
+  /// kfac | woodbury | diagonal. K-FAC: the curvature issue's best F_R (docs/experiment.md) and the one
+  /// that forgot case A's addresses in one step without a utility loss (docs/case_studies.md); a
+  /// rank-m Woodbury F_R calls most directions free and wrecked SmolLM2 at κ = 1e-6 (docs/unlearn_gguf.md).
+  std::string estimator = "kfac";
   std::string objective = "npo";            ///< npo | ascent
   double npo_beta = 0.1;
   std::string fisher_kind = "auto";         ///< auto | empirical | monte-carlo
   long long fisher_samples = 32;            ///< m retain windows for F_R
   double damping = 1e-2;                    ///< λ = damping · tr(F̂)/d
-  double trust_kl = 1e-6;                   ///< κ: predicted retain KL per step (nats)
+  double trust_kl = 1e-4;                   ///< κ: predicted retain KL per step (nats per token, F_R per-token scaled)
   double learning_rate = 0.0;               ///< 0: 1e4 (every step at the trust-region boundary), adam 1e-4
   /// β of the retain anchor; < 0 (auto): 1 with --retain (the model's own training data keeps its loss),
   /// 0 otherwise (representative text or model samples serve the curvature only: no training on them).

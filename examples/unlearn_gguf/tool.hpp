@@ -272,7 +272,10 @@ inline int run_phases(const Options& o) {
   fs::create_directories(o.report);
   const std::string plot_note = write_plots(o.report, records, before, after, outcome);
   const auto json = report_json(o, summary, records, before, after, outcome);
-  fu::detail::write_file_atomically(fs::path(o.report) / "report.json", json.dump(2) + "\n");
+  // Greedy continuations of a damaged model may end inside a UTF-8 sequence: such bytes become U+FFFD
+  // instead of aborting the report (the Markdown keeps the raw bytes).
+  fu::detail::write_file_atomically(fs::path(o.report) / "report.json",
+                                    json.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   fu::detail::write_file_atomically(fs::path(o.report) / "report.md",
                                     report_markdown(o, summary, records, before, after, outcome, plot_note));
 
