@@ -23,6 +23,35 @@ std::string load_line() {
   return a + " " + b + " " + c;
 }
 
+/// The practitioner's form of case A (examples/unlearn_gguf): the fine-tuned model as GGUF, one record per
+/// deleted person (" -- Name <" TAB "email>", the trailer without its leading newline: a record is one
+/// line), every candidate address, the retain entries (the fine-tuning data that stays) and the held-out
+/// entries, in <results>/<run>/tool_inputs/.
+void write_tool_inputs(const Model& trained, const fu::GgufFile& file, const CaseA& c, const ScoringA& sc, const Options& o) {
+  const auto dir = std::filesystem::path(o.results_dir) / (o.run_name.empty() ? "case_a" : o.run_name) / "tool_inputs";
+  std::filesystem::create_directories(dir);
+  fu::GgufUnlearningRecord rec;
+  rec.method = "none (case_studies: the fine-tuned model before unlearning)";
+  rec.forgotten_records = 0;
+  rec.note = "case A seed " + std::to_string(o.seed) + ": fine-tuned on every entry, deleted people included";
+  fu::models::export_llama(trained, file, dir / "trained.gguf", rec);
+  std::ostringstream forget, candidates, retain, heldout;
+  for (const auto& p : c.people)
+    if (p.deleted()) forget << " -- " << p.name << " <\t" << p.email << ">\n";  // tuning people first, as in results.json
+  for (const auto& a : sc.all.addresses) candidates << a << ">\n";
+  for (std::size_t e = 0; e < c.entries.size(); ++e) {
+    const Role r = c.people[c.owner[e]].role;
+    if (r == Role::heldout) heldout << c.entries[e].text << "\n";
+    else if (r == Role::kept || r == Role::one_off) retain << c.entries[e].text << "\n";
+  }
+  unlearn_lm::write_text(dir / "forget.txt", forget.str());
+  unlearn_lm::write_text(dir / "candidates.txt", candidates.str());
+  unlearn_lm::write_text(dir / "retain.txt", retain.str());
+  unlearn_lm::write_text(dir / "heldout.txt", heldout.str());
+  std::fprintf(stderr, "wrote %s (trained.gguf, forget.txt, candidates.txt, retain.txt, heldout.txt)\n",
+               dir.string().c_str());
+}
+
 int run_case_a(const Options& o) {
   const double t_start = now_seconds();
   const std::size_t threads = static_cast<std::size_t>(o.threads);
@@ -58,6 +87,8 @@ int run_case_a(const Options& o) {
   std::fprintf(stderr, "trained: held-out ppl %.3f, tuning exposure %.2f bits; retrained: ppl %.3f, tuning exposure %.2f bits -> target %.2f\n",
                e_trained.heldout_perplexity, tuning_score(rank_addresses(trained, sc.tuning, threads)), e_retrained.heldout_perplexity,
                retrained_tuning, target.score);
+
+  if (o.tool_inputs) write_tool_inputs(trained, file, c, sc, o);
 
   auto check = [&](const Model& m) {
     SearchPoint p;

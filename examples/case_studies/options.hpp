@@ -59,6 +59,7 @@ struct Options {
   double target_margin = 0.5;              ///< bits above the retrained model's tuning score that count as reached
   double utility_guard = 1.5;              ///< a point whose probe perplexity exceeds this × the trained model's fails
   bool export_gguf = true;
+  bool tool_inputs = false;                ///< case A: write the trained model and text files for unlearn_gguf
 };
 
 /// Parses argv into `o`; returns false after printing help. Throws CLI::ParseError for bad input.
@@ -104,6 +105,9 @@ inline void add_options(CLI::App& app, Options& o) {
   app.add_option("--utility-guard", o.utility_guard, "probe perplexity bound relative to the trained model")
       ->check(CLI::Range(1.0, 1e6));
   app.add_flag("!--no-export", o.export_gguf, "do not write the unlearned model as GGUF");
+  app.add_flag("--tool-inputs", o.tool_inputs,
+               "case A: also write <run>/tool_inputs/ (the trained model as GGUF, the deleted people's records, the "
+               "candidate addresses, retain and held-out text) to run examples/unlearn_gguf on the same job");
 }
 
 /// Case B's own fine-tuning defaults, where the command line did not set them.
