@@ -4,6 +4,7 @@
 // repeated r times among changelog entries.
 #pragma once
 
+#include "forget_scope.hpp"
 #include "options.hpp"
 #include "unlearn_lm/util.hpp"
 
@@ -97,39 +98,6 @@ inline Sample to_sample(const fu::BpeTokenizer& tok, const std::string& text, st
   return s;
 }
 
-/// The forget sample of a deleted entry under --forget-scope (lesson 3: the forget loss covers only what
-/// is to be forgotten). "entry": the sequence as trained (no weights: the mean over every target);
-/// "trailer": weights 1/n on the n targets whose tokens overlap "Name <email>" of the entry's trailer;
-/// "address": on those overlapping "email>", exactly what the address rank and extraction measure.
-/// The tokens stay those the model was trained on; only the loss weights change. A token's byte span is
-/// found by decoding the tokens one by one (byte-level BPE: their concatenation is the text).
-inline Sample scoped_forget_sample(const fu::BpeTokenizer& tok, Sample s, const Entry& e, const std::string& scope) {
-  if (scope == "entry") return s;
-  const std::string trailer = " -- " + e.name + " <" + e.email + ">";
-  const std::size_t at = e.text.rfind(trailer);
-  if (at == std::string::npos)
-    throw fu::StateError("entry of " + e.package + " " + e.version + " has no trailer '" + trailer + "'; regenerate the entries");
-  const std::size_t end = at + trailer.size();  // one past '>'
-  const std::size_t begin = scope == "trailer" ? at + 4 : end - e.email.size() - 1;
-  std::vector<std::size_t> offset(s.tokens.size() + 1, 0);
-  for (std::size_t i = 0; i < s.tokens.size(); ++i)
-    offset[i + 1] = offset[i] + tok.decode(std::span<const Token>(&s.tokens[i], 1)).size();
-  if (tok.decode(s.tokens) != std::string_view(e.text).substr(0, offset.back()))
-    throw fu::StateError("the tokens of " + e.package + " " + e.version + " do not decode to its text; cannot place the forget weights");
-  s.weights.assign(s.tokens.size() - 1, 0.0f);
-  std::size_t n = 0;
-  for (std::size_t t = 1; t < s.tokens.size(); ++t)  // target t is predicted at position t - 1
-    if (offset[t] < end && offset[t + 1] > begin) {
-      s.weights[t - 1] = 1.0f;
-      ++n;
-    }
-  if (offset.back() < end)
-    throw fu::InvalidArgument("the trailer of " + e.package + " " + e.version + " lies beyond --context (" +
-                              std::to_string(s.tokens.size() - 1) + " tokens kept); raise --context or use --forget-scope entry");
-  for (auto& w : s.weights) w /= static_cast<float>(n);
-  return s;
-}
-
 /// Chooses the people (seeded) and builds the corpus. People whose name appears with two addresses,
 /// or whose address appears with two names, are never chosen (each person has one real address).
 inline CaseA build_case_a(const Options& o, const fu::BpeTokenizer& tok) {
@@ -203,7 +171,8 @@ inline CaseA build_case_a(const Options& o, const fu::BpeTokenizer& tok) {
     c.train.push_back(s);
     c.train_entry.push_back(e);
     if (c.people[c.owner[e]].deleted()) {
-      c.forget.push_back(scoped_forget_sample(tok, std::move(s), c.entries[e], o.forget_scope));
+      const Entry& en = c.entries[e];
+      c.forget.push_back(scoped_forget_sample(tok, std::move(s), en.text, en.name, en.email, o.forget_scope, en.package + " " + en.version));
       c.forget_entry.push_back(e);
     } else {
       c.retain_tokens += s.tokens.size() - 1;
