@@ -122,19 +122,28 @@ bool no_temp_files(const fs::path& dir) {
   return true;
 }
 
+/// The full job on the tiny model: retain, held-out and candidate files, κ = 1e-2, the rank rule checked
+/// every 2 steps, with the given F_R estimator.
+std::vector<std::string> full_job_args(const Fixture& fx, const std::string& out, const std::string& report,
+                                       const std::string& estimator) {
+  fs::remove_all(fx.dir / report);
+  auto args = fx.args(out, report);
+  for (const std::string& a : {std::string("--retain"), (fx.dir / "retain.txt").string(),
+                               std::string("--heldout"), (fx.dir / "heldout.txt").string(),
+                               std::string("--candidates"), (fx.dir / "candidates.txt").string(),
+                               std::string("--estimator"), estimator})
+    args.push_back(a);
+  for (const char* a : {"--trust-kl", "1e-2", "--max-steps", "200", "--check-every", "2", "--window", "16"})
+    args.emplace_back(a);
+  return args;
+}
+
 }  // namespace
 
 TEST_CASE("unlearn_gguf: forgets memorised records of a tiny GGUF model, and out.gguf reproduces the report") {
   const Fixture& fx = fixture();
   const auto tok = tiny_llama_file::tokenizer(fx.dir / "tiny.gguf");
-  fs::remove_all(fx.dir / "report_ok");
-  auto args = fx.args("out_ok.gguf", "report_ok");
-  for (const std::string& a : {std::string("--retain"), (fx.dir / "retain.txt").string(),
-                               std::string("--heldout"), (fx.dir / "heldout.txt").string(),
-                               std::string("--candidates"), (fx.dir / "candidates.txt").string()})
-    args.push_back(a);
-  for (const char* a : {"--trust-kl", "1e-2", "--max-steps", "200", "--check-every", "2", "--window", "16"})
-    args.emplace_back(a);
+  const auto args = full_job_args(fx, "out_ok.gguf", "report_ok", "woodbury");  // Woodbury here; K-FAC, the default, in the next test
   std::string err;
   const int rc = run_tool(args, &err);
   std::ifstream md(fx.dir / "report_ok" / "report.md");
@@ -182,14 +191,7 @@ TEST_CASE("unlearn_gguf: forgets memorised records of a tiny GGUF model, and out
 TEST_CASE("unlearn_gguf: --estimator kfac builds F_R from K-FAC factors and forgets the records too") {
   const Fixture& fx = fixture();
   const auto tok = tiny_llama_file::tokenizer(fx.dir / "tiny.gguf");
-  fs::remove_all(fx.dir / "report_kfac");
-  auto args = fx.args("out_kfac.gguf", "report_kfac");
-  for (const std::string& a : {std::string("--retain"), (fx.dir / "retain.txt").string(),
-                               std::string("--heldout"), (fx.dir / "heldout.txt").string(),
-                               std::string("--candidates"), (fx.dir / "candidates.txt").string()})
-    args.push_back(a);
-  for (const char* a : {"--estimator", "kfac", "--trust-kl", "1e-2", "--max-steps", "200", "--check-every", "2", "--window", "16"})
-    args.emplace_back(a);
+  const auto args = full_job_args(fx, "out_kfac.gguf", "report_kfac", "kfac");
   std::string err;
   const int rc = run_tool(args, &err);
   INFO(err);
