@@ -122,6 +122,12 @@ bool no_temp_files(const fs::path& dir) {
   return true;
 }
 
+/// Record i of kRecords as (prefix, secret) token ids.
+std::pair<std::vector<fu::Token>, std::vector<fu::Token>> record_tokens(const fu::BpeTokenizer& tok, std::size_t i) {
+  const auto tab = kRecords[i].find('\t');
+  return {tok.encode(kRecords[i].substr(0, tab)), tok.encode(kRecords[i].substr(tab + 1))};
+}
+
 /// The full job on the tiny model: retain, held-out and candidate files, κ = 1e-2, the rank rule checked
 /// every 2 steps, with the given F_R estimator.
 std::vector<std::string> full_job_args(const Fixture& fx, const std::string& out, const std::string& report,
@@ -161,9 +167,7 @@ TEST_CASE("unlearn_gguf: forgets memorised records of a tiny GGUF model, and out
   const auto output = fu::models::load_llama<float>(fu::GgufFile::open(fx.dir / "out_ok.gguf"), {"all"});
   REQUIRE(report["records"].size() == kRecords.size());
   for (std::size_t i = 0; i < kRecords.size(); ++i) {
-    const auto tab = kRecords[i].find('\t');
-    const auto prefix = tok.encode(kRecords[i].substr(0, tab));
-    const auto secret = tok.encode(kRecords[i].substr(tab + 1));
+    const auto [prefix, secret] = record_tokens(tok, i);
     const auto& rec = report["records"][i];
     CHECK(rec["before"]["greedy_extracted"] == true);
     CHECK(rec["before"]["rank"] == 1);
@@ -203,9 +207,7 @@ TEST_CASE("unlearn_gguf: --estimator kfac builds F_R from K-FAC factors and forg
   CHECK(report["method"]["damping"].get<double>() > 0.0);
   const auto output = fu::models::load_llama<float>(fu::GgufFile::open(fx.dir / "out_kfac.gguf"), {"all"});
   for (std::size_t i = 0; i < kRecords.size(); ++i) {
-    const auto tab = kRecords[i].find('\t');
-    const auto prefix = tok.encode(kRecords[i].substr(0, tab));
-    const auto secret = tok.encode(kRecords[i].substr(tab + 1));
+    const auto [prefix, secret] = record_tokens(tok, i);
     const auto& rec = report["records"][i];
     CHECK(rec["before"]["greedy_extracted"] == true);
     CHECK(rec["after"]["greedy_extracted"] == false);
