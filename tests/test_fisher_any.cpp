@@ -89,7 +89,27 @@ TEST_CASE("AnyFisher: a wrapped K-FAC gives the estimator's own bits, trace and 
   check_same_bits(redamped, wrapped, d);
 }
 
-TEST_CASE("AnyFisher: a Woodbury estimator without a trace method keeps the trace it was given") {
+/// A FisherEstimator without undamped_trace(): the diagonal one behind the bare concept.
+struct NoTraceFisher {
+  using Scalar = float;
+  fu::DiagonalFisher<float> f;
+  std::size_t dimension() const { return f.dimension(); }
+  void add_gradient(Eigen::Ref<const fu::Vector<float>> g) { f.add_gradient(g); }
+  void add_gradients(Eigen::Ref<const fu::Matrix<float>> g) { f.add_gradients(g); }
+  void finalize() { f.finalize(); }
+  void apply_power(double p, Eigen::Ref<const fu::Vector<float>> v, Eigen::Ref<fu::Vector<float>> out) const {
+    f.apply_power(p, v, out);
+  }
+  bool supports_power(double p) const { return f.supports_power(p); }
+  float damping() const { return f.damping(); }
+  void set_damping(float lambda) { f.set_damping(lambda); }
+  std::size_t memory_bytes() const { return f.memory_bytes(); }
+  std::size_t num_gradients() const { return f.num_gradients(); }
+  void clear() { f.clear(); }
+};
+static_assert(fu::FisherEstimator<NoTraceFisher>);
+
+TEST_CASE("AnyFisher: Woodbury's own trace is forwarded; an estimator without one keeps the trace it was given") {
   const Eigen::Index d = 12;
   fu::Matrix<float> G(d, 4);
   for (Eigen::Index j = 0; j < G.cols(); ++j) G.col(j) = random_vector<float>(d, 100 + static_cast<std::uint64_t>(j));
@@ -100,13 +120,23 @@ TEST_CASE("AnyFisher: a Woodbury estimator without a trace method keeps the trac
     return w;
   };
   const auto original = build();
-  fu::AnyFisher<float> given(build(), 3.25);
-  check_same_bits(original, given, d);
-  if constexpr (!requires { original.undamped_trace(); }) {
-    CHECK(given.undamped_trace() == 3.25);
-    fu::AnyFisher<float> none(build());
-    CHECK(std::isnan(none.undamped_trace()));
-  }
+  fu::AnyFisher<float> wrapped(build(), 3.25);  // the estimator's own trace wins over the given one
+  check_same_bits(original, wrapped, d);
+  CHECK(wrapped.undamped_trace() == original.undamped_trace());
+  CHECK(wrapped.undamped_trace() != 3.25);
+
+  auto bare = [&] {
+    NoTraceFisher n{fu::DiagonalFisher<float>(static_cast<std::size_t>(d), 0.1f)};
+    n.add_gradients(G);
+    n.finalize();
+    return n;
+  };
+  const auto plain = bare();
+  fu::AnyFisher<float> given(bare(), 3.25);
+  check_same_bits(plain, given, d);
+  CHECK(given.undamped_trace() == 3.25);
+  fu::AnyFisher<float> none(bare());
+  CHECK(std::isnan(none.undamped_trace()));
 }
 
 TEST_CASE("AnyFisher: feeding a wrapped estimator is refused with StateError and changes nothing") {
