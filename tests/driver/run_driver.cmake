@@ -281,7 +281,7 @@ endforeach()
 # ---- --trace-steps (diagnostic) changes nothing in the search ------------------------------------
 # An iterative method's continuation with and without the per-step trace: the same search points
 # (knob, tuning scores) and the same selection; the traced run prints the score at the unscheduled steps
-# (target 0: never reached, so the continuation runs through steps 1, 2, 4, 8 and traces 3, 5, 6, 7).
+# (target 0: never reached, so the continuation runs through steps 1, 2, 4 and traces 3).
 set(iter_common ${common})
 list(FIND iter_common --methods at)
 list(REMOVE_AT iter_common ${at})  # --methods and its two values
@@ -290,12 +290,15 @@ list(REMOVE_AT iter_common ${at})
 list(FIND iter_common --deletion-rounds at)
 list(REMOVE_AT iter_common ${at})
 list(REMOVE_AT iter_common ${at})
+list(FIND iter_common --seeds at)  # one seed: only the first seed's search is compared (halves the run)
+list(REMOVE_AT iter_common ${at})
+list(REMOVE_AT iter_common ${at})
 foreach(variant plain trace)
   set(extra)
   if(variant STREQUAL "trace")
     set(extra --trace-steps)
   endif()
-  execute_process(COMMAND "${DRIVER}" ${iter_common} --run iter_${variant} --methods iter/natural_kfac --max-steps 8 --exposure-target 0
+  execute_process(COMMAND "${DRIVER}" ${iter_common} --run iter_${variant} --seeds 1 --methods iter/natural_kfac --max-steps 4 --exposure-target 0
                           --deletion-rounds 0 --no-plots ${extra}
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out_${variant} ERROR_VARIABLE err)
   if(NOT rc EQUAL 0)
