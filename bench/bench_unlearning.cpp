@@ -17,7 +17,8 @@
 // (as the driver). The step counts are the driver's selections at matched exposure on seeds 1-3: 4, 12 and
 // 64 for K-FAC (12 for EK-FAC and Woodbury). Not included: the driver's stopping checks (≈ 0.05 s each).
 // One row per F_R estimator and step count; the "/threads2" rows run model and estimator on 2 threads,
-// against a training on 2 threads.
+// against a training on 2 threads. The "prebuilt_fisher" rows time one deletion request when F_R (K-FAC)
+// was built once per model beforehand (its build time is their fisher_build_seconds counter).
 #include "ceilings.hpp"
 #include "corpus.hpp"
 
@@ -33,6 +34,8 @@
 #include <fisher_unlearn/removal.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -273,6 +276,60 @@ void BM_natural_gradient(benchmark::State& state, std::size_t threads, std::size
   std::cerr << "[bench] " << r << " (stop: " << result.stop_reason << ")\n";
 }
 
+// F_R built once per model and kept (what a deployment serving several deletion requests does: F_R is the
+// retain data's curvature at the trained θ, not the request's), then one request's run with it:
+// unlearn_detailed(model, forget, retain, fisher). F_R is built exactly as the run above builds it (the
+// seeded subsample of m = 256 retain windows, K-FAC statistics, λ from the same rule), so the unlearned
+// parameters are the same bits: the counter max_abs_diff_vs_self_built checks it against a run that
+// builds its own F_R. Counters: fisher_build_seconds (the once-per-model part, wall) and the request's wall
+// time is the row's time.
+void BM_natural_gradient_prebuilt(benchmark::State& state, std::size_t threads, std::size_t steps) {
+  using Estimator = fu::KfacFisher<float>;
+  Data& d = data();
+  if (!trained_model()) {
+    state.SkipWithError("run unlearning/train_from_scratch first (it trains the starting model)");
+    return;
+  }
+  const std::vector<Sample> forget = canary_forget_samples();
+  const fu::NaturalGradientOptions options = natural_gradient_options(steps);
+  using Unlearner = fu::NaturalGradientUnlearning<Estimator>;
+  const Unlearner unlearner(options, fu::DescentObjective{}, fu::NaturalGradient{},
+                            typename Unlearner::LayerFactory([threads](std::vector<fu::LinearLayer> layers, std::size_t dim, float damping) {
+                              Estimator e(std::move(layers), dim, damping);
+                              e.set_num_threads(threads);
+                              return e;
+                            }));
+  Model start = *trained_model();
+  start.set_execution({.num_threads = threads, .sequences_per_chunk = 8});
+
+  const auto t0 = std::chrono::steady_clock::now();
+  Estimator fisher(start.linear_layers(), start.num_parameters(), 1.0f);
+  fisher.set_num_threads(threads);
+  const auto chosen = fu::detail::subsample(std::span<const Sample>(d.retain), options.fisher_samples, options.seed);
+  fisher.accumulate(start, std::span<const Sample>(chosen), options.gradients);
+  fisher.finalize();
+  fisher.set_damping(static_cast<float>(options.damping.resolve(fisher.undamped_trace(), start.num_parameters())));
+  const double build_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  fu::NaturalGradientResult result;
+  Model m = start;
+  for (auto _ : state) {
+    m = start;
+    result = unlearner.unlearn_detailed(m, std::span<const Sample>(forget), std::span<const Sample>(d.retain), fisher);
+    benchmark::DoNotOptimize(m.parameters().data());
+  }
+  Model self_built = start;
+  unlearner.unlearn_detailed(self_built, std::span<const Sample>(forget), std::span<const Sample>(d.retain));
+  double diff = 0;
+  for (std::size_t i = 0; i < m.parameters().size(); ++i)
+    diff = std::max(diff, std::abs(double(m.parameters()[i]) - double(self_built.parameters()[i])));
+  state.counters["fisher_build_seconds"] = benchmark::Counter(build_seconds);
+  state.counters["max_abs_diff_vs_self_built"] = benchmark::Counter(diff);
+  state.counters["steps"] = benchmark::Counter(double(result.steps.size()));
+  state.counters["threads"] = benchmark::Counter(double(threads));
+  state.SetLabel("F_R prebuilt; stop: " + result.stop_reason);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -303,6 +360,12 @@ int main(int argc, char** argv) {
           ->Unit(benchmark::kSecond);
     };
     for (std::size_t steps : {std::size_t{4}, std::size_t{12}, std::size_t{64}}) add("kfac", BM_natural_gradient<fu::KfacFisher<float>>, steps);
+    for (std::size_t steps : {std::size_t{4}, std::size_t{12}, std::size_t{64}})
+      benchmark::RegisterBenchmark(("unlearning/natural_gradient<kfac>/prebuilt_fisher/steps" + std::to_string(steps) + sfx).c_str(),
+                                   BM_natural_gradient_prebuilt, t, steps)
+          ->Iterations(3)
+          ->UseRealTime()
+          ->Unit(benchmark::kSecond);
     add("ekfac", BM_natural_gradient<fu::EkfacFisher<float>>, 12);
     add("woodbury", BM_natural_gradient<fu::WoodburyFisher<float>>, 12);
   }
