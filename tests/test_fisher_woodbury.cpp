@@ -489,3 +489,68 @@ TEMPLATE_TEST_CASE("Woodbury kernels: the four-column passes give the bits of th
     }
   }
 }
+
+// adopt_gradients takes the caller's storage on an empty dual estimator: the same state, bit for bit, as
+// add_gradients (F^p v for several p, the spectrum, later additions and the window), and in every other
+// case it copies as add_gradients does. Bad input: typed error, estimator and matrix unchanged.
+TEMPLATE_TEST_CASE("WoodburyFisher: adopt_gradients ends bitwise where add_gradients does, without the copy",
+                   "[fisher][woodbury]", float, double) {
+  using E = fu::WoodburyFisher<TestType>;
+  const auto same = [](E& a, E& b, Eigen::Index d, std::uint64_t seed) {
+    a.finalize();
+    b.finalize();
+    REQUIRE(a.num_gradients() == b.num_gradients());
+    REQUIRE(a.current_form() == b.current_form());
+    const fu::Vector<TestType> v = random_vector<TestType>(d, seed);
+    for (double p : {-1.0, -0.25, 1.0}) CHECK(product(a, p, v) == product(b, p, v));
+    CHECK(a.memory_bytes() == b.memory_bytes());
+  };
+  struct Case {
+    Eigen::Index d, k;
+    std::size_t window;
+    fu::WoodburyForm form;
+    bool adopts;
+  };
+  for (const Case c : {Case{40, 7, 0, fu::WoodburyForm::automatic, true}, Case{40, 40, 0, fu::WoodburyForm::automatic, true},
+                       Case{40, 7, 7, fu::WoodburyForm::automatic, true}, Case{12, 20, 0, fu::WoodburyForm::dual, true},
+                       Case{12, 20, 0, fu::WoodburyForm::automatic, false},  // m > d: the primal side
+                       Case{12, 5, 0, fu::WoodburyForm::primal, false}, Case{40, 9, 4, fu::WoodburyForm::automatic, false}}) {
+    CAPTURE(c.d, c.k, c.window, static_cast<int>(c.form));
+    const fu::Matrix<TestType> g = random_gradients<TestType>(c.d, c.k, 91);
+    E copied(static_cast<std::size_t>(c.d), TestType(0.3), c.window, c.form);
+    E adopted(static_cast<std::size_t>(c.d), TestType(0.3), c.window, c.form);
+    copied.set_num_threads(2);
+    adopted.set_num_threads(2);
+    copied.add_gradients(g);
+    fu::Matrix<TestType> given = g;
+    adopted.adopt_gradients(std::move(given));
+    CHECK(given.cols() == (c.adopts ? 0 : c.k));  // adopted: the storage moved into the estimator
+    same(copied, adopted, c.d, 92);
+    // Later gradients (window replacement included) go on from the same state.
+    const fu::Matrix<TestType> more = random_gradients<TestType>(c.d, 3, 93);
+    copied.add_gradients(more);
+    adopted.add_gradients(more);
+    same(copied, adopted, c.d, 94);
+  }
+  // A second batch is added, not adopted: the estimator already holds gradients.
+  E a(30, TestType(0.2)), b(30, TestType(0.2));
+  const fu::Matrix<TestType> first = random_gradients<TestType>(30, 4, 95), second = random_gradients<TestType>(30, 5, 96);
+  a.add_gradients(first);
+  a.add_gradients(second);
+  b.adopt_gradients(fu::Matrix<TestType>(first));
+  fu::Matrix<TestType> second_copy = second;
+  b.adopt_gradients(std::move(second_copy));
+  same(a, b, 30, 97);
+  // Bad input: a typed error, the matrix and the estimator unchanged.
+  E empty(30, TestType(0.2));
+  fu::Matrix<TestType> wrong = random_gradients<TestType>(29, 3, 98);
+  const fu::Matrix<TestType> wrong_before = wrong;
+  CHECK_THROWS_AS(empty.adopt_gradients(std::move(wrong)), fu::InvalidArgument);
+  CHECK(wrong == wrong_before);
+  fu::Matrix<TestType> nan = random_gradients<TestType>(30, 3, 99);
+  nan(4, 1) = std::numeric_limits<TestType>::quiet_NaN();
+  CHECK_THROWS_AS(empty.adopt_gradients(std::move(nan)), fu::NonFiniteError);
+  CHECK(nan.cols() == 3);
+  CHECK(empty.num_gradients() == 0);
+  CHECK_THROWS_AS(empty.finalize(), fu::InvalidArgument);
+}
