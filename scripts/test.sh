@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs every test: a release build with GCC (with the CUDA target compiled where
 # nvcc exists; its tests skip without a device) running every test, slow and end-to-end ones included; then
-# the quick suite and the unlearn_gguf tool built with Clang 19 under AddressSanitizer +
-# UndefinedBehaviorSanitizer with warnings as errors and run again, every other source (examples, slow
-# tests) through Clang's front end with the same flags (the headers must stay portable); then a short
+# the tests of the parsers, I/O and hand-indexed kernels and the unlearn_gguf tool built with Clang 19
+# under AddressSanitizer + UndefinedBehaviorSanitizer with warnings as errors and run again, every other
+# source through Clang's front end with the same flags (the headers must stay portable); then a short
 # smoke run of every libFuzzer harness (scripts/fuzz.sh).
 #   ./scripts/test.sh            everything
 #   ./scripts/test.sh --fast     GCC release build only, no sanitizer, Clang or fuzz pass
@@ -37,14 +37,16 @@ echo "== tests (release) =="
 (cd build && ctest --output-on-failure -j "$fu_jobs" --timeout 900)
 
 if [ "$fast" -eq 0 ]; then
-  # Clang 19 with libstdc++, AddressSanitizer + UndefinedBehaviorSanitizer, -Werror: the quick suite (every
-  # test but test_*_slow) and the practitioner's tool (unlearn_gguf and its end-to-end tests) are built and
-  # run under the sanitizers (target fisher_unlearn_core_tests); every other source -- the example programs,
-  # the slow tests -- goes through Clang's front end with the same flags (scripts/clang_syntax_check.py:
+  # Clang 19 with libstdc++, AddressSanitizer + UndefinedBehaviorSanitizer, -Werror: the tests of the code
+  # that parses untrusted bytes, writes files or indexes raw buffers by hand (GGUF, checkpoints, tokenizer,
+  # reports, transformer and Llama kernels, threaded Fisher kernels: tests/CMakeLists.txt,
+  # FISHER_UNLEARN_SANITIZED_TESTS) and the practitioner's tool (unlearn_gguf end to end) are built and run
+  # under the sanitizers (target fisher_unlearn_sanitizer_tests); every other source -- the other tests, the
+  # example programs -- goes through Clang's front end with the same flags (scripts/clang_syntax_check.py:
   # parsing, every template instantiated, every warning an error; no code generation), so a header Clang
   # rejects or warns about still fails here. Why not everything under the sanitizers: a cold CI machine
-  # compiles ~140 heavy files twice, and the sanitized build of the examples plus the slow and driver runs
-  # under ASan pushed CI past its 90 minutes (2026-12-06); the release pass above runs all of those.
+  # compiles ~140 heavy files, and sanitizing all of them again (plus the slow and driver runs under ASan)
+  # took CI past its 90 minutes (2026-12-06); the release pass above runs every test.
   echo "== Clang 19 + AddressSanitizer + UndefinedBehaviorSanitizer build (build-sanitize-clang/) =="
   ensure_packages clang-19 libclang-rt-19-dev
   san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
@@ -53,10 +55,10 @@ if [ "$fast" -eq 0 ]; then
         -DCMAKE_CXX_FLAGS="$san -Werror" -DCMAKE_EXE_LINKER_FLAGS="$san" -DCMAKE_EXPORT_COMPILE_COMMANDS=ON \
         -DFISHER_UNLEARN_ENABLE_CUDA=OFF -DFISHER_UNLEARN_BUILD_EXAMPLES=ON
   unset CXX
-  cmake --build build-sanitize-clang -j "$fu_jobs" --target fisher_unlearn_core_tests
-  echo "== Clang 19 front end over the sources not built above (examples, slow tests) =="
+  cmake --build build-sanitize-clang -j "$fu_jobs" --target fisher_unlearn_sanitizer_tests
+  echo "== Clang 19 front end over the sources not built above (other tests, examples) =="
   python3 "$fu_root/scripts/clang_syntax_check.py" build-sanitize-clang --jobs "$fu_jobs"
-  echo "== tests (Clang 19 + sanitizers: the quick suite and unlearn_gguf end to end) =="
+  echo "== tests (Clang 19 + sanitizers: parsers, I/O, kernels, unlearn_gguf end to end) =="
   (cd build-sanitize-clang && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
      ctest --output-on-failure -j "$fu_jobs" --timeout 1800 -LE "consumer|compile_fail|slow|programs" -E "_NOT_BUILT")
 
