@@ -6,7 +6,9 @@
 
 #include "fisher_unlearn/fisher/diagonal.hpp"
 
+#include <cmath>
 #include <limits>
+#include <random>
 #include <vector>
 
 namespace fu = fisher_unlearn;
@@ -182,6 +184,43 @@ TEMPLATE_TEST_CASE("DiagonalFisher: several row blocks on 1, 2 and 3 threads giv
   }
   for (std::size_t t = 1; t < outputs.size(); ++t)
     for (std::size_t k = 0; k < outputs[0].size(); ++k) CHECK((outputs[t][k].array() == outputs[0][k].array()).all());
+}
+
+TEMPLATE_TEST_CASE("DiagonalFisher: the common powers give the correctly rounded double arithmetic, bit for bit",
+                   "[fisher][diagonal][threads]", float, double) {
+  using Scalar = TestType;
+  // One gradient of multiples of 1/1024 (|g| ≤ 1): g² and λ + g² are exact in double, so the mean the
+  // estimator holds is known to the bit, and out_i = round(v_i ∘ (λ + g_i²)^p) in double arithmetic
+  // (∘ = ×, /, / sqrt, / sqrt(sqrt)): correctly rounded operations, whatever the compiler flags. d covers
+  // row blocks of 2048, the 16-entry chunks of the fused loop and a ragged tail (padding must not leak).
+  for (const Eigen::Index d : {Eigen::Index(1), Eigen::Index(15), Eigen::Index(17), Eigen::Index(4'099)}) {
+    std::mt19937 rng(static_cast<unsigned>(400 + d));
+    std::uniform_int_distribution<int> step(-1024, 1024);
+    fu::Matrix<Scalar> g(d, 1);
+    for (Eigen::Index i = 0; i < d; ++i) g(i, 0) = static_cast<Scalar>(step(rng) / 1024.0);
+    const fu::Vector<Scalar> v = random_vector<Scalar>(d, 401);
+    const Scalar damping = static_cast<Scalar>(0.0625);
+    for (std::size_t threads : {std::size_t(1), std::size_t(3)}) {
+      fu::DiagonalFisher<Scalar> fisher(static_cast<std::size_t>(d), damping);
+      fisher.set_num_threads(threads);
+      fisher.add_gradients(g);
+      fisher.finalize();
+      for (double p : {1.0, -1.0, -0.5, -0.25}) {
+        fu::Vector<Scalar> out(d);
+        fisher.apply_power(p, v, out);
+        fu::Vector<Scalar> expected(d);
+        for (Eigen::Index i = 0; i < d; ++i) {
+          const double gi = static_cast<double>(g(i, 0));
+          const double x = gi * gi + static_cast<double>(damping);
+          const double a = static_cast<double>(v[i]);
+          const double r = p == 1.0 ? a * x : p == -1.0 ? a / x : p == -0.5 ? a / std::sqrt(x) : a / std::sqrt(std::sqrt(x));
+          expected[i] = static_cast<Scalar>(r);
+        }
+        INFO("d = " << d << ", threads = " << threads << ", p = " << p);
+        CHECK((out.array() == expected.array()).all());
+      }
+    }
+  }
 }
 
 TEST_CASE("DiagonalFisher: a NaN in the last row block on 2 threads throws and changes nothing", "[fisher][diagonal][threads]") {

@@ -122,49 +122,78 @@ class DiagonalFisher {
     // same bits), with the finiteness check of out fused in (separate allFinite() passes over v and out
     // were 2 of the 4 + 8 + 4 + 4 + 4 bytes a float entry moved). A NaN or Inf in v makes its entry of out
     // NaN or Inf (every diagonal entry is finite and ≥ λ > 0), so only a flagged product looks at v again,
-    // to say which error it is. Float: v is converted to double by a plain loop (vectorised by the
-    // compiler; Eigen's cast is not), Eigen's vectorised array ops work in double, one rounding to float;
-    // double: the same array ops straight from v to out. The common powers avoid pow().
-    // Blocks of 2048 rows: the double buffer (16 KiB) stays in L1 between the conversion, the arithmetic
-    // and the rounding (8192 rows, 64 KiB, went through L2: 0.52 → 0.79 of the triad ceiling in CPU time).
+    // to say which error it is. The arithmetic is in double, rounded once to Scalar.
+    // The common powers (1, −1, −1/2, −1/4) are one fused loop per block, in register-sized chunks:
+    // load, widen, max(0)+λ, multiply/divide/sqrt (correctly rounded IEEE operations, so the bits are
+    // those of the earlier whole-block Eigen array expressions), round, check. For float it replaced four passes
+    // over an L1 buffer (widen, Eigen's array op, round, check): the in-cache compute time was 0.78 of
+    // the triad's streaming time, so the kernel could not reach the streaming ceiling (issue 14).
+    // Other powers: Eigen's vectorised pow() on a double buffer of 2048 rows (16 KiB, L1-resident).
     constexpr Eigen::Index block = 2048;
     const Eigen::Index d = v.size();
     const double lambda = static_cast<double>(damping_);
     const std::size_t blocks = static_cast<std::size_t>((d + block - 1) / block);
     std::vector<char> bad_output(blocks, 0);
+    const double* diag = mean_of_squares_.data();
+    // out_i = op(v_i, x_i) with x_i = max(0, mean_i) + λ over one block, 16 entries at a time in
+    // fixed-size Eigen arrays (registers): Eigen's packet sqrt/divide, not std::sqrt, which the compiler
+    // does not vectorise while it may set errno. The last partial chunk is padded (v = 0, x = 1). Returns
+    // whether an entry of out is NaN or ±Inf (|o| ≤ max is false exactly for those).
+    const auto fused = [lambda](const Scalar* vin, const double* m, Scalar* o, Eigen::Index b, auto op) {
+      constexpr Eigen::Index width = 16;
+      using Chunk = Eigen::Array<double, width, 1>;
+      int bad = 0;
+      for (Eigen::Index i = 0; i < b; i += width) {
+        const Eigen::Index n = std::min(width, b - i);
+        Chunk a;
+        Chunk x;
+        if (n == width) {
+          for (Eigen::Index j = 0; j < width; ++j) a[j] = static_cast<double>(vin[i + j]);
+          x = Eigen::Map<const Chunk>(m + i).max(0.0) + lambda;
+        } else {
+          a.setZero();
+          x.setOnes();
+          for (Eigen::Index j = 0; j < n; ++j) {
+            a[j] = static_cast<double>(vin[i + j]);
+            x[j] = std::max(m[i + j], 0.0) + lambda;
+          }
+        }
+        const Chunk result = op(a, x);
+        for (Eigen::Index j = 0; j < n; ++j) {
+          const Scalar r = static_cast<Scalar>(result[j]);
+          o[i + j] = r;
+          bad |= !(std::abs(r) <= std::numeric_limits<Scalar>::max());
+        }
+      }
+      return bad;
+    };
     detail::parallel_chunks(
         num_threads_, blocks,
         [&](std::size_t c) {
           const Eigen::Index r = static_cast<Eigen::Index>(c) * block;
           const Eigen::Index b = std::min(block, d - r);
           const Scalar* vin = v.data() + r;
+          const double* m = diag + r;
           Scalar* o = out.data() + r;
-          const auto x = mean_of_squares_.segment(r, b).array().max(0.0) + lambda;
-          const auto apply = [&](auto&& t, const auto& in) {
-            if (power == 1.0) {
-              t = in * x;
-            } else if (power == -1.0) {
-              t = in / x;
-            } else if (power == -0.5) {
-              t = in / x.sqrt();
-            } else if (power == -0.25) {
-              t = in / x.sqrt().sqrt();
-            } else {
-              t = in * x.pow(power);
-            }
-          };
-          if constexpr (std::is_same_v<Scalar, double>) {
-            apply(Eigen::Map<Eigen::ArrayXd>(o, b), Eigen::Map<const Eigen::ArrayXd>(vin, b));
+          int bad = 0;
+          if (power == 1.0) {
+            bad = fused(vin, m, o, b, [](const auto& a, const auto& x) { return (a * x).eval(); });
+          } else if (power == -1.0) {
+            bad = fused(vin, m, o, b, [](const auto& a, const auto& x) { return (a / x).eval(); });
+          } else if (power == -0.5) {
+            bad = fused(vin, m, o, b, [](const auto& a, const auto& x) { return (a / x.sqrt()).eval(); });
+          } else if (power == -0.25) {
+            bad = fused(vin, m, o, b, [](const auto& a, const auto& x) { return (a / x.sqrt().sqrt()).eval(); });
           } else {
             double buffer[block];
             for (Eigen::Index i = 0; i < b; ++i) buffer[i] = static_cast<double>(vin[i]);
             Eigen::Map<Eigen::ArrayXd> t(buffer, b);
-            apply(t, t);
-            for (Eigen::Index i = 0; i < b; ++i) o[i] = static_cast<Scalar>(buffer[i]);
+            t = t * (Eigen::Map<const Eigen::ArrayXd>(m, b).max(0.0) + lambda).pow(power);
+            for (Eigen::Index i = 0; i < b; ++i) {
+              o[i] = static_cast<Scalar>(buffer[i]);
+              bad |= !(std::abs(o[i]) <= std::numeric_limits<Scalar>::max());
+            }
           }
-          // |x| ≤ max is false exactly for NaN and ±Inf (a compare the compiler vectorises).
-          int bad = 0;
-          for (Eigen::Index i = 0; i < b; ++i) bad |= !(std::abs(o[i]) <= std::numeric_limits<Scalar>::max());
           bad_output[c] = static_cast<char>(bad);
         },
         16);
