@@ -554,3 +554,41 @@ TEMPLATE_TEST_CASE("WoodburyFisher: adopt_gradients ends bitwise where add_gradi
   CHECK(empty.num_gradients() == 0);
   CHECK_THROWS_AS(empty.finalize(), fu::InvalidArgument);
 }
+
+TEMPLATE_TEST_CASE("Woodbury kernels: the Gram GᵀG equals the fp64 reference on every path and thread count",
+                   "[fisher][woodbury][kernels]", float, double) {
+  // gram_in_double takes 4×2 register tiles over 256-row packed blocks where AVX is available and
+  // m ≤ kGramTileMaxColumns, Eigen's rank update otherwise; both paths are forced here too (this file
+  // builds without -march, so the automatic choice is the rank update). Shapes: m with every remainder mod 4 (the
+  // one-column rows of the tiles), m across the switch, d with remainders mod 4 (the lanes), mod 256 (the
+  // packed block) and several reduction groups.
+  namespace fd = fu::detail;
+  using Scalar = TestType;
+  const Eigen::Index wide = fd::kGramTileMaxColumns + 3;
+  for (Eigen::Index m : {Eigen::Index(1), Eigen::Index(2), Eigen::Index(3), Eigen::Index(5), Eigen::Index(8),
+                         Eigen::Index(67), fd::kGramTileMaxColumns, wide}) {
+    for (Eigen::Index d : {Eigen::Index(1), Eigen::Index(6), Eigen::Index(259), Eigen::Index(2 * fd::kRowBlock + 517)}) {
+      if (m == wide && d > 259) continue;  // keeps the long-double reference quick
+      const fu::Matrix<Scalar> g = random_gradients<Scalar>(d, m, 500 + static_cast<unsigned>(m + d));
+      const Eigen::MatrixXd gd = g.template cast<double>();
+      Eigen::MatrixXd reference(m, m);  // plain dot products in long double
+      for (Eigen::Index i = 0; i < m; ++i)
+        for (Eigen::Index j = 0; j < m; ++j) {
+          long double sum = 0;
+          for (Eigen::Index r = 0; r < d; ++r) sum += static_cast<long double>(gd(r, i)) * gd(r, j);
+          reference(i, j) = static_cast<double>(sum);
+        }
+      // Each entry is a sum of d products: error ≤ ~d·eps·Σ|g_i||g_j| ≤ d·eps·‖g_i‖‖g_j‖.
+      const Eigen::VectorXd norms = gd.colwise().norm().transpose();
+      const Eigen::MatrixXd bound = 4.0 * static_cast<double>(d) * 1.2e-16 * (norms * norms.transpose());
+      for (const fd::GramPath path : {fd::GramPath::automatic, fd::GramPath::tiles, fd::GramPath::rank_update}) {
+        const Eigen::MatrixXd one = fd::gram_in_double(g, 1, path);
+        const Eigen::MatrixXd two = fd::gram_in_double(g, 2, path);
+        INFO("m = " << m << ", d = " << d << ", path = " << static_cast<int>(path));
+        CHECK((one.array() == two.array()).all());
+        CHECK((one.array() == one.transpose().array()).all());
+        CHECK(((one - reference).cwiseAbs().array() <= bound.array() + 1e-300).all());
+      }
+    }
+  }
+}
