@@ -196,6 +196,10 @@ void BM_woodbury_setup_adopt(benchmark::State& state, std::size_t threads) {
   state.counters["flop_per_s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
   set_fractions(state, "of_gemm", flops / square_gemm_rate<double>(threads),
                 flops / gemm_rate_cpu<double>(1024, 1024, 1024, threads), timed_wall, timer);
+  const double gram_cpu = best_cpu_seconds(
+      [&] { benchmark::DoNotOptimize(fu::detail::gram_in_double(g, threads).data()); }, 5);
+  state.counters["gram_share_cpu"] = gram_cpu / timer.best_cpu();
+  state.counters["gram_of_gemm_cpu"] = flops / gemm_rate_cpu<double>(1024, 1024, 1024, threads) / gram_cpu;
   state.SetLabel("ceiling: Eigen double GEMM 1024^3; G adopted, not copied");
 }
 
