@@ -282,7 +282,9 @@ def main():
                 cpu_speedup = ratio(unlearning.cpu_seconds("unlearning/train_from_scratch/iterations:1"),
                                     unlearning.cpu_seconds(name))
                 cpu_note = f" (CPU time: {fmt(cpu_speedup, 1)})"
-            goal(f"Iterated natural gradient, F_R = {est}, {tt} ({unlearning.counter(name, 'steps') or 0:.0f} steps) "
+            built = ("F_R built once beforehand (`prebuilt_fisher`: one deletion request timed)" if "prebuilt_fisher" in rest
+                     else "F_R built in the run")
+            goal(f"Iterated natural gradient, F_R = {est}, {built}, {tt} ({unlearning.counter(name, 'steps') or 0:.0f} steps) "
                  f"vs retraining the demo model, {tt}: speed-up, wall (issue 14 item 4)",
                  ratio(base, unlearning.seconds(name)), "≥ 100", 100.0, digits=1, note=note + cpu_note)
     for model in ("demo", "wide"):
@@ -478,6 +480,8 @@ def main():
                              else f"woodbury/setup<{t}>{sfx}/131072/64/1")
                     for what, ours, group in (
                             (f"Woodbury set-up (Gram, eigh, Cholesky), d = 2¹⁷, m = 64, {t}", setup, "setup"),
+                            (f"Woodbury set-up, G adopted (`adopt_gradients`: no copy of G, as PyTorch's), "
+                             f"d = 2¹⁷, m = 64, {t}", f"woodbury/setup_adopt<{t}>{sfx}/131072/64", "setup"),
                             (f"Woodbury F⁻¹v, d = 2¹⁷, m = 64, {t}", f"woodbury/inverse_product<{t}>{sfx}/131072/64/1",
                              "inverse_product")):
                         aw, ac = fisher.counter(ours, "best_seconds"), fisher.counter(ours, "best_cpu_seconds")

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <type_traits>
 
 namespace fu = fisher_unlearn;
 using namespace fisher_test;
@@ -552,6 +553,28 @@ TEMPLATE_TEST_CASE("WoodburyFisher: adopt_gradients ends bitwise where add_gradi
   CHECK_THROWS_AS(empty.adopt_gradients(std::move(nan)), fu::NonFiniteError);
   CHECK(nan.cols() == 3);
   CHECK(empty.num_gradients() == 0);
+  // The finiteness check rides on the Gram's diagonal: an Inf in the last row of the last column (the
+  // tail of the last row block), on 1 and 2 threads.
+  for (std::size_t threads : {std::size_t(1), std::size_t(2)}) {
+    E fresh(5000, TestType(0.2));
+    fresh.set_num_threads(threads);
+    fu::Matrix<TestType> inf = random_gradients<TestType>(5000, 6, 100);
+    inf(4999, 5) = -std::numeric_limits<TestType>::infinity();
+    const fu::Matrix<TestType> inf_before = inf;
+    CHECK_THROWS_AS(fresh.adopt_gradients(std::move(inf)), fu::NonFiniteError);
+    CHECK(inf.cols() == 6);
+    CHECK(fu::Matrix<TestType>(inf.bottomRows(1)) == fu::Matrix<TestType>(inf_before.bottomRows(1)));
+    CHECK(fresh.num_gradients() == 0);
+  }
+  if constexpr (std::is_same_v<TestType, double>) {
+    // Finite entries whose squares overflow double: accepted by both, as before (not a NaN/Inf input).
+    fu::Matrix<double> huge = random_gradients<double>(30, 3, 101);
+    huge(7, 2) = 1e200;
+    E by_copy(30, 0.2), by_adopt(30, 0.2);
+    CHECK_NOTHROW(by_copy.add_gradients(huge));
+    CHECK_NOTHROW(by_adopt.adopt_gradients(fu::Matrix<double>(huge)));
+    CHECK(by_adopt.num_gradients() == by_copy.num_gradients());
+  }
   CHECK_THROWS_AS(empty.finalize(), fu::InvalidArgument);
 }
 

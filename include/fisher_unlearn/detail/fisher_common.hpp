@@ -41,15 +41,19 @@ Scalar checked_damping(const char* who, Scalar damping) {
 }
 
 /// Checks a batch of gradients (columns) before anything is changed: size first, then finiteness.
+/// The error for gradients with NaN or Inf entries (check_gradients, or a kernel that checks in its own pass).
+inline NonFiniteError non_finite_gradients_error(const char* who) {
+  return NonFiniteError(std::string(who) + ": a gradient contains NaN or Inf; nothing was added. Check the "
+                                           "model's gradient and the data (or lower the learning rate)");
+}
+
 template <class Derived>
 void check_gradients(const char* who, const Eigen::MatrixBase<Derived>& gradients, std::size_t dimension) {
   if (static_cast<std::size_t>(gradients.rows()) != dimension)
     throw InvalidArgument(std::string(who) + ": a gradient has " + std::to_string(gradients.rows()) +
                           " entries but the estimator was built for dimension " + std::to_string(dimension) +
                           "; pass gradients as the columns of a d×m matrix with d = dimension()");
-  if (!gradients.allFinite())
-    throw NonFiniteError(std::string(who) + ": a gradient contains NaN or Inf; nothing was added. Check the "
-                                            "model's gradient and the data (or lower the learning rate)");
+  if (!gradients.allFinite()) throw non_finite_gradients_error(who);
 }
 
 inline void check_power_supported(const char* who, bool supported, double power) {

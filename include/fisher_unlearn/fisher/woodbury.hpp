@@ -120,9 +120,14 @@ class WoodburyFisher {
       add_gradients(gradients);
       return;
     }
-    detail::check_gradients("WoodburyFisher::adopt_gradients", gradients, dimension_);
+    // The size here; finiteness from the Gram, without a separate pass over G: a NaN or Inf entry makes
+    // its column's diagonal entry (a sum of squares) NaN or +Inf, and only then is G scanned, to tell it
+    // from finite entries whose squares overflow (accepted, as add_gradients accepts them).
+    detail::check_gradients("WoodburyFisher::adopt_gradients", gradients.leftCols(0), dimension_);
     if (k == 0) return;
     Eigen::MatrixXd gram = detail::gram_in_double(gradients, num_threads_);  // may throw: nothing changed yet
+    if (!gram.diagonal().allFinite() && !gradients.allFinite())
+      throw detail::non_finite_gradients_error("WoodburyFisher::adopt_gradients");
     std::vector<std::uint64_t> stamps(k);
     for (std::size_t j = 0; j < k; ++j) stamps[j] = next_stamp_ + j;
     // Commit.
