@@ -232,8 +232,8 @@ enum class GramPath { automatic, tiles, rank_update };
 
 /// GᵀG in double (m×m, both triangles filled). Per group of rows, in blocks of 256 rows packed (and for
 /// float converted) into a contiguous buffer: where AVX is available and m ≤ 128, the lower triangle by
-/// 4×2 register tiles (gram_lower_packed; 0.72 of the GEMM rate vs 0.66 for Eigen's rank update at
-/// d = 2¹⁷, m = 60, bench/experiments/gram_register_tiles.cpp), otherwise by Eigen's rank update
+/// 4×2 register tiles (gram_lower_packed; 0.75–0.77 of the GEMM rate vs 0.68–0.71 for Eigen's rank update
+/// at d = 2¹⁷, m = 64, bench/experiments/gram_register_tiles.cpp), otherwise by Eigen's rank update
 /// (m(m+1)d FLOP in all). The group partition depends on d and m only, so the bits do not depend on
 /// the thread count.
 template <class DerivedG>
