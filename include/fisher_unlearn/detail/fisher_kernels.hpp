@@ -23,7 +23,7 @@ namespace fisher_unlearn::detail {
 inline constexpr Eigen::Index kRowBlock = 4096;
 
 // Plain loops the compiler vectorises (float→double conversion included, which Eigen's expressions do
-// not vectorise); reductions keep 8 independent partial sums, added in a fixed order. Columns are taken
+// not vectorise; dot4 in explicit four-double vectors); reductions keep 8 independent partial sums, added in a fixed order. Columns are taken
 // four at a time (dot4/axpy4: the v block or the out block is loaded once per four columns instead of
 // once per column), each column's arithmetic in the same order as one at a time, so the bits are the
 // same as the one-column loops (tests/test_fisher_woodbury.cpp checks them against those loops).
@@ -34,6 +34,23 @@ template <class Derived>
 const typename Derived::Scalar* column(const Eigen::MatrixBase<Derived>& g, Eigen::Index j) {
   static_assert(static_cast<int>(Derived::InnerStrideAtCompileTime) == 1, "the kernels need contiguous columns");
   return g.derived().data() + j * g.derived().outerStride();
+}
+
+/// Four doubles (one AVX register; two SSE2 or NEON registers elsewhere); GCC/Clang vector extensions.
+using GramLanes = double __attribute__((vector_size(32)));
+
+/// x = entries p[0..3] as doubles (float widened exactly). An out-parameter, not a return value: a
+/// vector returned by value changes the ABI between AVX and non-AVX builds (GCC's -Wpsabi).
+template <class Scalar>
+void load_lanes(const Scalar* p, GramLanes& x) {
+  if constexpr (std::is_same_v<Scalar, double>) {
+    std::memcpy(&x, p, sizeof(GramLanes));
+  } else {
+    using FloatLanes = float __attribute__((vector_size(16)));
+    FloatLanes f;
+    std::memcpy(&f, p, sizeof(FloatLanes));
+    x = __builtin_convertvector(f, GramLanes);
+  }
 }
 
 /// Σ double(a[i])·b[i] over n entries.
@@ -53,28 +70,33 @@ double dot_in_double(const Scalar* a, const double* b, Eigen::Index n) {
 template <class Scalar>
 void dot4_in_double(const Scalar* a0, const Scalar* a1, const Scalar* a2, const Scalar* a3, const double* b,
                     Eigen::Index n, double* result) {
-  double acc0[8] = {0, 0, 0, 0, 0, 0, 0, 0}, acc1[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  double acc2[8] = {0, 0, 0, 0, 0, 0, 0, 0}, acc3[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  // Partial sum k of column c is lane k mod 4 of acc[c][k / 4]: lane for lane the arithmetic of
+  // dot_in_double. Written with vector types because the compiler's own vectorisation of the scalar
+  // form of this loop shuffled the 32 partial sums across registers (vunpck/vpermpd per step) and read G
+  // at 8–11 GB/s, half of what a plain GEMV reads on the same core (issue 14).
+  const Scalar* a[4] = {a0, a1, a2, a3};
+  GramLanes acc[4][2];
+  for (int c = 0; c < 4; ++c) acc[c][0] = acc[c][1] = GramLanes{0.0, 0.0, 0.0, 0.0};
   Eigen::Index i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) {
-      const double bk = b[i + k];
-      acc0[k] += static_cast<double>(a0[i + k]) * bk;
-      acc1[k] += static_cast<double>(a1[i + k]) * bk;
-      acc2[k] += static_cast<double>(a2[i + k]) * bk;
-      acc3[k] += static_cast<double>(a3[i + k]) * bk;
+  for (; i + 8 <= n; i += 8) {
+    GramLanes b_lo, b_hi;
+    std::memcpy(&b_lo, b + i, sizeof(GramLanes));
+    std::memcpy(&b_hi, b + i + 4, sizeof(GramLanes));
+    for (int c = 0; c < 4; ++c) {
+      GramLanes x_lo, x_hi;
+      load_lanes(a[c] + i, x_lo);
+      load_lanes(a[c] + i + 4, x_hi);
+      acc[c][0] += x_lo * b_lo;
+      acc[c][1] += x_hi * b_hi;
     }
-  double tail[4] = {0, 0, 0, 0};
-  for (; i < n; ++i) {
-    tail[0] += static_cast<double>(a0[i]) * b[i];
-    tail[1] += static_cast<double>(a1[i]) * b[i];
-    tail[2] += static_cast<double>(a2[i]) * b[i];
-    tail[3] += static_cast<double>(a3[i]) * b[i];
   }
-  const double* accs[4] = {acc0, acc1, acc2, acc3};
+  double tail[4] = {0, 0, 0, 0};
+  for (; i < n; ++i)
+    for (int c = 0; c < 4; ++c) tail[c] += static_cast<double>(a[c][i]) * b[i];
   for (int c = 0; c < 4; ++c) {
-    const double* acc = accs[c];
-    result[c] = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail[c];
+    const GramLanes& lo = acc[c][0];  // partial sums 0–3
+    const GramLanes& hi = acc[c][1];  // partial sums 4–7
+    result[c] = ((lo[0] + hi[0]) + (lo[1] + hi[1])) + ((lo[2] + hi[2]) + (lo[3] + hi[3])) + tail[c];
   }
 }
 
@@ -173,8 +195,6 @@ void scaled_plus_matrix_vector(double alpha, const Eigen::MatrixBase<DerivedV>& 
       4);
 }
 
-/// Four doubles (one AVX register; two SSE2 or NEON registers elsewhere); GCC/Clang vector extensions.
-using GramLanes = double __attribute__((vector_size(32)));
 
 /// p(i0 + a, j0 + b) += Σ_{r<n} g_{i0+a}[r]·g_{j0+b}[r] for a < TA, b < TB, over a packed column-major
 /// block g (column stride ld, contiguous, cache-resident). TA·TB accumulators of four lanes stay in
