@@ -4,15 +4,15 @@
 // 1 thread, best of 9 wall-clock timings (run it on a quiet machine). During development the same tiles
 // on the *unpacked* G (columns 1 MiB apart, so every column segment maps to the same cache sets) ran at
 // 0.2 of the GEMM rate; packing is what makes them work. Not built by CMake:
-//   g++ -std=c++20 -O3 -march=native -DNDEBUG -Iinclude -isystem /usr/include/eigen3
-//       bench/experiments/gram_register_tiles.cpp -o /tmp/gram_tiles && /tmp/gram_tiles 64
+//   g++ -std=c++20 -O3 -march=native -DNDEBUG -Iinclude -Ibench -isystem /usr/include/eigen3
+//       bench/experiments/gram_register_tiles.cpp -o /tmp/gram_tiles -lbenchmark -pthread && /tmp/gram_tiles 64
 // Results and conclusion: docs/performance.md.
+#include "ceilings.hpp"
 #include "fisher_unlearn/detail/fisher_kernels.hpp"
 
 #include <Eigen/Dense>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
@@ -24,15 +24,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const Eigen::MatrixXd g = Eigen::MatrixXd::Random(d, m);
-  const auto best = [](auto&& f) {
-    double seconds = 1e30;
-    for (int k = 0; k < 9; ++k) {
-      const auto t0 = std::chrono::steady_clock::now();
-      f();
-      seconds = std::min(seconds, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    return seconds;
-  };
+  const auto best = [](auto&& f) { return fisher_unlearn::bench::best_seconds(f, 9); };  // bench/ceilings.hpp
   const Eigen::MatrixXd a = Eigen::MatrixXd::Random(1024, 1024);
   Eigen::MatrixXd c(1024, 1024);
   const double gemm_rate = 2.0 * 1024 * 1024 * 1024 / best([&] { c.noalias() = a * a; });
