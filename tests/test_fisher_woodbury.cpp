@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <tuple>
 #include <type_traits>
 
 namespace fu = fisher_unlearn;
@@ -611,7 +612,121 @@ TEMPLATE_TEST_CASE("Woodbury kernels: the Gram GᵀG equals the fp64 reference o
         CHECK((one.array() == two.array()).all());
         CHECK((one.array() == one.transpose().array()).all());
         CHECK(((one - reference).cwiseAbs().array() <= bound.array() + 1e-300).all());
+        // With a copy destination (columns 2.. of a wider matrix with 3 more rows, as WoodburyFisher's
+        // fresh slots): the same Gram bits, G copied bit for bit, nothing else written.
+        for (std::size_t threads : {std::size_t(1), std::size_t(2)}) {
+          const Scalar sentinel = static_cast<Scalar>(-7.25);
+          fu::Matrix<Scalar> storage = fu::Matrix<Scalar>::Constant(d + 3, m + 3, sentinel);
+          const Eigen::MatrixXd with_copy =
+              fd::gram_in_double(g, threads, path, storage.data() + 2 * storage.outerStride(), storage.outerStride());
+          CHECK((with_copy.array() == one.array()).all());
+          CHECK((storage.block(0, 2, d, m).array() == g.array()).all());
+          fu::Matrix<Scalar> untouched = storage;
+          untouched.block(0, 2, d, m).setConstant(sentinel);
+          CHECK((untouched.array() == sentinel).all());
+        }
       }
     }
   }
+}
+
+TEMPLATE_TEST_CASE("WoodburyFisher: add_gradients rejects NaN/Inf found on the Gram's diagonal and changes nothing",
+                   "[fisher][woodbury][threads]", float, double) {
+  // The dual side reads a batch once (copy and Gram in one pass) and tells NaN/Inf from the Gram's
+  // diagonal; a rejected batch must leave the gradients, the answer, the form and even the capacity
+  // (memory_bytes) as they were — on an empty estimator, on one holding gradients (the cross term), with
+  // a window that drops the bad column (the whole batch is still checked), on the switch to the primal
+  // side, and on 1 and 2 threads.
+  using E = fu::WoodburyFisher<TestType>;
+  const TestType nan = std::numeric_limits<TestType>::quiet_NaN();
+  const TestType inf = std::numeric_limits<TestType>::infinity();
+  const Eigen::Index d = 5000;
+  const fu::Vector<TestType> v = random_vector<TestType>(d, 120);
+  for (std::size_t threads : {std::size_t(1), std::size_t(2)}) {
+    for (std::size_t held : {std::size_t(0), std::size_t(3)}) {
+      for (std::size_t window : {std::size_t(0), std::size_t(4)}) {
+        CAPTURE(threads, held, window);
+        E fisher(static_cast<std::size_t>(d), TestType(0.2), window);
+        fisher.set_num_threads(threads);
+        fu::Vector<TestType> before;
+        if (held > 0) {
+          fisher.add_gradients(random_gradients<TestType>(d, static_cast<Eigen::Index>(held), 121));
+          fisher.finalize();
+          before = product(fisher, -1.0, v);
+        }
+        const std::size_t bytes = fisher.memory_bytes();
+        // Last row of the last column (the tail of the last row block), then the first column, which
+        // a window of 4 drops from a batch of 6.
+        for (const auto& [row, col, bad] : {std::tuple{d - 1, Eigen::Index(5), inf}, std::tuple{Eigen::Index(7), Eigen::Index(0), nan}}) {
+          fu::Matrix<TestType> g = random_gradients<TestType>(d, 6, 122);
+          g(row, col) = bad;
+          CHECK_THROWS_AS(fisher.add_gradients(g), fu::NonFiniteError);
+          CHECK(fisher.num_gradients() == held);
+          CHECK(fisher.memory_bytes() == bytes);
+          CHECK(fisher.current_form() == fu::WoodburyForm::dual);
+          if (held > 0) {
+            CHECK(fisher.is_finalized());
+            CHECK(product(fisher, -1.0, v) == before);
+          }
+        }
+        // The same estimator then takes a good batch as if nothing had happened.
+        const fu::Matrix<TestType> good = random_gradients<TestType>(d, 6, 123);
+        E reference(static_cast<std::size_t>(d), TestType(0.2), window);
+        if (held > 0) reference.add_gradients(random_gradients<TestType>(d, static_cast<Eigen::Index>(held), 121));
+        fisher.add_gradients(good);
+        reference.add_gradients(good);
+        fisher.finalize();
+        reference.finalize();
+        CHECK(product(fisher, -0.25, v) == product(reference, -0.25, v));
+      }
+    }
+  }
+  // The batch that would switch an automatic estimator to the primal side (m > d): checked before the switch.
+  E small(4, TestType(0.2));
+  small.add_gradients(random_gradients<TestType>(4, 3, 124));
+  fu::Matrix<TestType> g = random_gradients<TestType>(4, 3, 125);
+  g(2, 1) = nan;
+  CHECK_THROWS_AS(small.add_gradients(g), fu::NonFiniteError);
+  CHECK(small.current_form() == fu::WoodburyForm::dual);
+  CHECK(small.num_gradients() == 3);
+}
+
+TEMPLATE_TEST_CASE("WoodburyFisher: adding the estimator's own gradients equals adding a copy of them",
+                   "[fisher][woodbury]", float, double) {
+  // gradients() is a view of the estimator's storage; add_gradients/add_gradient of it must not read
+  // storage that the growth of the estimator has freed (AddressSanitizer run) or that the copy overwrites.
+  using E = fu::WoodburyFisher<TestType>;
+  const Eigen::Index d = 300;
+  const fu::Vector<TestType> v = random_vector<TestType>(d, 130);
+  E fisher(static_cast<std::size_t>(d), TestType(0.3)), reference(static_cast<std::size_t>(d), TestType(0.3));
+  const fu::Matrix<TestType> g = random_gradients<TestType>(d, 5, 131);
+  fisher.add_gradients(g);
+  reference.add_gradients(g);
+  fisher.add_gradients(fisher.gradients());  // 5 → 10: the storage grows
+  reference.add_gradients(g);
+  fisher.finalize();
+  reference.finalize();
+  CHECK(product(fisher, -1.0, v) == product(reference, -1.0, v));
+  fisher.add_gradient(fisher.gradients().col(7));  // slot 7 holds g's column 2; 10 → 11 grows again
+  reference.add_gradient(g.col(2));
+  REQUIRE(fisher.num_gradients() == 11);
+  fisher.finalize();
+  reference.finalize();
+  // The copied column is a d×1 matrix, the reference's a vector view: Eigen may pick another product
+  // kernel for the cross term, so equal to rounding rather than bitwise.
+  const Eigen::VectorXd a = product(fisher, -1.0, v).template cast<double>();
+  const Eigen::VectorXd b = product(reference, -1.0, v).template cast<double>();
+  CHECK((a - b).norm() <= 16 * std::numeric_limits<TestType>::epsilon() * b.norm());
+  // A full window given its own gradients back: every slot is replaced, in an order that differs from
+  // the slot order, by the gradient it already holds, so F does not change (a write into a slot that a
+  // later column is still to be read from would duplicate a gradient).
+  E windowed(static_cast<std::size_t>(d), TestType(0.3), 3);
+  windowed.add_gradients(g.leftCols(3));
+  windowed.add_gradient(g.col(3));  // replaces slot 0: the oldest-first order is now slots 1, 2, 0
+  windowed.finalize();
+  const Eigen::VectorXd before = product(windowed, -1.0, v).template cast<double>();
+  windowed.add_gradients(windowed.gradients());
+  windowed.finalize();
+  const Eigen::VectorXd after = product(windowed, -1.0, v).template cast<double>();
+  CHECK((after - before).norm() <= 16 * std::numeric_limits<TestType>::epsilon() * before.norm());
 }

