@@ -4,7 +4,7 @@
 // on first touch). For the d×m gradient store of WoodburyFisher that is the larger part of the set-up:
 // copying 64 MiB into fresh storage took 58 ms on one thread against 11 ms into storage already touched,
 // and 14 ms with the storage backed by 2 MiB transparent huge pages (AMD EPYC Zen 3, Linux with THP in
-// "madvise" mode, Debian's default; /tmp experiment of 2026-12-07, figures in docs/performance.md).
+// "madvise" mode, Debian's default; bench/experiments/fresh_storage_page_faults.cpp, docs/performance.md).
 // advise_huge_pages asks for those pages; it is only a hint: nothing changes where THP is off or
 // unavailable, and the contents and the allocation are never touched.
 #pragma once
