@@ -9,6 +9,7 @@
 #include "fisher_unlearn/models/softmax_regression.hpp"
 #include "fisher_unlearn/models/transformer.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <random>
@@ -179,6 +180,7 @@ struct Recorder : fu::LinearLayerVisitor<Scalar> {
     Eigen::MatrixXd a, delta;
   };
   bool per_sample = false;
+  bool linear_scores = true;
   std::map<std::size_t, std::vector<Batch>> layers;
   std::map<std::size_t, Eigen::VectorXd> scores;
   void on_layer(const fu::LinearLayerBatch<Scalar>& b) override {
@@ -186,10 +188,53 @@ struct Recorder : fu::LinearLayerVisitor<Scalar> {
                                b.activations.template cast<double>(), b.output_gradients.template cast<double>()});
   }
   bool wants_sample_gradients() const override { return per_sample; }
+  bool wants_linear_layer_scores() const override { return linear_scores; }
   void on_sample_gradient(std::size_t i, std::span<const Scalar> g) override {
     scores[i] = fu::as_eigen<Scalar>(g).template cast<double>();
   }
 };
+
+// A visitor that reads its scores outside the linear layers only (wants_linear_layer_scores() false, as
+// K-FAC's) gets the same layer statistics bit for bit, the same score entries outside the layers, and 0
+// inside them (their weight-gradient GEMMs skipped).
+template <class Scalar>
+void check_without_linear_scores(const Recorder<Scalar>& full, const Recorder<Scalar>& partial,
+                                 const std::vector<fu::LinearLayer>& layers, std::size_t d) {
+  std::vector<char> in_layer(d, 0);
+  for (const auto& info : layers) {
+    for (std::size_t k = 0; k < info.in_features * info.out_features; ++k) in_layer[info.weight_offset + k] = 1;
+    if (info.has_bias)
+      for (std::size_t k = 0; k < info.out_features; ++k) in_layer[info.bias_offset + k] = 1;
+  }
+  REQUIRE(partial.layers.size() == full.layers.size());
+  for (const auto& [l, batches] : full.layers) {
+    const auto& other = partial.layers.at(l);
+    REQUIRE(other.size() == batches.size());
+    for (std::size_t b = 0; b < batches.size(); ++b) {
+      CHECK(other[b].columns == batches[b].columns);
+      CHECK(other[b].a == batches[b].a);
+      CHECK(other[b].delta == batches[b].delta);
+    }
+  }
+  REQUIRE(partial.scores.size() == full.scores.size());
+  std::size_t outside = 0, inside = 0;
+  for (const auto& [i, score] : full.scores) {
+    const Eigen::VectorXd& got = partial.scores.at(i);
+    for (std::size_t k = 0; k < d; ++k) {
+      const auto kk = static_cast<Eigen::Index>(k);
+      if (in_layer[k]) {
+        inside += got[kk] == 0.0;
+      } else {
+        outside += got[kk] == score[kk];
+      }
+    }
+  }
+  const auto layer_entries = static_cast<std::size_t>(std::count(in_layer.begin(), in_layer.end(), 1));
+  CHECK(inside == layer_entries * full.scores.size());
+  CHECK(outside == (d - layer_entries) * full.scores.size());
+  CHECK(layer_entries > 0);
+  CHECK(layer_entries < d);
+}
 
 // Sample i's gradient of layer l as the concept defines it: Σ over its columns δ [a; 1]ᵀ.
 Eigen::MatrixXd layer_gradient(const fu::LinearLayer& info, const std::vector<Recorder<double>::Batch>& batches,
@@ -276,6 +321,14 @@ TEST_CASE("LinearLayerModel: the Transformer's layer inputs times output gradien
                               1e-13 * scores.col(static_cast<Eigen::Index>(i)).norm());
       }
       CHECK(rec.scores.size() == (per_sample ? samples.size() : 0u));
+      Recorder<double> partial;
+      partial.per_sample = per_sample;
+      partial.linear_scores = false;
+      std::mt19937_64 rng2(21);
+      model.visit_linear_layers(samples, kind == fu::FisherKind::monte_carlo ? fu::CurvatureTargets::sampled
+                                                                             : fu::CurvatureTargets::observed,
+                                rng2, partial);
+      check_without_linear_scores(rec, partial, layers, model.num_parameters());
     }
   }
 }

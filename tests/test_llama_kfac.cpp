@@ -75,6 +75,7 @@ struct Recorder : fu::LinearLayerVisitor<double> {
     Eigen::MatrixXd a, delta;
   };
   bool per_sample = false;
+  bool linear_scores = true;
   std::map<std::size_t, std::vector<Batch>> layers;
   std::map<std::size_t, Eigen::VectorXd> scores;
   void on_layer(const fu::LinearLayerBatch<double>& b) override {
@@ -82,6 +83,7 @@ struct Recorder : fu::LinearLayerVisitor<double> {
                                b.output_gradients});
   }
   bool wants_sample_gradients() const override { return per_sample; }
+  bool wants_linear_layer_scores() const override { return linear_scores; }
   void on_sample_gradient(std::size_t i, std::span<const double> g) override { scores[i] = fu::as_eigen<double>(g); }
 };
 
@@ -178,6 +180,36 @@ TEST_CASE("Llama: layer inputs times output gradients are the per-token scaled s
           if (per_sample) CHECK(relative_error(rec.scores.at(i), scores.col(static_cast<Eigen::Index>(i))) < 1e-13);
         }
         CHECK(rec.scores.size() == (per_sample ? samples.size() : 0u));
+        // A visitor reading its scores outside the linear layers only (K-FAC's): the same statistics bit for
+        // bit, the same entries outside the layers, 0 inside (their weight-gradient GEMMs skipped).
+        Recorder partial;
+        partial.per_sample = per_sample;
+        partial.linear_scores = false;
+        std::mt19937_64 rng2(21);
+        model.visit_linear_layers(samples, sampled ? fu::CurvatureTargets::sampled : fu::CurvatureTargets::observed,
+                                  rng2, partial);
+        REQUIRE(partial.layers.size() == rec.layers.size());
+        for (const auto& [l, batches] : rec.layers) {
+          REQUIRE(partial.layers.at(l).size() == batches.size());
+          for (std::size_t b = 0; b < batches.size(); ++b) {
+            CHECK(partial.layers.at(l)[b].columns == batches[b].columns);
+            CHECK(partial.layers.at(l)[b].a == batches[b].a);
+            CHECK(partial.layers.at(l)[b].delta == batches[b].delta);
+          }
+        }
+        std::vector<char> in_layer(model.num_parameters(), 0);
+        for (const auto& info : layers)
+          for (std::size_t k = 0; k < info.in_features * info.out_features; ++k) in_layer[info.weight_offset + k] = 1;
+        REQUIRE(partial.scores.size() == rec.scores.size());
+        for (const auto& [i, score] : rec.scores)
+          for (std::size_t k = 0; k < in_layer.size(); ++k) {
+            const auto kk = static_cast<Eigen::Index>(k);
+            if (in_layer[k]) {
+              if (partial.scores.at(i)[kk] != 0.0) FAIL_CHECK("score entry " << k << " of a linear layer is not 0");
+            } else if (partial.scores.at(i)[kk] != score[kk]) {
+              FAIL_CHECK("score entry " << k << " outside the linear layers differs");
+            }
+          }
       }
     }
   }

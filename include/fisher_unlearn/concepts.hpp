@@ -144,7 +144,8 @@ concept HasParameterGroups = Model<M> && requires(const M& m) {
 //     the visitor, per layer and per batch of samples, the inputs a_t (in×n, one column per position t,
 //     WITHOUT a constant-1 row: the estimator appends it for a layer with bias) and the output gradients
 //     δ_t (out×n) at those positions; optionally (visitor.wants_sample_gradients()) each sample's whole
-//     score vector g̃ (size num_parameters()), for the parameters outside every linear layer.
+//     score vector g̃ (size num_parameters()), for the parameters outside every linear layer (a visitor
+//     whose wants_linear_layer_scores() is false lets the model skip the linear layers' entries of g̃).
 //
 // The scale rule (what makes E[K-FAC] the Gauss–Newton matrix): if loss(s) = Σₜ cₜ ℓₜ with ℓₜ the NLL of
 // target t (cₜ = 1/T for a mean over T tokens; 1 for a single-target classifier), the backward pass is
@@ -204,6 +205,12 @@ class LinearLayerVisitor {
   virtual void on_layer(const LinearLayerBatch<Scalar>& batch) = 0;
   /// When true, the model also calls on_sample_gradient once per sample (it may batch less for that).
   virtual bool wants_sample_gradients() const { return false; }
+  /// When false, the visitor reads the score vectors of on_sample_gradient only outside every linear
+  /// layer (the layers' statistics come through on_layer): the model may leave the entries of the linear
+  /// layers' weights and biases unspecified there and skip computing them (their weight-gradient GEMMs are
+  /// about a third of a backward pass). Without sample gradients a model computes no parameter gradient
+  /// for the visitor at all. The K-FAC and EK-FAC visitors return false.
+  virtual bool wants_linear_layer_scores() const { return true; }
   virtual void on_sample_gradient(std::size_t /*sample*/, std::span<const Scalar> /*score*/) {}
 };
 

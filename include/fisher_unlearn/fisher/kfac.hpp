@@ -234,7 +234,12 @@ class KroneckerBase {
   class FactorVisitor final : public LinearLayerVisitor<Scalar> {
    public:
     FactorVisitor(const KroneckerBase& owner, FactorSums& sums, Eigen::VectorXd* squares)
-        : owner_(owner), sums_(sums), squares_(squares) {}
+        : owner_(owner),
+          sums_(sums),
+          squares_(squares),
+          scratch_a_(owner.layers_.size()),
+          scratch_g_(owner.layers_.size()),
+          input_sums_(owner.layers_.size()) {}
     void on_layer(const LinearLayerBatch<Scalar>& b) override {
       const std::size_t l = b.layer;
       const LinearLayer& info = owner_.layers_.at(l);
@@ -246,15 +251,32 @@ class KroneckerBase {
       if (n == 0) return;
       // Σ aaᵀ and Σ δδᵀ by symmetric rank-n updates (Scalar, then added into the double sums); the bias
       // row/column of A is Σ a and the count n.
-      update(sums_.activation[l].topLeftCorner(in, in), b.activations, scratch_a_);
-      update(sums_.gradient[l], b.output_gradients, scratch_g_);
+      update(sums_.activation[l].topLeftCorner(in, in), b.activations, scratch_a_[l]);
+      update(sums_.gradient[l], b.output_gradients, scratch_g_[l]);
       if (info.has_bias) {
-        sums_.activation[l].row(in).head(in) += b.activations.rowwise().sum().transpose().template cast<double>();
+        // Σ a goes to the bias row of A in flush(): added here into that strided row (one cache line per
+        // entry) it cost more than the layer's rank update. The same additions in the same order.
+        // Each entry summed left to right over the columns, in Scalar, as Eigen's coefficient-wise row
+        // sum did (its packet path, taken for a contiguous destination, adds in another order).
+        if (input_sums_[l].size() != in) input_sums_[l] = Eigen::VectorXd::Zero(in);
+        column_sum_ = b.activations.col(0);
+        for (Eigen::Index c = 1; c < n; ++c) column_sum_ += b.activations.col(c);
+        input_sums_[l] += column_sum_.template cast<double>();
         sums_.activation[l](in, in) += static_cast<double>(n);
       }
       sums_.positions[l] += static_cast<std::size_t>(n);
     }
+    /// Adds the bias rows' Σ a into the sums; call once after the visits (the sums' rows start at 0).
+    void flush() {
+      for (std::size_t l = 0; l < input_sums_.size(); ++l)
+        if (input_sums_[l].size() != 0) {
+          const Eigen::Index in = input_sums_[l].size();
+          sums_.activation[l].row(in).head(in) += input_sums_[l].transpose();
+          input_sums_[l].setZero();
+        }
+    }
     bool wants_sample_gradients() const override { return squares_ != nullptr; }
+    bool wants_linear_layer_scores() const override { return false; }  // squares_ reads the diagonal block only
     void on_sample_gradient(std::size_t, std::span<const Scalar> score) override {
       for (std::size_t k = 0; k < owner_.diagonal_indices_.size(); ++k) {
         const double x = static_cast<double>(score[static_cast<std::size_t>(owner_.diagonal_indices_[k])]);
@@ -263,20 +285,25 @@ class KroneckerBase {
     }
 
    private:
+    // Only the lower triangles are touched (the upper ones of the sums stay 0): zeroing and adding the
+    // whole float scratch cost as much as the rank update itself at these sizes (issue 14).
     template <class Sum, class Columns>
     static void update(Sum&& sum, const Columns& columns, Mat& scratch) {
       if constexpr (std::is_same_v<Scalar, double>) {
         sum.template selfadjointView<Eigen::Lower>().rankUpdate(columns);
       } else {
-        scratch.setZero(columns.rows(), columns.rows());
+        if (scratch.rows() != columns.rows()) scratch.resize(columns.rows(), columns.rows());
+        scratch.template triangularView<Eigen::Lower>().setZero();
         scratch.template selfadjointView<Eigen::Lower>().rankUpdate(columns);
-        sum += scratch.template cast<double>();  // upper triangle of scratch is 0
+        sum.template triangularView<Eigen::Lower>() += scratch.template cast<double>();
       }
     }
     const KroneckerBase& owner_;
     FactorSums& sums_;
     Eigen::VectorXd* squares_;
-    Mat scratch_a_, scratch_g_;
+    std::vector<Mat> scratch_a_, scratch_g_;  // per layer: no reallocation between layers of other sizes
+    std::vector<Eigen::VectorXd> input_sums_;  // per layer with bias: Σ a since the last flush()
+    Vector<Scalar> column_sum_;
   };
 
   // The blocked schedule of the empirical passes: n samples in fixed blocks of kFactorBlock; up to
@@ -308,6 +335,7 @@ class KroneckerBase {
       FactorVisitor visitor(*this, pending, squares);
       std::mt19937_64 rng(how.seed);
       for (std::size_t k = 0; k < draws(how); ++k) model.visit_linear_layers(samples, targets(how), rng, visitor);
+      visitor.flush();
     } else {
       struct Part {
         FactorSums sums;
@@ -320,6 +348,7 @@ class KroneckerBase {
             FactorVisitor visitor(*this, part.sums, squares ? &part.squares : nullptr);
             std::mt19937_64 rng(how.seed);  // not drawn from: the observed targets
             model.visit_linear_layers(samples.subspan(begin, count), targets(how), rng, visitor);
+            visitor.flush();
           },
           [&](const Part& part) {
             for (std::size_t l = 0; l < layers_.size(); ++l) {
@@ -800,6 +829,7 @@ class EkfacFisher : public detail::KroneckerBase<ScalarT> {
       }
     }
     bool wants_sample_gradients() const override { return !owner_.diagonal_indices_.empty(); }
+    bool wants_linear_layer_scores() const override { return false; }  // the diagonal block only
     void on_sample_gradient(std::size_t, std::span<const Scalar> score) override {
       for (std::size_t k = 0; k < owner_.diagonal_indices_.size(); ++k) {
         const double x = static_cast<double>(score[static_cast<std::size_t>(owner_.diagonal_indices_[k])]);

@@ -384,7 +384,8 @@ class Llama {
   /// gradient is exactly 0 (the top block's q, attn_output and feed-forward; lower blocks still see them
   /// through later positions' attention) are left out of the batch, so they do not dilute A.
   /// Sequences are batched sequences_per_chunk at a time, one at a time when the visitor wants each sample's
-  /// score vector. Single-threaded; the visitor is called in sample order.
+  /// score vector (whose linear-layer entries are left 0, their GEMMs skipped, when its
+  /// wants_linear_layer_scores() is false). Single-threaded; the visitor is called in sample order.
   void visit_linear_layers(std::span<const Sample> samples, CurvatureTargets targets, std::mt19937_64& rng,
                            LinearLayerVisitor<Scalar>& visitor) const {
     for (const Sample& s : samples) check_sample(s);
@@ -753,6 +754,11 @@ class Llama {
   ConstMap weight(std::size_t l, LlamaTensorKind k) const { return weight(block_tensor(l, k)); }
   // The gradient slot of a trainable tensor (nullptr when frozen).
   static Scalar* grad_of(Scalar* g, const LlamaTensor& t) { return (g && t.trainable) ? g + t.offset : nullptr; }
+  // Whether the weight gradients of the linear layers are computed into g: not for a K-FAC visitor that
+  // reads its scores outside them only (wants_linear_layer_scores() false) or reads no scores.
+  static bool linear_gradients(const Workspace& ws) {
+    return ws.visitor == nullptr || (ws.visitor->wants_sample_gradients() && ws.visitor->wants_linear_layer_scores());
+  }
   static MutMap grad_map(Scalar* p, const LlamaTensor& t) {
     return MutMap(p, static_cast<Index>(t.rows), static_cast<Index>(t.cols));
   }
@@ -983,7 +989,7 @@ class Llama {
 
     // ---- feed-forward: x_out = x_mid + W_downᵀ·act, act = silu(gate) ⊙ up ----
     if (Scalar* p = grad_of(g, t_down)) {
-      grad_map(p, t_down).noalias() += lc.act.leftCols(n) * dx.transpose();
+      if (linear_gradients(ws)) grad_map(p, t_down).noalias() += lc.act.leftCols(n) * dx.transpose();
       visit_layer(ws, l, LlamaTensorKind::ffn_down, lc.act.leftCols(n), dx);
     }
     auto dact = ws.dact.leftCols(n);
@@ -995,11 +1001,11 @@ class Llama {
       ws.dgate.leftCols(n).array() = dact.array() * lc.up.leftCols(n).array() * sig * (Scalar(1) + z * (Scalar(1) - sig));
     }
     if (Scalar* p = grad_of(g, t_gate)) {
-      grad_map(p, t_gate).noalias() += lc.h2.leftCols(n) * ws.dgate.leftCols(n).transpose();
+      if (linear_gradients(ws)) grad_map(p, t_gate).noalias() += lc.h2.leftCols(n) * ws.dgate.leftCols(n).transpose();
       visit_layer(ws, l, LlamaTensorKind::ffn_gate, lc.h2.leftCols(n), ws.dgate.leftCols(n));
     }
     if (Scalar* p = grad_of(g, t_up)) {
-      grad_map(p, t_up).noalias() += lc.h2.leftCols(n) * ws.dup.leftCols(n).transpose();
+      if (linear_gradients(ws)) grad_map(p, t_up).noalias() += lc.h2.leftCols(n) * ws.dup.leftCols(n).transpose();
       visit_layer(ws, l, LlamaTensorKind::ffn_up, lc.h2.leftCols(n), ws.dup.leftCols(n));
     }
     auto dh = ws.dh.leftCols(n);
@@ -1010,7 +1016,7 @@ class Llama {
 
     // ---- attention: x_mid = x_in + W_oᵀ·attn ----
     if (Scalar* p = grad_of(g, t_o)) {
-      grad_map(p, t_o).noalias() += lc.attn.leftCols(n) * dx.transpose();
+      if (linear_gradients(ws)) grad_map(p, t_o).noalias() += lc.attn.leftCols(n) * dx.transpose();
       visit_layer(ws, l, LlamaTensorKind::attn_output, lc.attn.leftCols(n), dx);
     }
     auto dattn = ws.dattn.leftCols(n);
@@ -1048,15 +1054,15 @@ class Llama {
       }
     const auto h1 = lc.h1.leftCols(n);
     if (Scalar* p = grad_of(g, t_q)) {
-      grad_map(p, t_q).noalias() += h1 * dq.transpose();
+      if (linear_gradients(ws)) grad_map(p, t_q).noalias() += h1 * dq.transpose();
       visit_layer(ws, l, LlamaTensorKind::attn_q, h1, dq);
     }
     if (Scalar* p = grad_of(g, t_k)) {
-      grad_map(p, t_k).noalias() += h1 * dk.transpose();
+      if (linear_gradients(ws)) grad_map(p, t_k).noalias() += h1 * dk.transpose();
       visit_layer(ws, l, LlamaTensorKind::attn_k, h1, dk);
     }
     if (Scalar* p = grad_of(g, t_v)) {
-      grad_map(p, t_v).noalias() += h1 * dv.transpose();
+      if (linear_gradients(ws)) grad_map(p, t_v).noalias() += h1 * dv.transpose();
       visit_layer(ws, l, LlamaTensorKind::attn_v, h1, dv);
     }
     if (!propagate && !t_norm1.trainable) return;

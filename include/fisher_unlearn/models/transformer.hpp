@@ -432,7 +432,8 @@ class Transformer {
   /// loss's 1/(n−1), so the implied per-sequence score g̃ = √(n−1)·∇ satisfies E[g̃g̃ᵀ] = the Gauss–Newton
   /// matrix of loss(s); for a weighted sample every seed is likewise divided by √loss_scale(s), i.e.
   /// g̃ = ∇/√c exactly as collect_gradients scales it. Sequences are batched sequences_per_chunk at a time, one at a time when the
-  /// visitor wants each sample's score vector. Single-threaded; the visitor is called in sample order.
+  /// visitor wants each sample's score vector (whose linear-layer entries are left 0, their GEMMs skipped,
+  /// when its wants_linear_layer_scores() is false). Single-threaded; the visitor is called in sample order.
   void visit_linear_layers(std::span<const Sample> samples, CurvatureTargets targets, std::mt19937_64& rng,
                            LinearLayerVisitor<Scalar>& visitor) const {
     for (const Sample& s : samples) check_sample(s);
@@ -859,9 +860,14 @@ class Transformer {
       forward_statistics(*visitor, 4 * li + index, first_sample, std::span<const Eigen::Index>(ws.seq_columns),
                          std::span<const char>(masked), inputs, output_gradients);
     };
+    // What is needed of g: all of it (a gradient, or a visitor's whole scores), the entries outside the
+    // linear layers only (a visitor that reads its scores there only: the weight-gradient GEMMs are
+    // skipped, their entries stay 0), or none (a visitor without sample scores: also the unembedding GEMM).
+    const bool other_grads = visitor == nullptr || visitor->wants_sample_gradients();
+    const bool linear_grads = other_grads && (visitor == nullptr || visitor->wants_linear_layer_scores());
     MutMap dwte = grad(g, layout_.token_embedding, C, V);
     MutMap dwpe = grad(g, layout_.position_embedding, C, config_.context_length);
-    dwte.noalias() += ws.lnf_out.leftCols(n) * logits.transpose();
+    if (other_grads) dwte.noalias() += ws.lnf_out.leftCols(n) * logits.transpose();
     auto dln = ws.dln.leftCols(n);
     dln.noalias() = wte * logits;
     auto dx = ws.dx.leftCols(n);
@@ -874,22 +880,28 @@ class Transformer {
       LayerCache& lc = ws.layers[li];
       // MLP: x ← x + W₂·gelu(W₁·LN₂(x) + b₁) + b₂
       visit(li, 3, lc.fc_act.leftCols(n), dx);
-      grad(g, b.proj_weight, C, F).noalias() += dx * lc.fc_act.leftCols(n).transpose();
-      grad(g, b.proj_bias, C, 1).col(0).noalias() += dx.rowwise().sum();
+      if (linear_grads) {
+        grad(g, b.proj_weight, C, F).noalias() += dx * lc.fc_act.leftCols(n).transpose();
+        grad(g, b.proj_bias, C, 1).col(0).noalias() += dx.rowwise().sum();
+      }
       auto dfc = ws.dfc.leftCols(n);
       dfc.noalias() = param(b.proj_weight, C, F).transpose() * dx;
       gelu_backward(lc.fc_pre.leftCols(n), lc.fc_tanh.leftCols(n), dfc);
       visit(li, 2, lc.ln2_out.leftCols(n), dfc);
-      grad(g, b.fc_weight, F, C).noalias() += dfc * lc.ln2_out.leftCols(n).transpose();
-      grad(g, b.fc_bias, F, 1).col(0).noalias() += dfc.rowwise().sum();
+      if (linear_grads) {
+        grad(g, b.fc_weight, F, C).noalias() += dfc * lc.ln2_out.leftCols(n).transpose();
+        grad(g, b.fc_bias, F, 1).col(0).noalias() += dfc.rowwise().sum();
+      }
       dln.noalias() = param(b.fc_weight, F, C).transpose() * dfc;
       layer_norm_backward(dln, lc.ln2_xhat.leftCols(n), lc.ln2_rstd, param(b.ln2_gain, C, 1), grad(g, b.ln2_gain, C, 1),
                           grad(g, b.ln2_bias, C, 1), dtmp);
       dx += dtmp;
       // attention: x ← x + W_o·Attn(LN₁(x)) + b_o
       visit(li, 1, lc.attn.leftCols(n), dx);
-      grad(g, b.out_weight, C, C).noalias() += dx * lc.attn.leftCols(n).transpose();
-      grad(g, b.out_bias, C, 1).col(0).noalias() += dx.rowwise().sum();
+      if (linear_grads) {
+        grad(g, b.out_weight, C, C).noalias() += dx * lc.attn.leftCols(n).transpose();
+        grad(g, b.out_bias, C, 1).col(0).noalias() += dx.rowwise().sum();
+      }
       dtmp.noalias() = param(b.out_weight, C, C).transpose() * dx;  // d attn
       auto qkv = lc.qkv.leftCols(n);
       auto dqkv = ws.dqkv.leftCols(n);
@@ -914,12 +926,14 @@ class Transformer {
         }
       }
       visit(li, 0, lc.ln1_out.leftCols(n), dqkv);
-      grad(g, b.qkv_weight, 3 * C, C).noalias() += dqkv * lc.ln1_out.leftCols(n).transpose();
-      grad(g, b.qkv_bias, 3 * C, 1).col(0).noalias() += dqkv.rowwise().sum();
-      // The key bias shifts every score of a query by the same q·b, to which softmax is invariant: its
-      // derivative is exactly 0. Write that 0 instead of the rounding residue of Σ dK (which is not
-      // zero-mean and would bias Fisher estimates on these coordinates).
-      grad(g, b.qkv_bias + C, C, 1).setZero();
+      if (linear_grads) {
+        grad(g, b.qkv_weight, 3 * C, C).noalias() += dqkv * lc.ln1_out.leftCols(n).transpose();
+        grad(g, b.qkv_bias, 3 * C, 1).col(0).noalias() += dqkv.rowwise().sum();
+        // The key bias shifts every score of a query by the same q·b, to which softmax is invariant: its
+        // derivative is exactly 0. Write that 0 instead of the rounding residue of Σ dK (which is not
+        // zero-mean and would bias Fisher estimates on these coordinates).
+        grad(g, b.qkv_bias + C, C, 1).setZero();
+      }
       dln.noalias() = param(b.qkv_weight, 3 * C, C).transpose() * dqkv;
       layer_norm_backward(dln, lc.ln1_xhat.leftCols(n), lc.ln1_rstd, param(b.ln1_gain, C, 1), grad(g, b.ln1_gain, C, 1),
                           grad(g, b.ln1_bias, C, 1), dtmp);
