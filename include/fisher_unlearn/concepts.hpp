@@ -208,8 +208,8 @@ class LinearLayerVisitor {
   /// When false, the visitor reads the score vectors of on_sample_gradient only outside every linear
   /// layer (the layers' statistics come through on_layer): the model may leave the entries of the linear
   /// layers' weights and biases unspecified there and skip computing them (their weight-gradient GEMMs are
-  /// about a third of a backward pass). Without sample gradients a model computes no parameter gradient
-  /// for the visitor at all. The K-FAC and EK-FAC visitors return false.
+  /// about a third of a backward pass). Without sample gradients a model need compute no parameter
+  /// gradient for the visitor at all. The K-FAC and EK-FAC visitors return false.
   virtual bool wants_linear_layer_scores() const { return true; }
   virtual void on_sample_gradient(std::size_t /*sample*/, std::span<const Scalar> /*score*/) {}
 };

@@ -254,10 +254,10 @@ class KroneckerBase {
       update(sums_.activation[l].topLeftCorner(in, in), b.activations, scratch_a_[l]);
       update(sums_.gradient[l], b.output_gradients, scratch_g_[l]);
       if (info.has_bias) {
-        // Σ a goes to the bias row of A in flush(): added here into that strided row (one cache line per
-        // entry) it cost more than the layer's rank update. The same additions in the same order.
-        // Each entry summed left to right over the columns, in Scalar, as Eigen's coefficient-wise row
-        // sum did (its packet path, taken for a contiguous destination, adds in another order).
+        // Σ a reaches the bias row of A in flush(): added per batch into that strided row (one cache line
+        // per entry) it cost more than the layer's rank update. Same bits: each entry is summed left to
+        // right over the columns in Scalar, as Eigen's coefficient-wise row sum did (its packet path,
+        // taken for a contiguous destination, adds in another order), then added in batch order.
         if (input_sums_[l].size() != in) input_sums_[l] = Eigen::VectorXd::Zero(in);
         column_sum_ = b.activations.col(0);
         for (Eigen::Index c = 1; c < n; ++c) column_sum_ += b.activations.col(c);
