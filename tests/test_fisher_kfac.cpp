@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <random>
 #include <vector>
@@ -547,7 +548,8 @@ TEMPLATE_TEST_CASE("KfacFisher: F^p v equals the dense power of the K-FAC matrix
             for (std::size_t l = 0; l < fisher.num_layers(); ++l)
               damping += fisher.layer_damping(l) * static_cast<double>(fisher.layer(l).out_features * (fisher.layer(l).in_features + 1));
             return damping + fisher.diagonal_damping() * static_cast<double>(fisher.diagonal_indices().size());
-          }()).epsilon(1e-10));
+          }()).epsilon(std::is_same_v<Scalar, float> ? 1e-7 : 1e-10));  // float: the dense matrix is built
+                                                                        // from float eigenvectors (‖u‖² = 1 to ~1e-7)
     if (alpha > 0) CHECK(fisher.layer_damping(0) > static_cast<double>(fisher.damping()));
   }
 }
@@ -784,4 +786,110 @@ TEST_CASE("KfacFisher: float statistics agree with double ones to float precisio
   ff.apply_power(-1.0, v.cast<float>(), of);
   CHECK(relative_error(of, od) < 1e-3);
   CHECK(ff.undamped_trace() == Approx(fd.undamped_trace()).epsilon(1e-4));
+}
+
+// ---- the float factor kernel (detail/fisher_kernels.hpp) ------------------------------------------
+
+TEST_CASE("K-FAC factor kernel: accumulate_lower_gram adds exactly the lower triangle of x·xᵀ into the double sums") {
+  std::mt19937_64 rng(71);
+  std::uniform_int_distribution<int> small(-4, 4);
+  std::vector<float> pad;
+  for (const Eigen::Index rows : {1, 3, 4, 5, 8, 15, 16, 17, 31, 32, 33, 48, 64, 65, 100, 192, 257})
+    for (const Eigen::Index n : {1, 7, 64, 300}) {
+      INFO("rows " << rows << ", columns " << n);
+      // Entries in quarters: every product and every float sum here is exact, so the kernel's result must
+      // equal the reference bit for bit whatever its order. The rows between `rows` and the stride hold
+      // NaN: a read past the block would show.
+      const Eigen::Index ld = rows + 3;
+      std::vector<float> x(static_cast<std::size_t>(ld * n), std::numeric_limits<float>::quiet_NaN());
+      Eigen::MatrixXd ref = Eigen::MatrixXd::Zero(rows, rows);
+      for (Eigen::Index t = 0; t < n; ++t)
+        for (Eigen::Index i = 0; i < rows; ++i) x[static_cast<std::size_t>(t * ld + i)] = 0.25f * static_cast<float>(small(rng));
+      for (Eigen::Index t = 0; t < n; ++t)
+        for (Eigen::Index j = 0; j < rows; ++j)
+          for (Eigen::Index i = j; i < rows; ++i)
+            ref(i, j) += double(x[static_cast<std::size_t>(t * ld + i)]) * double(x[static_cast<std::size_t>(t * ld + j)]);
+      // the sums: a (rows+2)² matrix with a starting value everywhere; only the lower triangle of the
+      // top-left rows×rows block may change, by the reference
+      Eigen::MatrixXd sum = Eigen::MatrixXd::Constant(rows + 2, rows + 2, 0.5);
+      fu::detail::accumulate_lower_gram(x.data(), ld, rows, n, sum.data(), sum.outerStride(), pad);
+      bool lower_ok = true, rest_ok = true;
+      for (Eigen::Index j = 0; j < rows + 2; ++j)
+        for (Eigen::Index i = 0; i < rows + 2; ++i) {
+          if (i < rows && j < rows && i >= j) lower_ok = lower_ok && sum(i, j) == 0.5 + ref(i, j);
+          else rest_ok = rest_ok && sum(i, j) == 0.5;
+        }
+      CHECK(lower_ok);
+      CHECK(rest_ok);
+    }
+}
+
+namespace {
+// A LinearLayerModel with one linear layer (width w, a bias) whose visit hands stored columns: sample s
+// owns columns [64s, 64s + 64) of a and δ. For comparing the float and double factor paths on the same data.
+template <class S>
+struct StoredLayer {
+  using Scalar = S;
+  using Sample = int;
+  Eigen::Index width;
+  fu::Matrix<S> a, delta;
+  std::vector<S> theta;
+  std::vector<Eigen::Index> columns{0, 64};
+  StoredLayer(const Eigen::MatrixXf& a_in, const Eigen::MatrixXf& d_in)
+      : width(a_in.rows()), a(a_in.cast<S>()), delta(d_in.cast<S>()), theta(static_cast<std::size_t>(width * width + width)) {}
+  std::size_t num_parameters() const { return theta.size(); }
+  std::span<S> parameters() { return theta; }
+  std::span<const S> parameters() const { return theta; }
+  S loss(const Sample&) const { return 0; }
+  S gradient(const Sample&, std::span<S>) const { return 0; }
+  std::vector<fu::LinearLayer> linear_layers() const {
+    const auto w = static_cast<std::size_t>(width);
+    return {{"stored", w, w, 0, fu::WeightOrder::column_major, true, w * w}};
+  }
+  void visit_linear_layers(std::span<const Sample> samples, fu::CurvatureTargets, std::mt19937_64&,
+                           fu::LinearLayerVisitor<S>& visitor) const {
+    using View = typename fu::LinearLayerBatch<S>::View;
+    for (std::size_t k = 0; k < samples.size(); ++k) {
+      const Eigen::Index first = 64 * samples[k];
+      visitor.on_layer({0, k, columns, View(a.data() + first * width, width, 64, Eigen::OuterStride<>(width)),
+                        View(delta.data() + first * width, width, 64, Eigen::OuterStride<>(width))});
+    }
+  }
+};
+}  // namespace
+
+TEST_CASE("KfacFisher: float factors equal the double ones of the same statistics to float rounding, on both float paths") {
+  // Widths up to detail::kFactorTileMaxRows take the register tiles, wider ones Eigen's rank update; the
+  // double estimator sums the same float numbers' products exactly (products of floats are exact in
+  // double). Each float entry may differ by the float rounding of one sample's 64 products.
+  for (const Eigen::Index w : {Eigen::Index{1}, Eigen::Index{5}, Eigen::Index{16}, Eigen::Index{33}, Eigen::Index{130},
+                               fu::detail::kFactorTileMaxRows + 8}) {
+    INFO("width " << w);
+    const int samples = 3;
+    const Eigen::MatrixXf a = random_vector<float>(w * 64 * samples, 5).reshaped(w, 64 * samples);
+    const Eigen::MatrixXf d = random_vector<float>(w * 64 * samples, 6).reshaped(w, 64 * samples);
+    const StoredLayer<float> mf(a, d);
+    const StoredLayer<double> md(a, d);
+    const std::vector<int> which{0, 1, 2};
+    fu::KfacFisher<float> ff(mf, 1e-3f);
+    fu::KfacFisher<double> fd(md, 1e-3);
+    ff.accumulate(mf, std::span<const int>(which), fu::kfac_true_fisher());
+    fd.accumulate(md, std::span<const int>(which), fu::kfac_true_fisher());
+    const auto check = [&](const Eigen::MatrixXd& got, const Eigen::MatrixXd& want, const Eigen::MatrixXf& x, double scale) {
+      REQUIRE(got.rows() >= w);
+      // bound per entry: each sample's 64 products summed in float, 64·2⁻²⁴·Σ|x_i x_j| in all, times the
+      // factor's normalisation
+      const Eigen::MatrixXd abs_products = x.cast<double>().cwiseAbs() * x.cast<double>().cwiseAbs().transpose();
+      bool ok = true;
+      for (Eigen::Index j = 0; j < w; ++j)
+        for (Eigen::Index i = 0; i < w; ++i)
+          ok = ok && std::abs(got(i, j) - want(i, j)) <= 64.0 * std::ldexp(1.0, -24) * abs_products(i, j) * scale + 1e-300;
+      CHECK(ok);
+      CHECK(relative_error(got, want) > 0.0);  // float arithmetic really happened (the paths differ)
+    };
+    check(ff.gradient_factor(0), fd.gradient_factor(0), d, 1.0 / samples);  // G: the mean over samples
+    check(ff.activation_factor(0).topLeftCorner(w, w), fd.activation_factor(0).topLeftCorner(w, w), a,
+          1.0 / (64.0 * samples));  // A: the mean over positions
+    CHECK(ff.activation_factor(0).row(w).isApprox(fd.activation_factor(0).row(w), 1e-6));  // Σ a and the count
+  }
 }

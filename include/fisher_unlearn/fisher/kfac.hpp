@@ -8,6 +8,7 @@
 
 #include "fisher_unlearn/concepts.hpp"
 #include "fisher_unlearn/detail/fisher_common.hpp"
+#include "fisher_unlearn/detail/fisher_kernels.hpp"
 #include "fisher_unlearn/detail/parallel.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/fisher/collect.hpp"
@@ -249,8 +250,8 @@ class KroneckerBase {
         throw InvalidArgument(std::string(owner_.name_) + ": the model handed layer '" + info.name +
                               "' statistics of the wrong shape; its visit_linear_layers disagrees with linear_layers()");
       if (n == 0) return;
-      // Σ aaᵀ and Σ δδᵀ by symmetric rank-n updates (Scalar, then added into the double sums); the bias
-      // row/column of A is Σ a and the count n.
+      // Σ aaᵀ and Σ δδᵀ by symmetric rank-n updates of the lower triangles (float: each visit's products
+      // summed in float, then added into the double sums); the bias row/column of A is Σ a and the count n.
       update(sums_.activation[l].topLeftCorner(in, in), b.activations, scratch_a_[l]);
       update(sums_.gradient[l], b.output_gradients, scratch_g_[l]);
       if (info.has_bias) {
@@ -285,12 +286,17 @@ class KroneckerBase {
     }
 
    private:
-    // Only the lower triangles are touched (the upper ones of the sums stay 0): zeroing and adding the
-    // whole float scratch cost as much as the rank update itself at these sizes (issue 14).
+    // Only the lower triangles are touched (the upper ones of the sums stay 0).
     template <class Sum, class Columns>
-    static void update(Sum&& sum, const Columns& columns, Mat& scratch) {
+    void update(Sum&& sum, const Columns& columns, Mat& scratch) {
       if constexpr (std::is_same_v<Scalar, double>) {
         sum.template selfadjointView<Eigen::Lower>().rankUpdate(columns);
+      } else if (columns.rows() <= detail::kFactorTileMaxRows) {
+        // in registers, added into the double sum directly (detail/fisher_kernels.hpp): Eigen's rank
+        // update needs a zeroed float scratch and a second pass to add it, which cost as much as the
+        // update itself for a window's 64 columns (issue 14)
+        detail::accumulate_lower_gram(columns.data(), columns.outerStride(), columns.rows(), columns.cols(), sum.data(),
+                                      sum.outerStride(), pad_);
       } else {
         if (scratch.rows() != columns.rows()) scratch.resize(columns.rows(), columns.rows());
         scratch.template triangularView<Eigen::Lower>().setZero();
@@ -301,7 +307,8 @@ class KroneckerBase {
     const KroneckerBase& owner_;
     FactorSums& sums_;
     Eigen::VectorXd* squares_;
-    std::vector<Mat> scratch_a_, scratch_g_;  // per layer: no reallocation between layers of other sizes
+    std::vector<Mat> scratch_a_, scratch_g_;  // per layer, float layers wider than kFactorTileMaxRows only
+    std::vector<float> pad_;                  // a layer's columns padded to whole registers (float tiles)
     std::vector<Eigen::VectorXd> input_sums_;  // per layer with bias: Σ a since the last flush()
     Vector<Scalar> column_sum_;
   };
