@@ -196,44 +196,68 @@ void scaled_plus_matrix_vector(double alpha, const Eigen::MatrixBase<DerivedV>& 
 }
 
 
+/// The Gram tiles' vector: four doubles (GramLanes) by default, eight where the target has AVX-512 — with
+/// four lanes on an AVX-512 core the tiles ran at 0.36–0.44 of Eigen's GEMM rate, which uses 512-bit
+/// registers (bench_fisher, 2026-12-07 16:50 run); the AVX2 figures (0.75–0.82) were taken with four.
+#if defined(__AVX512F__)
+using GramTileLanes = double __attribute__((vector_size(64)));
+inline constexpr int kGramTileColumns = 4;  // 4×4 accumulators + 8 loaded segments of 32 registers
+#else
+using GramTileLanes = GramLanes;
+inline constexpr int kGramTileColumns = 2;  // 4×2 accumulators + 6 loaded segments of AVX2's 16
+#endif
+inline constexpr Eigen::Index kGramTileLanes = static_cast<Eigen::Index>(sizeof(GramTileLanes) / sizeof(double));
+
+/// The lanes of v added in a fixed tree: (v0 + v1) + (v2 + v3), and for eight lanes that plus (v4 + v5) + (v6 + v7).
+inline double gram_lanes_sum(const GramTileLanes& v) {
+  if constexpr (kGramTileLanes == 4) {
+    return (v[0] + v[1]) + (v[2] + v[3]);
+  } else {
+    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+  }
+}
+
 /// p(i0 + a, j0 + b) += Σ_{r<n} g_{i0+a}[r]·g_{j0+b}[r] for a < TA, b < TB, over a packed column-major
-/// block g (column stride ld, contiguous, cache-resident). TA·TB accumulators of four lanes stay in
-/// registers (4×2: 8 of AVX2's 16, plus 6 for the loaded segments); the lanes are added in a fixed order.
+/// block g (column stride ld, contiguous, cache-resident). TA·TB accumulators of kGramTileLanes lanes stay
+/// in registers; lane ℓ sums the rows r ≡ ℓ (mod lanes), the lanes are added in a fixed order
+/// (gram_lanes_sum), then the last n mod lanes rows one by one.
 template <int TA, int TB>
 void gram_tile(const double* g, Eigen::Index ld, Eigen::Index n, Eigen::Index i0, Eigen::Index j0, Eigen::MatrixXd& p) {
-  constexpr Eigen::Index lanes = 4;
-  GramLanes acc[TA][TB];
+  constexpr Eigen::Index lanes = kGramTileLanes;
+  GramTileLanes acc[TA][TB];
   for (int a = 0; a < TA; ++a)
-    for (int b = 0; b < TB; ++b) acc[a][b] = GramLanes{0.0, 0.0, 0.0, 0.0};
+    for (int b = 0; b < TB; ++b) acc[a][b] = GramTileLanes{};
   const double* ci[TA];
   const double* cj[TB];
   for (int a = 0; a < TA; ++a) ci[a] = g + (i0 + a) * ld;
   for (int b = 0; b < TB; ++b) cj[b] = g + (j0 + b) * ld;
   Eigen::Index r = 0;
   for (; r + lanes <= n; r += lanes) {
-    GramLanes y[TB];
-    for (int b = 0; b < TB; ++b) std::memcpy(&y[b], cj[b] + r, sizeof(GramLanes));
+    GramTileLanes y[TB];
+    for (int b = 0; b < TB; ++b) std::memcpy(&y[b], cj[b] + r, sizeof(GramTileLanes));
     for (int a = 0; a < TA; ++a) {
-      GramLanes x;
-      std::memcpy(&x, ci[a] + r, sizeof(GramLanes));
+      GramTileLanes x;
+      std::memcpy(&x, ci[a] + r, sizeof(GramTileLanes));
       for (int b = 0; b < TB; ++b) acc[a][b] += x * y[b];
     }
   }
   for (int a = 0; a < TA; ++a)
     for (int b = 0; b < TB; ++b) {
-      double sum = (acc[a][b][0] + acc[a][b][1]) + (acc[a][b][2] + acc[a][b][3]);
+      double sum = gram_lanes_sum(acc[a][b]);
       for (Eigen::Index t = r; t < n; ++t) sum += ci[a][t] * cj[b][t];
       p(i0 + a, j0 + b) += sum;
     }
 }
 
-/// The lower triangle of p += gᵀg for a packed n×m block (column stride ld): 4×2 tiles over rows of
-/// four columns (the diagonal tiles also fill a few upper entries, which the caller ignores), the last
-/// m mod 4 columns one at a time.
+/// The lower triangle of p += gᵀg for a packed n×m block (column stride ld): 4×kGramTileColumns tiles
+/// over rows of four columns (the diagonal tiles also fill a few upper entries, which the caller
+/// ignores), the last m mod 4 columns one at a time.
 inline void gram_lower_packed(const double* g, Eigen::Index ld, Eigen::Index n, Eigen::Index m, Eigen::MatrixXd& p) {
+  constexpr int columns = kGramTileColumns;
+  static_assert(4 % columns == 0, "a row of four columns must hold whole tiles");
   Eigen::Index i0 = 0;
   for (; i0 + 4 <= m; i0 += 4)
-    for (Eigen::Index j0 = 0; j0 < i0 + 4; j0 += 2) gram_tile<4, 2>(g, ld, n, i0, j0, p);
+    for (Eigen::Index j0 = 0; j0 < i0 + 4; j0 += columns) gram_tile<4, columns>(g, ld, n, i0, j0, p);
   for (; i0 < m; ++i0) {
     Eigen::Index j0 = 0;
     for (; j0 + 2 <= i0 + 1; j0 += 2) gram_tile<1, 2>(g, ld, n, i0, j0, p);
