@@ -409,8 +409,9 @@ void factor_tile(const float* x, Eigen::Index ld, Eigen::Index n, Eigen::Index r
 
 /// The widest layer (rows) that takes accumulate_lower_gram: above it the double triangle (> 1 MiB) leaves
 /// L2 between column blocks and Eigen's rank update into a float scratch, added once, was faster
-/// (bench_kfac kfac/accumulate<float>: 768 and 1024 rows × 2048 columns 125–140 / 234–255 ms with Eigen,
-/// 157–207 / 324–327 ms with the tiles; 256 × 512 3.8–3.9 vs 3.4–4.3 ms, 64 × 512 0.36–0.49 vs 0.22 ms).
+/// (bench_kfac kfac/accumulate<float>, 2026-12-07, AVX-512: 768 and 1024 rows × 2048 columns 125–140 /
+/// 234–255 ms with Eigen, 157–207 / 308–327 ms with the tiles in column blocks of 128–256 KiB; 256 × 512
+/// 3.8–3.9 vs 3.4–4.3 ms, 64 × 512 0.36–0.49 vs 0.22 ms).
 inline constexpr Eigen::Index kFactorTileMaxRows = 512;
 
 /// The lower triangle (diagonal included) of sum += x·xᵀ for a rows×n float block x (column stride
