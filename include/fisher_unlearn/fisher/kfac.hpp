@@ -436,7 +436,11 @@ class KroneckerBase {
     std::vector<std::size_t> order(2 * L);
     for (std::size_t job = 0; job < order.size(); ++job) order[job] = job;
     const auto size_of = [&](std::size_t job) { return job % 2 == 0 ? in_aug(job / 2) : out(job / 2); };
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return size_of(a) > size_of(b); });
+    // (std::sort with the job index as tie-break: std::stable_sort's temporary buffer is deprecated in
+    // the libstdc++ that Clang 19 -Werror builds against)
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      return size_of(a) != size_of(b) ? size_of(a) > size_of(b) : a < b;
+    });
     std::atomic<std::size_t> next{0};
     const std::size_t workers = std::min(detail::resolve_threads(num_threads_), order.size());
     detail::parallel_for(workers, workers, [&](std::size_t, std::size_t) {
