@@ -210,11 +210,11 @@ inline constexpr Eigen::Index kGramTileLanes = static_cast<Eigen::Index>(sizeof(
 
 /// The lanes of v added in a fixed tree: (v0 + v1) + (v2 + v3), and for eight lanes that plus (v4 + v5) + (v6 + v7).
 inline double gram_lanes_sum(const GramTileLanes& v) {
-  if constexpr (kGramTileLanes == 4) {
-    return (v[0] + v[1]) + (v[2] + v[3]);
-  } else {
-    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
-  }
+#if defined(__AVX512F__)
+  return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+#else
+  return (v[0] + v[1]) + (v[2] + v[3]);
+#endif
 }
 
 /// p(i0 + a, j0 + b) += Σ_{r<n} g_{i0+a}[r]·g_{j0+b}[r] for a < TA, b < TB, over a packed column-major
