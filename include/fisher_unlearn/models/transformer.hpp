@@ -431,24 +431,46 @@ class Transformer {
   /// LinearLayerModel). The backward pass is seeded with √cₜ = 1/√(n−1) per position instead of the
   /// loss's 1/(n−1), so the implied per-sequence score g̃ = √(n−1)·∇ satisfies E[g̃g̃ᵀ] = the Gauss–Newton
   /// matrix of loss(s); for a weighted sample every seed is likewise divided by √loss_scale(s), i.e.
-  /// g̃ = ∇/√c exactly as collect_gradients scales it. Sequences are batched sequences_per_chunk at a time, one at a time when the
-  /// visitor wants each sample's score vector (whose linear-layer entries are left 0, their GEMMs skipped,
-  /// when its wants_linear_layer_scores() is false). Single-threaded; the visitor is called in sample order.
+  /// g̃ = ∇/√c exactly as collect_gradients scales it. Sequences are batched sequences_per_chunk at a time,
+  /// also when the visitor wants each sample's score vector but reads it outside the linear layers only
+  /// (wants_linear_layer_scores() false, as K-FAC's diagonal block: the linear-layer entries are left 0 and
+  /// their GEMMs skipped; the others are computed per sequence of the chunk), one at a time when it wants
+  /// whole scores. Single-threaded; the visitor is called in sample order (a chunk's layers, then its
+  /// samples' scores).
   void visit_linear_layers(std::span<const Sample> samples, CurvatureTargets targets, std::mt19937_64& rng,
                            LinearLayerVisitor<Scalar>& visitor) const {
     for (const Sample& s : samples) check_sample(s);
     if (samples.empty()) return;
     const bool per_sample = visitor.wants_sample_gradients();
-    const std::size_t per = per_sample ? 1 : execution_.sequences_per_chunk;
+    // Scores outside the linear layers only: the chunk is batched and each sequence's entries (embeddings,
+    // LayerNorms) go to its own vector; whole scores need one sequence at a time.
+    const bool split_scores = per_sample && !visitor.wants_linear_layer_scores();
+    const std::size_t per = per_sample && !split_scores ? 1 : execution_.sequences_per_chunk;
     std::vector<const Sample*> pointers(samples.size());
     for (std::size_t i = 0; i < samples.size(); ++i) pointers[i] = &samples[i];
-    Vec scratch(static_cast<Eigen::Index>(layout_.total));
+    const std::size_t total = layout_.total;
     auto lease = acquire();
+    Vec whole;
+    Scalar* scores = nullptr;
+    if (split_scores) {
+      // one score per sequence of a chunk, kept with the workspace (a block of the K-FAC pass visits 32
+      // samples; fresh scores for every visit were page faults); their linear-layer entries are never
+      // written, so they stay the 0 they are allocated with
+      const auto need = static_cast<Eigen::Index>(total * std::min(per, samples.size()));
+      if ((*lease).split_scores.size() < need) (*lease).split_scores = Vec::Zero(need);
+      scores = (*lease).split_scores.data();
+    } else {
+      whole.resize(static_cast<Eigen::Index>(total));
+      scores = whole.data();
+    }
     for (std::size_t begin = 0; begin < samples.size(); begin += per) {
       const std::size_t n = std::min(per, samples.size() - begin);
-      run_chunk(*lease, std::span<const Sample* const>(pointers.data() + begin, n), scratch.data(),
-                targets == CurvatureTargets::sampled ? Targets::sampled : Targets::observed, &rng, &visitor, begin);
-      if (per_sample) visitor.on_sample_gradient(begin, std::span<const Scalar>(scratch.data(), layout_.total));
+      run_chunk(*lease, std::span<const Sample* const>(pointers.data() + begin, n), scores,
+                targets == CurvatureTargets::sampled ? Targets::sampled : Targets::observed, &rng, &visitor, begin,
+                split_scores);
+      if (!per_sample) continue;
+      for (std::size_t s = 0; s < (split_scores ? n : 1); ++s)
+        visitor.on_sample_gradient(begin + s, std::span<const Scalar>(scores + s * total, total));
     }
   }
 
@@ -535,6 +557,7 @@ class Transformer {
     std::vector<Token> targets;  // per position: a token, kSkipped, or soft_code(k) (weighted samples only)
     std::vector<Scalar> factor;  // per position of a weighted sample: ∂loss/∂ℓₜ (c·wₜ; c·√wₜ when sampled)
     std::vector<Eigen::Index> seq_offset, seq_length, seq_columns;
+    Vec split_scores;  // visit_linear_layers: a chunk's scores outside the linear layers (0 inside them)
   };
 
   // Workspaces are checked out per call, so const methods may run concurrently on one model (each
@@ -623,6 +646,16 @@ class Transformer {
   static MutMap grad(Scalar* g, std::size_t offset, std::size_t rows, std::size_t cols) {
     return MutMap(g + offset, static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
   }
+  // Zeroes the entries of g outside the linear layers: the embeddings and the LayerNorms' gains and biases.
+  void zero_outside_linear_layers(Scalar* g) const {
+    const std::size_t C = config_.width;
+    std::fill_n(g + layout_.token_embedding, C * config_.vocab_size, Scalar(0));
+    std::fill_n(g + layout_.position_embedding, C * config_.context_length, Scalar(0));
+    for (const auto& b : layout_.blocks)
+      for (std::size_t at : {b.ln1_gain, b.ln1_bias, b.ln2_gain, b.ln2_bias}) std::fill_n(g + at, C, Scalar(0));
+    std::fill_n(g + layout_.final_gain, C, Scalar(0));
+    std::fill_n(g + layout_.final_bias, C, Scalar(0));
+  }
 
   // Resizes only when the chunk needs more columns than any before, so a warm workspace never allocates.
   // The first column of head h's T×T attention block of the sequence at offset o: the sequence's H
@@ -686,8 +719,8 @@ class Transformer {
   }
 
   // Accumulates dγ, dβ and writes dx = rstd·(d x̂ − mean(d x̂) − x̂ ⊙ mean(d x̂ ⊙ x̂)), d x̂ = dy ⊙ γ.
-  template <class Dy, class Xhat, class Dx>
-  static void layer_norm_backward(const Dy& dy, const Xhat& xhat, const RowVec& rstd, const ConstMap& gain,
+  template <class Dy, class Xhat, class Rstd, class Dx>
+  static void layer_norm_backward(const Dy& dy, const Xhat& xhat, const Rstd& rstd, const ConstMap& gain,
                                   MutMap dgain, MutMap dbias, Dx&& dx) {
     const Eigen::Index n = dy.cols();
     dgain.col(0).noalias() += (dy.array() * xhat.array()).rowwise().sum().matrix();
@@ -724,9 +757,12 @@ class Transformer {
   // After return ws.logits holds log-probabilities (when g == nullptr).
   // With a visitor (K-FAC statistics) the backward seeds are √(1/T_s) instead of 1/T_s (see
   // visit_linear_layers) and every linear layer's inputs and output gradients are handed to it.
+  // split_scores (a visitor that reads no linear-layer score): g holds one vector of num_parameters() per
+  // sequence, and sequence s's entries outside the linear layers are overwritten in g + s·total with its
+  // own score; the linear layers' entries are not touched.
   Scalar run_chunk(Workspace& ws, std::span<const Sample* const> seqs, Scalar* g, Targets targets,
                    std::mt19937_64* rng, LinearLayerVisitor<Scalar>* visitor = nullptr,
-                   std::size_t first_sample = 0) const {
+                   std::size_t first_sample = 0, bool split_scores = false) const {
     const std::size_t C = config_.width, F = config_.mlp_ratio * C, V = config_.vocab_size, Hh = config_.num_heads;
     const std::size_t hd = C / Hh;
     const auto Ci = static_cast<Eigen::Index>(C), hdi = static_cast<Eigen::Index>(hd);
@@ -830,8 +866,13 @@ class Transformer {
     if (g == nullptr) return total;
 
     // ---- backward ----
-    auto gout = as_eigen<Scalar>(std::span<Scalar>(g, layout_.total));
-    gout.setZero();
+    // out(s): where sequence s's score goes (all sequences share g unless split_scores)
+    const auto out = [&](std::size_t s) { return split_scores ? g + s * layout_.total : g; };
+    if (split_scores) {
+      for (std::size_t s = 0; s < S; ++s) zero_outside_linear_layers(out(s));
+    } else {
+      as_eigen<Scalar>(std::span<Scalar>(g, layout_.total)).setZero();
+    }
     // dlogits = (softmax − onehot)/T_s, in place of the log-probabilities.
     logits = logits.array().exp().matrix();
     for (std::size_t s = 0; s < S; ++s) {
@@ -864,16 +905,36 @@ class Transformer {
     // linear layers only (a visitor that reads its scores there only: the weight-gradient GEMMs are
     // skipped, their entries stay 0), or none (a visitor without sample scores: also the unembedding GEMM).
     const bool other_grads = visitor == nullptr || visitor->wants_sample_gradients();
-    const bool linear_grads = other_grads && (visitor == nullptr || visitor->wants_linear_layer_scores());
-    MutMap dwte = grad(g, layout_.token_embedding, C, V);
-    MutMap dwpe = grad(g, layout_.position_embedding, C, config_.context_length);
-    if (other_grads) dwte.noalias() += ws.lnf_out.leftCols(n) * logits.transpose();
+    const bool linear_grads = other_grads && !split_scores && (visitor == nullptr || visitor->wants_linear_layer_scores());
+    if (other_grads) {
+      if (split_scores) {
+        for (std::size_t s = 0; s < S; ++s) {
+          const Eigen::Index o = ws.seq_offset[s], T = ws.seq_length[s];
+          grad(out(s), layout_.token_embedding, C, V).noalias() +=
+              ws.lnf_out.middleCols(o, T) * logits.middleCols(o, T).transpose();
+        }
+      } else {
+        grad(g, layout_.token_embedding, C, V).noalias() += ws.lnf_out.leftCols(n) * logits.transpose();
+      }
+    }
     auto dln = ws.dln.leftCols(n);
     dln.noalias() = wte * logits;
     auto dx = ws.dx.leftCols(n);
     auto dtmp = ws.dtmp.leftCols(n);
-    layer_norm_backward(dln, ws.lnf_xhat.leftCols(n), ws.lnf_rstd, param(layout_.final_gain, C, 1),
-                        grad(g, layout_.final_gain, C, 1), grad(g, layout_.final_bias, C, 1), dx);
+    // A LayerNorm's backward, its gain and bias gradients per sequence under split_scores.
+    const auto norm_backward = [&](const auto& dy, const auto& xhat, const RowVec& rstd, std::size_t gain,
+                                   std::size_t bias, auto&& dx_out) {
+      if (!split_scores) {
+        layer_norm_backward(dy, xhat, rstd.leftCols(n), param(gain, C, 1), grad(g, gain, C, 1), grad(g, bias, C, 1), dx_out);
+        return;
+      }
+      for (std::size_t s = 0; s < S; ++s) {
+        const Eigen::Index o = ws.seq_offset[s], T = ws.seq_length[s];
+        layer_norm_backward(dy.middleCols(o, T), xhat.middleCols(o, T), rstd.segment(o, T), param(gain, C, 1),
+                            grad(out(s), gain, C, 1), grad(out(s), bias, C, 1), dx_out.middleCols(o, T));
+      }
+    };
+    norm_backward(dln, ws.lnf_xhat.leftCols(n), ws.lnf_rstd, layout_.final_gain, layout_.final_bias, dx);
 
     for (std::size_t li = config_.num_layers; li-- > 0;) {
       const auto& b = layout_.blocks[li];
@@ -893,8 +954,7 @@ class Transformer {
         grad(g, b.fc_bias, F, 1).col(0).noalias() += dfc.rowwise().sum();
       }
       dln.noalias() = param(b.fc_weight, F, C).transpose() * dfc;
-      layer_norm_backward(dln, lc.ln2_xhat.leftCols(n), lc.ln2_rstd, param(b.ln2_gain, C, 1), grad(g, b.ln2_gain, C, 1),
-                          grad(g, b.ln2_bias, C, 1), dtmp);
+      norm_backward(dln, lc.ln2_xhat.leftCols(n), lc.ln2_rstd, b.ln2_gain, b.ln2_bias, dtmp);
       dx += dtmp;
       // attention: x ← x + W_o·Attn(LN₁(x)) + b_o
       visit(li, 1, lc.attn.leftCols(n), dx);
@@ -935,16 +995,18 @@ class Transformer {
         grad(g, b.qkv_bias + C, C, 1).setZero();
       }
       dln.noalias() = param(b.qkv_weight, 3 * C, C).transpose() * dqkv;
-      layer_norm_backward(dln, lc.ln1_xhat.leftCols(n), lc.ln1_rstd, param(b.ln1_gain, C, 1), grad(g, b.ln1_gain, C, 1),
-                          grad(g, b.ln1_bias, C, 1), dtmp);
+      norm_backward(dln, lc.ln1_xhat.leftCols(n), lc.ln1_rstd, b.ln1_gain, b.ln1_bias, dtmp);
       dx += dtmp;
     }
-    for (std::size_t s = 0; s < S; ++s)
+    for (std::size_t s = 0; s < S; ++s) {
+      MutMap dwte = grad(out(s), layout_.token_embedding, C, V);
+      MutMap dwpe = grad(out(s), layout_.position_embedding, C, config_.context_length);
       for (Eigen::Index t = 0; t < ws.seq_length[s]; ++t) {
         const auto col = dx.col(ws.seq_offset[s] + t);
         dwte.col(seqs[s]->tokens[static_cast<std::size_t>(t)]) += col;
         dwpe.col(t) += col;
       }
+    }
     return total;
   }
 
