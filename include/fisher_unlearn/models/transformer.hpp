@@ -445,10 +445,12 @@ class Transformer {
     // Scores outside the linear layers only: the chunk is batched and each sequence's entries (embeddings,
     // LayerNorms) go to its own vector; whole scores need one sequence at a time.
     const bool split_scores = per_sample && !visitor.wants_linear_layer_scores();
-    const std::size_t per = per_sample && !split_scores ? 1 : execution_.sequences_per_chunk;
+    const std::size_t total = layout_.total;
+    std::size_t per = per_sample && !split_scores ? 1 : execution_.sequences_per_chunk;
+    // split scores hold a whole parameter vector per sequence: at most kSplitScoreBytes of them
+    if (split_scores) per = std::clamp<std::size_t>(kSplitScoreBytes / (total * sizeof(Scalar)), 1, per);
     std::vector<const Sample*> pointers(samples.size());
     for (std::size_t i = 0; i < samples.size(); ++i) pointers[i] = &samples[i];
-    const std::size_t total = layout_.total;
     auto lease = acquire();
     Vec whole;
     Scalar* scores = nullptr;
@@ -540,6 +542,7 @@ class Transformer {
   using ConstMap = Eigen::Map<const Mat>;
   using MutMap = Eigen::Map<Mat>;
   static constexpr Scalar kLayerNormEpsilon = Scalar(1e-5);
+  static constexpr std::size_t kSplitScoreBytes = std::size_t(32) << 20;  // visit_linear_layers' chunk scores
   static constexpr Token kSkipped = -1;  // a position of weight 0
   static constexpr Token soft_code(std::int32_t k) { return -2 - k; }
   static constexpr std::int32_t soft_index(Token code) { return -2 - code; }
