@@ -8,7 +8,8 @@
 // adds 2× the forward FLOP of each trainable block (input and weight gradients) and 2·V·C (the head's
 // input gradient; the tied embedding is frozen). RMSNorm, RoPE, softmax and SwiGLU's pointwise work are
 // not counted, so of_gemm is a lower bound on the GEMM efficiency. Tokens are seeded random ids (the cost
-// does not depend on them).
+// does not depend on them). The batch is cut into one chunk per thread (2 sequences stacked at 1 thread,
+// one each at 2).
 // The model file: $FISHER_UNLEARN_SMOLLM2, else $FISHER_UNLEARN_MODEL_CACHE (default .cache/models) /
 // SmolLM2-135M-Instruct.Q4_1.gguf (scripts/fetch_smollm2.sh downloads it); every row is skipped with a
 // message when it is missing.
@@ -16,6 +17,7 @@
 
 #include <fisher_unlearn/models/llama_gguf.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -104,6 +106,10 @@ void BM_llama(benchmark::State& state, std::size_t threads, bool transposed) {
   Llama model = *f.model;  // shares the frozen weights
   auto execution = model.execution();
   execution.num_threads = threads;
+  // One chunk per thread: the model threads over chunks of sequences_per_chunk sequences (default 4), so
+  // with the batch's 2 sequences in one chunk the 2-thread rows ran on one thread (and read as slower than
+  // the 1-thread ones by the host's noise alone).
+  execution.sequences_per_chunk = std::max<std::size_t>(1, kBatch / threads);
   execution.boundary_cache_bytes = 0;
   model.set_execution(execution);
   model.set_transposed_frozen_weights(transposed);
