@@ -257,17 +257,11 @@ void check_without_linear_scores(const Recorder<Scalar>& full, const Recorder<Sc
 Eigen::MatrixXd layer_gradient(const fu::LinearLayer& info, const std::vector<Recorder<double>::Batch>& batches,
                                std::size_t sample) {
   const auto in = static_cast<Eigen::Index>(info.in_features);
-  for (const auto& b : batches) {
-    if (sample < b.first || sample + 1 >= b.first + b.columns.size()) continue;
-    const std::size_t j = sample - b.first;
-    const Eigen::Index c = b.columns[j], k = b.columns[j + 1] - c;
-    Eigen::MatrixXd a(in + (info.has_bias ? 1 : 0), k);
-    a.topRows(in) = b.a.middleCols(c, k);
-    if (info.has_bias) a.row(in).setOnes();
-    return b.delta.middleCols(c, k) * a.transpose();
-  }
-  FAIL("sample not visited");
-  return {};
+  const auto [inputs, delta] = sample_columns(batches, sample);
+  Eigen::MatrixXd a(in + (info.has_bias ? 1 : 0), inputs.cols());
+  a.topRows(in) = inputs;
+  if (info.has_bias) a.row(in).setOnes();
+  return delta * a.transpose();
 }
 
 // The dense d×d matrix an estimator applies: Kronecker (or EK-FAC) blocks + the diagonal, undamped
