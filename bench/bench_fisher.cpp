@@ -2,7 +2,8 @@
 //   DiagonalFisher accumulation (Σ g², O(md)) and F^p v (O(d)) vs a streaming pass over the same bytes;
 //   WoodburyFisher set-up (Gram GᵀG, 2m²d FLOP, + O(m³)) vs the Eigen GEMM rate; its products
 //   (two passes over G, O(md) bytes) vs streaming reads, with SetComplexityN over d and over m;
-//   a dense d×d solve (form F, Cholesky, solve: O(d²m + d³)) as the naive baseline of the Woodbury solve.
+//   a dense d×d solve (form F, Cholesky, solve: O(d²m + d³)) as the naive baseline of the Woodbury solve;
+//   the symmetric eigendecomposition of finalize (K-FAC factors, the Woodbury Gram) vs Eigen's QR solver.
 // Counters: bytes_per_s / flop_per_s, and of_ceiling / of_gemm = achieved rate ÷ ceiling rate, the ceiling
 // measured at the routine's own thread count ("…/threads2" rows run the estimators with set_num_threads(2)).
 #include "ceilings.hpp"
@@ -10,10 +11,13 @@
 
 #include <fisher_unlearn/fisher/diagonal.hpp>
 #include <fisher_unlearn/detail/fisher_kernels.hpp>
+#include <fisher_unlearn/detail/symmetric_eigen.hpp>
 #include <fisher_unlearn/fisher/woodbury.hpp>
 
 #include <Eigen/Cholesky>
+#include <Eigen/Eigenvalues>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
@@ -303,6 +307,46 @@ void BM_woodbury_setup_solve(benchmark::State& state) {
   }
 }
 
+// The symmetric eigendecomposition the estimators finalize with (detail/symmetric_eigen.hpp: Householder
+// tridiagonalization, divide and conquer, back-transformation) against Eigen's SelfAdjointEigenSolver
+// (tridiagonal QR with the rotations accumulated into the vectors) on the same matrix, in the same
+// function: best of 5 each after the timed loop (counter vs_eigen_qr = Eigen's time ÷ ours). Matrices:
+// kind 0 a full-rank Wishart XXᵀ/(4n) (no deflation), kind 1 XXᵀ with X n×(n/4) (rank n/4: most of the
+// spectrum deflates, as in K-FAC factors of wide layers fed few directions). Sizes: the demo's K-FAC
+// factors (65, 192, 257) and the Woodbury Gram at m = 256, 512.
+void BM_symmetric_eigen(benchmark::State& state) {
+  const Eigen::Index n = state.range(0);
+  const bool low_rank = state.range(1) == 1;
+  const Mat<double> x = random_matrix<double>(n, low_rank ? std::max<Eigen::Index>(1, n / 4) : 4 * n, 77);
+  const Mat<double> a = x * x.transpose() / static_cast<double>(x.cols());
+  Eigen::VectorXd values;
+  Mat<double> vectors;
+  for (auto _ : state) {
+    if (!fu::detail::symmetric_eigen(a, values, vectors)) state.SkipWithError("symmetric_eigen failed");
+    benchmark::DoNotOptimize(vectors.data());
+  }
+  const auto best_ms = [](auto&& f) {
+    double best = 1e300;
+    for (int r = 0; r < 5; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      f();
+      best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return best;
+  };
+  const double ours = best_ms([&] { fu::detail::symmetric_eigen(a, values, vectors); });
+  const double qr = best_ms([&] {
+    Eigen::SelfAdjointEigenSolver<Mat<double>> solver(a);
+    benchmark::DoNotOptimize(solver.eigenvectors().data());
+  });
+  state.counters["ours_best_ms"] = ours;
+  state.counters["eigen_qr_best_ms"] = qr;
+  state.counters["vs_eigen_qr"] = qr / ours;
+  state.counters["residual"] = (a * vectors - vectors * values.asDiagonal()).norm() / a.norm();
+  state.counters["orthogonality"] = (vectors.transpose() * vectors - Mat<double>::Identity(n, n)).norm();
+  state.SetLabel(std::string(low_rank ? "rank n/4" : "full rank") + "; peer: Eigen SelfAdjointEigenSolver");
+}
+
 // The peer's inputs (bench/peers/torch_peer.py) at the sizes of the benchmarks it is compared with,
 // and our answers for its agreement check. Gradients are written as rows: a d×m column-major matrix
 // is an m×d array in C order.
@@ -436,6 +480,8 @@ int main(int argc, char** argv) {
   reg("woodbury/setup_and_solve<double>", BM_woodbury_setup_solve<double>)
       ->Args({1024, 64})
       ->Args({4096, 64});
+  reg("eigen/symmetric<double>", BM_symmetric_eigen)
+      ->Args({65, 0})->Args({192, 0})->Args({257, 0})->Args({257, 1})->Args({512, 0})->Args({512, 1});
 
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -247,6 +247,23 @@ def main():
     p(f"| Eigen GEMM double, Gram shape 64×2¹⁷·2¹⁷×64 (reference) | {fmt(v and v / 1e9)} GFLOP/s |")
     p("")
 
+    # ---- eigensolver -----------------------------------------------------------------------------
+    eig_rows = [(n, k) for n, k in ((65, 0), (192, 0), (257, 0), (257, 1), (512, 0), (512, 1))
+                if fisher.get(f"eigen/symmetric<double>/{n}/{k}") is not None]
+    if eig_rows:
+        p("### Symmetric eigendecomposition (finalize of K-FAC/EK-FAC, Woodbury, dense blocks), 1 thread")
+        p("")
+        p("Divide and conquer (detail/symmetric_eigen.hpp) vs Eigen's SelfAdjointEigenSolver (tridiagonal QR) on the "
+          "same matrix, best of 5 each in the same function.")
+        p("")
+        p("| n | matrix | ours | Eigen QR | Eigen ÷ ours | residual ‖AV−VΛ‖/‖A‖ | ‖VᵀV−I‖ |")
+        p("|---|---|---|---|---|---|---|")
+        for n, k in eig_rows:
+            c = lambda key: fisher.counter(f"eigen/symmetric<double>/{n}/{k}", key)
+            p(f"| {n} | {'rank n/4' if k else 'full rank'} | {fmt(c('ours_best_ms'))} ms | {fmt(c('eigen_qr_best_ms'))} ms | "
+              f"{fmt(c('vs_eigen_qr'))} | {c('residual') or 0:.1e} | {c('orthogonality') or 0:.1e} |")
+        p("")
+
     # ---- goals -----------------------------------------------------------------------------------
     goals = []
 

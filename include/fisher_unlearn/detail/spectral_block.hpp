@@ -4,6 +4,7 @@
 #pragma once
 
 #include "fisher_unlearn/detail/fisher_common.hpp"
+#include "fisher_unlearn/detail/symmetric_eigen.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/types.hpp"
 
@@ -12,6 +13,8 @@
 
 #include <cstddef>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 namespace fisher_unlearn::detail {
 
@@ -30,14 +33,24 @@ class SpectralBlock {
 
   /// Eigendecomposes (1/m)S. Throws NumericalError if the eigensolver does not converge.
   void finalize(std::size_t m, const char* who) {
-    Eigen::SelfAdjointEigenSolver<Matrix<Scalar>> solver(sum_ * (Scalar(1) / static_cast<Scalar>(m)),
-                                                         Eigen::ComputeEigenvectors);
-    if (solver.info() != Eigen::Success)
-      throw NumericalError(std::string(who) + ": the symmetric eigensolver did not converge on a " +
-                           std::to_string(size()) + "×" + std::to_string(size()) +
-                           " block; check the gradients for extreme scales");
-    vectors_ = solver.eigenvectors();
-    values_ = solver.eigenvalues().template cast<double>();
+    const auto fail = [&] {
+      return NumericalError(std::string(who) + ": the symmetric eigensolver did not converge on a " +
+                            std::to_string(size()) + "×" + std::to_string(size()) +
+                            " block; check the gradients for extreme scales");
+    };
+    if constexpr (std::is_same_v<Scalar, double>) {  // divide and conquer (symmetric_eigen.hpp)
+      Eigen::VectorXd values;
+      Eigen::MatrixXd vectors;
+      if (!symmetric_eigen(sum_ * (1.0 / static_cast<double>(m)), values, vectors)) throw fail();
+      vectors_ = std::move(vectors);
+      values_ = std::move(values);
+    } else {
+      Eigen::SelfAdjointEigenSolver<Matrix<Scalar>> solver(sum_ * (Scalar(1) / static_cast<Scalar>(m)),
+                                                           Eigen::ComputeEigenvectors);
+      if (solver.info() != Eigen::Success) throw fail();
+      vectors_ = solver.eigenvectors();
+      values_ = solver.eigenvalues().template cast<double>();
+    }
   }
 
   /// out = V·diag((λ+s)^p)·Vᵀ·v for one segment (negative round-off eigenvalues count as 0).

@@ -10,6 +10,7 @@
 #include "fisher_unlearn/detail/fisher_common.hpp"
 #include "fisher_unlearn/detail/fisher_kernels.hpp"
 #include "fisher_unlearn/detail/parallel.hpp"
+#include "fisher_unlearn/detail/symmetric_eigen.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/fisher/collect.hpp"
 #include "fisher_unlearn/types.hpp"
@@ -455,13 +456,14 @@ class KroneckerBase {
     const std::size_t l = job / 2;
     const bool activation = job % 2 == 0;
     const Eigen::MatrixXd m = activation ? activation_factor(l) : gradient_factor(l);
-    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(m, Eigen::ComputeEigenvectors);
-    if (solver.info() != Eigen::Success)
+    Eigen::VectorXd values;
+    Eigen::MatrixXd vectors;
+    if (!detail::symmetric_eigen(m, values, vectors))
       throw NumericalError(std::string(name_) + ": the symmetric eigensolver did not converge on the " +
                            (activation ? "activation" : "gradient") + " factor of layer '" + layers_[l].name +
                            "'; check the model's activations for extreme scales");
-    (activation ? basis.activation_vectors : basis.gradient_vectors)[l] = solver.eigenvectors().template cast<Scalar>();
-    (activation ? basis.activation_values : basis.gradient_values)[l] = solver.eigenvalues().cwiseMax(0.0);
+    (activation ? basis.activation_vectors : basis.gradient_vectors)[l] = vectors.template cast<Scalar>();
+    (activation ? basis.activation_values : basis.gradient_values)[l] = values.cwiseMax(0.0);
   }
 
   // [W b] of layer l read from a flat vector, as an out×(in+1) (or out×in) matrix.

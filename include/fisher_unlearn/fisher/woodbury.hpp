@@ -10,6 +10,7 @@
 #include "fisher_unlearn/detail/fisher_common.hpp"
 #include "fisher_unlearn/detail/fisher_kernels.hpp"
 #include "fisher_unlearn/detail/memory.hpp"
+#include "fisher_unlearn/detail/symmetric_eigen.hpp"
 #include "fisher_unlearn/errors.hpp"
 #include "fisher_unlearn/types.hpp"
 
@@ -165,13 +166,14 @@ class WoodburyFisher {
     if (m_ == 0)
       throw InvalidArgument("WoodburyFisher::finalize: no gradients were added (m = 0); add at least one");
     const auto m = static_cast<Eigen::Index>(primal_ ? dimension_ : m_);
-    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(primal_ ? Eigen::MatrixXd(outer_ / static_cast<double>(m_))
-                                                                  : Eigen::MatrixXd(gram_.topLeftCorner(m, m) /
-                                                                                    static_cast<double>(m_)));
-    if (solver.info() != Eigen::Success)
+    Eigen::VectorXd values;
+    Eigen::MatrixXd vectors;
+    if (!detail::symmetric_eigen(primal_ ? Eigen::MatrixXd(outer_ / static_cast<double>(m_))
+                                         : Eigen::MatrixXd(gram_.topLeftCorner(m, m) / static_cast<double>(m_)),
+                                 values, vectors))
       throw NumericalError("WoodburyFisher::finalize: the eigensolver of the m×m Gram matrix did not converge; "
                            "check the gradients for extreme scales");
-    eigenvalues_ = solver.eigenvalues();  // ascending
+    eigenvalues_ = std::move(values);  // ascending
     const double sigma_max = std::max(eigenvalues_[m - 1], 0.0);
     const double threshold = static_cast<double>(m) * std::numeric_limits<double>::epsilon() * sigma_max;
     rank_ = 0;
@@ -179,7 +181,7 @@ class WoodburyFisher {
       if (eigenvalues_[j] > threshold) ++rank_;
       else eigenvalues_[j] = 0.0;
     }
-    eigenvectors_ = solver.eigenvectors();
+    eigenvectors_ = std::move(vectors);
     finalized_ = true;
     factor_woodbury();
   }
