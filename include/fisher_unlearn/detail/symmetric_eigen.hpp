@@ -335,7 +335,8 @@ inline bool tridiagonal_eigen(double* d, double* e, Eigen::Index n, Eigen::Ref<E
   const double rho = std::abs(coupling);
   d[m - 1] -= rho;
   d[m] -= rho;
-  q.setZero();
+  q.topRightCorner(m, n - m).setZero();  // the diagonal blocks are written by the halves
+  q.bottomLeftCorner(n - m, m).setZero();
   if (!tridiagonal_eigen(d, e, m, q.topLeftCorner(m, m), s)) return false;
   if (!tridiagonal_eigen(d + m, e + m, n - m, q.bottomRightCorner(n - m, n - m), s)) return false;
   return merge(d, n, m, coupling, q, s);
