@@ -313,7 +313,7 @@ void BM_woodbury_setup_solve(benchmark::State& state) {
 // function: best of 5 each after the timed loop (counter vs_eigen_qr = Eigen's time ÷ ours). Matrices:
 // kind 0 a full-rank Wishart XXᵀ/(4n) (no deflation), kind 1 XXᵀ with X n×(n/4) (rank n/4: most of the
 // spectrum deflates, as in K-FAC factors of wide layers fed few directions). Sizes: the demo's K-FAC
-// factors (65, 192, 257) and the Woodbury Gram at m = 256, 512.
+// factors (65, 192, 257), the Woodbury Gram at m = 256, 512, and SmolLM2's MLP factors (1536).
 void BM_symmetric_eigen(benchmark::State& state) {
   const Eigen::Index n = state.range(0);
   const bool low_rank = state.range(1) == 1;
@@ -481,7 +481,7 @@ int main(int argc, char** argv) {
       ->Args({1024, 64})
       ->Args({4096, 64});
   reg("eigen/symmetric<double>", BM_symmetric_eigen)
-      ->Args({65, 0})->Args({192, 0})->Args({257, 0})->Args({257, 1})->Args({512, 0})->Args({512, 1});
+      ->Args({65, 0})->Args({192, 0})->Args({257, 0})->Args({257, 1})->Args({512, 0})->Args({512, 1})->Args({1536, 0});
 
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

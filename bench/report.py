@@ -248,7 +248,7 @@ def main():
     p("")
 
     # ---- eigensolver -----------------------------------------------------------------------------
-    eig_rows = [(n, k) for n, k in ((65, 0), (192, 0), (257, 0), (257, 1), (512, 0), (512, 1))
+    eig_rows = [(n, k) for n, k in ((65, 0), (192, 0), (257, 0), (257, 1), (512, 0), (512, 1), (1536, 0))
                 if fisher.get(f"eigen/symmetric<double>/{n}/{k}") is not None]
     if eig_rows:
         p("### Symmetric eigendecomposition (finalize of K-FAC/EK-FAC, Woodbury, dense blocks), 1 thread")
