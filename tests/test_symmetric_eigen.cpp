@@ -97,7 +97,7 @@ std::vector<Family> families(Index n, std::mt19937_64& rng) {
 
 TEST_CASE("symmetric_eigen: A·V = V·diag(λ), VᵀV = I, λ ascending and equal to the exact and QR eigenvalues") {
   std::mt19937_64 rng(2026);
-  for (Index n : {1, 2, 3, 31, 32, 33, 47, 48, 49, 64, 65, 97, 192, 257}) {
+  for (Index n : {1, 2, 3, 31, 32, 33, 47, 48, 49, 64, 65, 97, 192, 257, 520}) {
     for (const Family& f : families(n, rng)) {
       INFO(f.name << ", n = " << n);
       VectorXd values;
@@ -120,7 +120,7 @@ TEST_CASE("symmetric_eigen: A·V = V·diag(λ), VᵀV = I, λ ascending and equa
 
 TEST_CASE("symmetric_eigen reads the lower triangle only") {
   std::mt19937_64 rng(7);
-  for (Index n : {20, 100}) {
+  for (Index n : {20, 100, 600}) {
     const MatrixXd g = gaussian(n, n, rng);
     const MatrixXd a = (g + g.transpose()) / 2;
     MatrixXd lower = a;
@@ -169,5 +169,37 @@ TEST_CASE("symmetric_eigen: the tridiagonal divide and conquer with a zero and a
     std::sort(sorted.begin(), sorted.end());
     const Eigen::SelfAdjointEigenSolver<MatrixXd> qr(t);
     CHECK((sorted - qr.eigenvalues()).cwiseAbs().maxCoeff() <= 4.0 * static_cast<double>(n) * kEps * t.norm());
+  }
+}
+
+TEST_CASE("tridiagonalize_blocked: Q·T·Qᵀ = A with Q orthogonal, for every panel width and size") {
+  std::mt19937_64 rng(11);
+  for (Index n : {1, 2, 3, 5, 33, 70, 129}) {
+    for (Index nb : {1, 3, 32}) {
+      INFO("n = " << n << ", nb = " << nb);
+      const MatrixXd g = gaussian(n, n, rng);
+      const MatrixXd a = (g + g.transpose()) / 2;
+      MatrixXd packed = a;
+      packed.triangularView<Eigen::StrictlyUpper>().setConstant(1e300);  // never read
+      VectorXd d, e, h;
+      fisher_unlearn::detail::tridiagonalize_blocked(packed, d, e, h, nb);
+      REQUIRE(d.size() == n);
+      REQUIRE(e.size() == std::max<Index>(n - 1, 0));
+      MatrixXd t = MatrixXd::Zero(n, n);
+      t.diagonal() = d;
+      if (n > 1) {
+        t.diagonal(-1) = e;
+        t.diagonal(1) = e;
+      }
+      MatrixXd q = MatrixXd::Identity(n, n);
+      if (n > 1) {
+        Eigen::HouseholderSequence<MatrixXd, VectorXd> reflectors(packed, h);
+        reflectors.setLength(n - 1).setShift(1);
+        reflectors.applyThisOnTheLeft(q);
+      }
+      const double bound = 4.0 * static_cast<double>(n) * kEps;
+      CHECK((q * t * q.transpose() - a).norm() / a.norm() <= bound);
+      CHECK((q.transpose() * q - MatrixXd::Identity(n, n)).norm() <= bound);
+    }
   }
 }
