@@ -181,7 +181,8 @@ inline bool secular_roots(const Eigen::VectorXd& d, const Eigen::VectorXd& z, do
       tau = 0.5 * t_hi;
     }
     const double base = d[origin];
-    for (Eigen::Index i = 0; i < k; ++i) del[i] = d[i] - base;  // δᵢ; dᵢ − λ = δᵢ − τ
+    if (last || origin != j)  // δᵢ = dᵢ − d[origin] (dᵢ − λ = δᵢ − τ); the midpoint pass left them relative to d[j]
+      for (Eigen::Index i = 0; i < k; ++i) del[i] = d[i] - base;
     // the poles nearest the root on each side (the last root has only a left group)
     const double left_pole = last ? del[k - 2] : del[j];
     const double right_pole = last ? del[k - 1] : del[j + 1];
@@ -413,7 +414,8 @@ inline bool tridiagonal_eigen(double* d, double* e, Eigen::Index n, Eigen::Ref<E
 /// vectors then unspecified).
 inline bool symmetric_eigen(const Eigen::MatrixXd& a, Eigen::VectorXd& values, Eigen::MatrixXd& vectors) {
   const Eigen::Index n = a.rows();
-  if (!a.triangularView<Eigen::Lower>().toDenseMatrix().allFinite()) return false;
+  for (Eigen::Index c = 0; c < n; ++c)  // the lower triangle, read in place
+    if (!a.col(c).tail(n - c).allFinite()) return false;
   if (n < kDivideConquerMinSize) {
     Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(a, Eigen::ComputeEigenvectors);
     if (solver.info() != Eigen::Success) return false;
