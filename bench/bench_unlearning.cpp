@@ -18,7 +18,9 @@
 // 64 for K-FAC (12 for EK-FAC and Woodbury). Not included: the driver's stopping checks (≈ 0.05 s each).
 // One row per F_R estimator and step count; the "/threads2" rows run model and estimator on 2 threads,
 // against a training on 2 threads. The "prebuilt_fisher" rows time one deletion request when F_R (K-FAC)
-// was built once per model beforehand (its build time is their fisher_build_seconds counter).
+// was built once per model beforehand (its build time is their fisher_build_seconds counter). The
+// "first_request_parts" rows time the 4-step first request's parts alone, split into the work training also
+// does and the request's own, and give the speed-up bounds they imply (see BM_first_request_parts).
 #include "ceilings.hpp"
 #include "corpus.hpp"
 
@@ -34,6 +36,7 @@
 #include <fisher_unlearn/removal.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -157,13 +160,22 @@ std::optional<Model>& trained_model() {
   return m;
 }
 
+// The wall time of this run's training at 1 and 2 threads (index = threads; 0 = not run), for the rows
+// that compare their parts with it.
+std::array<double, 3>& training_seconds() {
+  static std::array<double, 3> s{};
+  return s;
+}
+
 // Training the demo model from scratch: the cost of retraining without the forgotten data (the same
 // steps on batches of the same size; only the stream differs by the canary lines).
 void BM_train_from_scratch(benchmark::State& state, std::size_t threads) {
   Data& d = data();
   for (auto _ : state) {
     Model m = fresh_model(threads);
+    const auto t0 = std::chrono::steady_clock::now();
     fu::train_language_model(m, std::span<const Token>(d.stream), demo_training());
+    training_seconds().at(threads) = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (threads == 1 || !trained_model()) trained_model() = std::move(m);
   }
   state.counters["steps"] = benchmark::Counter(double(training_steps()));
@@ -330,6 +342,132 @@ void BM_natural_gradient_prebuilt(benchmark::State& state, std::size_t threads, 
   state.SetLabel("F_R prebuilt; stop: " + result.stop_reason);
 }
 
+// Issue 14 item 4: what bounds the first request's speed-up (natural_gradient<kfac>/steps4, F_R built in
+// the request). Its parts, each timed alone on the trained model with the row's threads (wall, mean over
+// the iterations), split into the work training also does and the request's own:
+//   passes          the forward + backward passes of K-FAC's factor pass over F_R's 256 windows without the
+//                   statistics: the same visit_linear_layers calls (blocks of 32 windows, `threads` blocks
+//                   at a time, as KfacFisher schedules them) with a visitor that discards what it is handed;
+//   step_gradients  the gradients the 4 steps and the final objective evaluate: 4 × (the forget objective +
+//                   a 16-window retain anchor) + the forget objective once more;
+//   statistics      KfacFisher::accumulate over the 256 windows minus `passes`: the factor sums Σaaᵀ, Σδδᵀ
+//                   (float register tiles into double sums) and the diagonal block's Σg̃²;
+//   finalize        KfacFisher::finalize (the 16 factor eigendecompositions) and the damping rule;
+//   steps_other     a 4-step request with this F_R prebuilt minus step_gradients: the K-FAC products (the
+//                   direction and the trust region's F_R·δ per step) and the vector work.
+// Counters: each part (s); training_seconds (this run's training at the same threads);
+// ratio_parts = training ÷ the parts' sum (≈ the steps4 row); ratio_if_own_work_free = training ÷ (passes +
+// step_gradients): the bound no work on the request's own parts can pass — passes and step gradients run
+// the training's kernels (forward, backward, attention), so making those faster speeds retraining alike;
+// statistics_macs (the factor sums' multiply-adds: every window position × Σ over the 8 layers of the
+// lower triangles in(in+1)/2 + out(out+1)/2), statistics_of_gemm = the factor sums' rate ÷ Eigen's float
+// GEMM rate for a (rows × 64)·(64 × rows) product of each layer's shapes, measured here (× threads: the
+// blocks are independent); ratio_if_statistics_at_gemm = the ratio with the statistics at that rate.
+class DiscardingVisitor final : public fu::LinearLayerVisitor<float> {
+ public:
+  void on_layer(const fu::LinearLayerBatch<float>&) override {}
+  bool wants_sample_gradients() const override { return true; }  // as K-FAC's (its diagonal block)
+  bool wants_linear_layer_scores() const override { return false; }
+};
+
+void BM_first_request_parts(benchmark::State& state, std::size_t threads) {
+  using Estimator = fu::KfacFisher<float>;
+  Data& d = data();
+  if (!trained_model() || training_seconds().at(threads) == 0.0) {
+    state.SkipWithError("run unlearning/train_from_scratch (at the same threads) first");
+    return;
+  }
+  constexpr std::size_t kSteps = 4;
+  const std::vector<Sample> forget = canary_forget_samples();
+  const fu::NaturalGradientOptions options = natural_gradient_options(kSteps);
+  using Unlearner = fu::NaturalGradientUnlearning<Estimator>;
+  const Unlearner unlearner(options, fu::DescentObjective{}, fu::NaturalGradient{},
+                            typename Unlearner::LayerFactory([threads](std::vector<fu::LinearLayer> layers, std::size_t dim, float damping) {
+                              Estimator e(std::move(layers), dim, damping);
+                              e.set_num_threads(threads);
+                              return e;
+                            }));
+  Model start = *trained_model();
+  start.set_execution({.num_threads = threads, .sequences_per_chunk = 8});
+  const auto chosen = fu::detail::subsample(std::span<const Sample>(d.retain), options.fisher_samples, options.seed);
+  const std::span<const Sample> windows(chosen);
+  constexpr std::size_t kBlock = 32;  // KfacFisher's factor block
+  const auto seconds_of = [](auto&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  double passes = 0, step_gradients = 0, accumulate = 0, finalize = 0, request = 0;
+  std::size_t iterations = 0;
+  fu::Vector<float> g;
+  for (auto _ : state) {
+    ++iterations;
+    passes += seconds_of([&] {
+      const std::size_t blocks = (windows.size() + kBlock - 1) / kBlock;
+      for (std::size_t first = 0; first < blocks; first += threads) {
+        const std::size_t count = std::min(threads, blocks - first);
+        fu::detail::parallel_for(count, count, [&](std::size_t i, std::size_t) {
+          const std::size_t begin = (first + i) * kBlock;
+          DiscardingVisitor visitor;
+          std::mt19937_64 rng(options.gradients.seed);
+          start.visit_linear_layers(windows.subspan(begin, std::min(kBlock, windows.size() - begin)),
+                                    fu::CurvatureTargets::observed, rng, visitor);
+        });
+      }
+    });
+    step_gradients += seconds_of([&] {
+      for (std::size_t step = 0; step < kSteps; ++step) {
+        fu::detail::mean_loss_and_gradient(start, std::span<const Sample>(forget), g);
+        fu::detail::mean_loss_and_gradient(start, std::span<const Sample>(d.retain).subspan(16 * step, options.retain_batch_size), g);
+      }
+      fu::detail::mean_loss_and_gradient(start, std::span<const Sample>(forget), g);
+    });
+    Estimator fisher(start.linear_layers(), start.num_parameters(), 1.0f);
+    fisher.set_num_threads(threads);
+    accumulate += seconds_of([&] { fisher.accumulate(start, windows, options.gradients); });
+    finalize += seconds_of([&] {
+      fisher.finalize();
+      fisher.set_damping(static_cast<float>(options.damping.resolve(fisher.undamped_trace(), start.num_parameters())));
+    });
+    Model m = start;
+    request += seconds_of([&] {
+      unlearner.unlearn_detailed(m, std::span<const Sample>(forget), std::span<const Sample>(d.retain), fisher);
+    });
+    benchmark::DoNotOptimize(m.parameters().data());
+  }
+  const double n = static_cast<double>(std::max<std::size_t>(iterations, 1));
+  passes /= n, step_gradients /= n, accumulate /= n, finalize /= n, request /= n;
+  const double statistics = accumulate - passes, steps_other = request - step_gradients;
+  const double training = training_seconds().at(threads);
+  const double total = passes + statistics + finalize + step_gradients + steps_other;  // = accumulate + finalize + request
+
+  // The factor sums' multiply-adds and the time they would take at Eigen's float GEMM rate of their shapes.
+  double positions = 0;
+  for (const Sample& s : chosen) positions += static_cast<double>(s.tokens.size() - 1);
+  double macs = 0, ideal = 0;
+  for (const fu::LinearLayer& layer : start.linear_layers())
+    for (const std::size_t rows : {layer.in_features, layer.out_features}) {
+      const double r = static_cast<double>(rows);
+      const double layer_macs = positions * r * (r + 1) / 2;
+      macs += layer_macs;
+      const auto ri = static_cast<Eigen::Index>(rows);
+      ideal += 2 * layer_macs / (gemm_rate<float>(ri, 64, ri) * static_cast<double>(threads));
+    }
+  state.counters["passes"] = benchmark::Counter(passes);
+  state.counters["step_gradients"] = benchmark::Counter(step_gradients);
+  state.counters["statistics"] = benchmark::Counter(statistics);
+  state.counters["finalize"] = benchmark::Counter(finalize);
+  state.counters["steps_other"] = benchmark::Counter(steps_other);
+  state.counters["training_seconds"] = benchmark::Counter(training);
+  state.counters["ratio_parts"] = benchmark::Counter(training / total);
+  state.counters["ratio_if_own_work_free"] = benchmark::Counter(training / (passes + step_gradients));
+  state.counters["statistics_macs"] = benchmark::Counter(macs);
+  state.counters["statistics_of_gemm"] = benchmark::Counter(ideal / statistics);
+  state.counters["ratio_if_statistics_at_gemm"] = benchmark::Counter(training / (total - statistics + ideal));
+  state.counters["threads"] = benchmark::Counter(double(threads));
+  state.SetLabel("first request (4 steps), parts timed alone");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -368,6 +506,10 @@ int main(int argc, char** argv) {
           ->Iterations(3)
           ->UseRealTime()
           ->Unit(benchmark::kSecond);
+    benchmark::RegisterBenchmark(("unlearning/first_request_parts<kfac>/steps4" + sfx).c_str(), BM_first_request_parts, t)
+        ->Iterations(5)
+        ->UseRealTime()
+        ->Unit(benchmark::kSecond);
     add("ekfac", BM_natural_gradient<fu::EkfacFisher<float>>, 12);
     add("woodbury", BM_natural_gradient<fu::WoodburyFisher<float>>, 12);
   }

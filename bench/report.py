@@ -424,6 +424,25 @@ def main():
             p(f"`{name}`: {fmt_seconds(unlearning.seconds(name))}, {b.get('steps', 0):.0f} steps, forget objective "
               f"{b.get('forget_objective_before', float('nan')):.3f} → {b.get('forget_objective_last', float('nan')):.3f}, "
               f"trust region hit in {b.get('trust_region_hits', float('nan')):.0f} steps.")
+    parts_rows = [n for n in sorted(unlearning.runs) if n.startswith("unlearning/first_request_parts<")]
+    if parts_rows:
+        p("")
+        p("The first request's parts, each timed alone (`first_request_parts`; ms, mean of 5): the passes and "
+          "step gradients run the training's own kernels, the statistics (factor sums, diagonal block), "
+          "finalize (16 eigendecompositions) and the steps' K-FAC products are the request's own work. "
+          "Ratios: training ÷ the parts' sum; ÷ (passes + step gradients) = the bound if the request's own "
+          "work were free; with the statistics at Eigen's float GEMM rate of their shapes (hot cache).")
+        p("")
+        p("| row | passes | statistics | finalize | step gradients | steps other | training ÷ parts | "
+          "if own work free | statistics ÷ GEMM rate | if statistics at GEMM rate |")
+        p("|---|---|---|---|---|---|---|---|---|---|")
+        for name in parts_rows:
+            b = unlearning.get(name)
+            ms = lambda k: f"{1e3 * b.get(k, float('nan')):.1f}"
+            p(f"| `{name.split('/iterations')[0]}` | {ms('passes')} | {ms('statistics')} | {ms('finalize')} | "
+              f"{ms('step_gradients')} | {ms('steps_other')} | {b.get('ratio_parts', float('nan')):.1f} | "
+              f"{b.get('ratio_if_own_work_free', float('nan')):.1f} | {b.get('statistics_of_gemm', float('nan')):.2f} | "
+              f"{b.get('ratio_if_statistics_at_gemm', float('nan')):.1f} |")
     for est in ("woodbury", "diagonal"):
         b = unlearning.get(f"unlearning/fisher_removal<{est}>/iterations:3")
         if b:
