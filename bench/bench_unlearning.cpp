@@ -355,7 +355,9 @@ void BM_natural_gradient_prebuilt(benchmark::State& state, std::size_t threads, 
 //   finalize        KfacFisher::finalize (the 16 factor eigendecompositions) and the damping rule;
 //   steps_other     a 4-step request with this F_R prebuilt minus step_gradients: the K-FAC products (the
 //                   direction and the trust region's F_R·δ per step) and the vector work.
-// Counters: each part (s); training_seconds (this run's training at the same threads);
+// Counters: each part (s); training_seconds: the training's time at the same threads, estimated from 24 of
+// its steps timed in every iteration between the parts (× steps / 24: the host's speed drifts within
+// minutes, so the training row, run minutes earlier, is given beside it as training_row_seconds);
 // ratio_parts = training ÷ the parts' sum (≈ the steps4 row); ratio_if_own_work_free = training ÷ (passes +
 // step_gradients): the bound no work on the request's own parts can pass — passes and step gradients run
 // the training's kernels (forward, backward, attention), so making those faster speeds retraining alike;
@@ -378,6 +380,7 @@ void BM_first_request_parts(benchmark::State& state, std::size_t threads) {
     return;
   }
   constexpr std::size_t kSteps = 4;
+  constexpr std::size_t kTrainingSlice = 24;
   const std::vector<Sample> forget = canary_forget_samples();
   const fu::NaturalGradientOptions options = natural_gradient_options(kSteps);
   using Unlearner = fu::NaturalGradientUnlearning<Estimator>;
@@ -397,11 +400,18 @@ void BM_first_request_parts(benchmark::State& state, std::size_t threads) {
     f();
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  double passes = 0, step_gradients = 0, accumulate = 0, finalize = 0, request = 0;
+  double passes = 0, step_gradients = 0, accumulate = 0, finalize = 0, request = 0, training_slice = 0;
   std::size_t iterations = 0;
   fu::Vector<float> g;
+  fu::TrainingOptions slice_options = demo_training();
+  slice_options.steps = kTrainingSlice;
+  slice_options.warmup_steps = 1;
   for (auto _ : state) {
     ++iterations;
+    // the same training, kTrainingSlice steps of it, timed between the parts: this host's speed drifts by
+    // ±20 % within minutes, so the ratios compare with this rather than with the training row
+    Model trainee = fresh_model(threads);
+    training_slice += seconds_of([&] { fu::train_language_model(trainee, std::span<const Token>(d.stream), slice_options); });
     passes += seconds_of([&] {
       const std::size_t blocks = (windows.size() + kBlock - 1) / kBlock;
       for (std::size_t first = 0; first < blocks; first += threads) {
@@ -436,9 +446,9 @@ void BM_first_request_parts(benchmark::State& state, std::size_t threads) {
     benchmark::DoNotOptimize(m.parameters().data());
   }
   const double n = static_cast<double>(std::max<std::size_t>(iterations, 1));
-  passes /= n, step_gradients /= n, accumulate /= n, finalize /= n, request /= n;
+  passes /= n, step_gradients /= n, accumulate /= n, finalize /= n, request /= n, training_slice /= n;
   const double statistics = accumulate - passes, steps_other = request - step_gradients;
-  const double training = training_seconds().at(threads);
+  const double training = training_slice * static_cast<double>(training_steps()) / static_cast<double>(kTrainingSlice);
   const double total = passes + statistics + finalize + step_gradients + steps_other;  // = accumulate + finalize + request
 
   // The factor sums' multiply-adds and the time they would take at Eigen's float GEMM rate of their shapes.
@@ -459,6 +469,7 @@ void BM_first_request_parts(benchmark::State& state, std::size_t threads) {
   state.counters["finalize"] = benchmark::Counter(finalize);
   state.counters["steps_other"] = benchmark::Counter(steps_other);
   state.counters["training_seconds"] = benchmark::Counter(training);
+  state.counters["training_row_seconds"] = benchmark::Counter(training_seconds().at(threads));
   state.counters["ratio_parts"] = benchmark::Counter(training / total);
   state.counters["ratio_if_own_work_free"] = benchmark::Counter(training / (passes + step_gradients));
   state.counters["statistics_macs"] = benchmark::Counter(macs);

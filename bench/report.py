@@ -430,17 +430,19 @@ def main():
         p("The first request's parts, each timed alone (`first_request_parts`; ms, mean of 5): the passes and "
           "step gradients run the training's own kernels, the statistics (factor sums, diagonal block), "
           "finalize (16 eigendecompositions) and the steps' K-FAC products are the request's own work. "
-          "Ratios: training ÷ the parts' sum; ÷ (passes + step gradients) = the bound if the request's own "
+          "Training: its time estimated from 24 of its steps timed between the parts (the training row's, "
+          "run minutes earlier, in brackets). Ratios: training ÷ the parts' sum; ÷ (passes + step gradients) = the bound if the request's own "
           "work were free; with the statistics at Eigen's float GEMM rate of their shapes (hot cache).")
         p("")
-        p("| row | passes | statistics | finalize | step gradients | steps other | training ÷ parts | "
+        p("| row | passes | statistics | finalize | step gradients | steps other | training (row) | training ÷ parts | "
           "if own work free | statistics ÷ GEMM rate | if statistics at GEMM rate |")
-        p("|---|---|---|---|---|---|---|---|---|---|")
+        p("|---|---|---|---|---|---|---|---|---|---|---|")
         for name in parts_rows:
             b = unlearning.get(name)
             ms = lambda k: f"{1e3 * b.get(k, float('nan')):.1f}"
             p(f"| `{name.split('/iterations')[0]}` | {ms('passes')} | {ms('statistics')} | {ms('finalize')} | "
-              f"{ms('step_gradients')} | {ms('steps_other')} | {b.get('ratio_parts', float('nan')):.1f} | "
+              f"{ms('step_gradients')} | {ms('steps_other')} | {b.get('training_seconds', float('nan')):.1f} s "
+              f"({b.get('training_row_seconds', float('nan')):.1f} s) | {b.get('ratio_parts', float('nan')):.1f} | "
               f"{b.get('ratio_if_own_work_free', float('nan')):.1f} | {b.get('statistics_of_gemm', float('nan')):.2f} | "
               f"{b.get('ratio_if_statistics_at_gemm', float('nan')):.1f} |")
     for est in ("woodbury", "diagonal"):
