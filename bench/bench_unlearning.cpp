@@ -288,6 +288,24 @@ void BM_natural_gradient(benchmark::State& state, std::size_t threads, std::size
   std::cerr << "[bench] " << r << " (stop: " << result.stop_reason << ")\n";
 }
 
+// The K-FAC natural-gradient unlearner of the rows below, its estimator on `threads` threads.
+using KfacUnlearner = fu::NaturalGradientUnlearning<fu::KfacFisher<float>>;
+KfacUnlearner kfac_unlearner(const fu::NaturalGradientOptions& options, std::size_t threads) {
+  return KfacUnlearner(options, fu::DescentObjective{}, fu::NaturalGradient{},
+                       KfacUnlearner::LayerFactory([threads](std::vector<fu::LinearLayer> layers, std::size_t dim, float damping) {
+                         fu::KfacFisher<float> e(std::move(layers), dim, damping);
+                         e.set_num_threads(threads);
+                         return e;
+                       }));
+}
+
+// A copy of the trained model running on `threads` threads (8 sequences per chunk, as every row).
+Model trained_copy(std::size_t threads) {
+  Model m = *trained_model();
+  m.set_execution({.num_threads = threads, .sequences_per_chunk = 8});
+  return m;
+}
+
 // F_R built once per model and kept (what a deployment serving several deletion requests does: F_R is the
 // retain data's curvature at the trained θ, not the request's), then one request's run with it:
 // unlearn_detailed(model, forget, retain, fisher). F_R is built exactly as the run above builds it (the
@@ -304,15 +322,8 @@ void BM_natural_gradient_prebuilt(benchmark::State& state, std::size_t threads, 
   }
   const std::vector<Sample> forget = canary_forget_samples();
   const fu::NaturalGradientOptions options = natural_gradient_options(steps);
-  using Unlearner = fu::NaturalGradientUnlearning<Estimator>;
-  const Unlearner unlearner(options, fu::DescentObjective{}, fu::NaturalGradient{},
-                            typename Unlearner::LayerFactory([threads](std::vector<fu::LinearLayer> layers, std::size_t dim, float damping) {
-                              Estimator e(std::move(layers), dim, damping);
-                              e.set_num_threads(threads);
-                              return e;
-                            }));
-  Model start = *trained_model();
-  start.set_execution({.num_threads = threads, .sequences_per_chunk = 8});
+  const KfacUnlearner unlearner = kfac_unlearner(options, threads);
+  const Model start = trained_copy(threads);
 
   const auto t0 = std::chrono::steady_clock::now();
   Estimator fisher(start.linear_layers(), start.num_parameters(), 1.0f);
@@ -383,15 +394,8 @@ void BM_first_request_parts(benchmark::State& state, std::size_t threads) {
   constexpr std::size_t kTrainingSlice = 24;
   const std::vector<Sample> forget = canary_forget_samples();
   const fu::NaturalGradientOptions options = natural_gradient_options(kSteps);
-  using Unlearner = fu::NaturalGradientUnlearning<Estimator>;
-  const Unlearner unlearner(options, fu::DescentObjective{}, fu::NaturalGradient{},
-                            typename Unlearner::LayerFactory([threads](std::vector<fu::LinearLayer> layers, std::size_t dim, float damping) {
-                              Estimator e(std::move(layers), dim, damping);
-                              e.set_num_threads(threads);
-                              return e;
-                            }));
-  Model start = *trained_model();
-  start.set_execution({.num_threads = threads, .sequences_per_chunk = 8});
+  const KfacUnlearner unlearner = kfac_unlearner(options, threads);
+  const Model start = trained_copy(threads);
   const auto chosen = fu::detail::subsample(std::span<const Sample>(d.retain), options.fisher_samples, options.seed);
   const std::span<const Sample> windows(chosen);
   constexpr std::size_t kBlock = 32;  // KfacFisher's factor block
