@@ -110,7 +110,7 @@ struct StoredStatistics {
 // ("cold"): before each call (untimed) a 64 MiB buffer is written, so the statistics and the factor sums
 // come from memory, as in a model's pass, where a layer's activations were computed long before the
 // backward pass hands them over and the sums were last touched one chunk earlier (issue 14: the first
-// request's factor sums ran at ≈ 0.5 of the GEMM rate of their shapes, bench_unlearning
+// request's factor sums ran at 0.4–0.6 of the GEMM rate of their shapes, bench_unlearning
 // first_request_parts).
 template <class Scalar>
 void BM_kfac_accumulate(benchmark::State& state) {

@@ -364,8 +364,10 @@ void BM_natural_gradient_prebuilt(benchmark::State& state, std::size_t threads, 
 //   statistics      KfacFisher::accumulate over the 256 windows minus `passes`: the factor sums Σaaᵀ, Σδδᵀ
 //                   (float register tiles into double sums) and the diagonal block's Σg̃²;
 //   finalize        KfacFisher::finalize (the 16 factor eigendecompositions) and the damping rule;
-//   steps_other     a 4-step request with this F_R prebuilt minus step_gradients: the K-FAC products (the
-//                   direction and the trust region's F_R·δ per step) and the vector work.
+//   steps_other     a 4-step request with this F_R prebuilt (on a fresh copy of the model, as the rows
+//                   above) minus step_gradients: the K-FAC products (the direction and the trust region's
+//                   F_R·δ per step), the report's loss evaluations, the vector work and the copy's first use
+//                   of its workspaces.
 // Counters: each part (s); training_seconds: the training's time at the same threads, estimated from 24 of
 // its steps timed in every iteration between the parts (× steps / 24: the host's speed drifts within
 // minutes, so the training row, run minutes earlier, is given beside it as training_row_seconds);
@@ -398,7 +400,7 @@ void BM_first_request_parts(benchmark::State& state, std::size_t threads) {
   const Model start = trained_copy(threads);
   const auto chosen = fu::detail::subsample(std::span<const Sample>(d.retain), options.fisher_samples, options.seed);
   const std::span<const Sample> windows(chosen);
-  constexpr std::size_t kBlock = 32;  // KfacFisher's factor block
+  constexpr std::size_t kBlock = Estimator::kFactorBlock;
   const auto seconds_of = [](auto&& f) {
     const auto t0 = std::chrono::steady_clock::now();
     f();
